@@ -1,0 +1,1 @@
+"""Comparisons of a base model and its post-trained child: weights, forks, activations."""

@@ -1,0 +1,3 @@
+from postlens.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Model backends: TransformerLens TransformerBridge and nnsight, behind one interface."""

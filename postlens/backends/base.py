@@ -1,0 +1,94 @@
+"""The interface every backend implements, so that features never touch a backend directly."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+#: A replacement for an activation: a tensor of the activation's shape, or a function of it.
+Intervention = Tensor | Callable[[Tensor], Tensor]
+
+
+@dataclass
+class RunOutput:
+    """Logits of one forward pass, and the activations asked for (never a full cache).
+
+    Attributes:
+        logits: the model's output logits.
+        activations: hook name → activation, only for the hooks requested.
+    """
+
+    logits: Float[Tensor, "batch pos vocab"]
+    activations: dict[str, Tensor] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self.activations[name]
+
+
+class Backend(ABC):
+    """One model seen through one interpretability library.
+
+    Subclasses wrap an already-loaded Hugging Face model (`hf_model`), so that both backends and
+    plain `transformers` share the same weights and the same memory.
+    """
+
+    name: str = "abstract"
+
+    def __init__(self, hf_model: Any, tokenizer: Any) -> None:
+        self.hf_model = hf_model
+        self.tokenizer = tokenizer
+        cfg = hf_model.config
+        self.n_layers: int = cfg.num_hidden_layers
+        self.d_model: int = cfg.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf_model.parameters()).device
+
+    @abstractmethod
+    def run(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        hooks: Sequence[str] = (),
+        interventions: Mapping[str, Intervention] | None = None,
+    ) -> RunOutput:
+        """One forward pass, capturing `hooks` and replacing activations per `interventions`.
+
+        Captured activations are taken after any intervention at the same hook.
+        """
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        **generate_kwargs: Any,
+    ) -> Int[Tensor, "batch total"]:
+        """Sample continuations with the wrapped model's own `generate` (KV cache, batched).
+
+        Both backends share the Hugging Face model, so sampling goes through transformers'
+        generation loop, which is the fastest path; hooks play no part in sampling.
+        """
+        kwargs = {"pad_token_id": self.tokenizer.pad_token_id, **generate_kwargs}
+        return self.hf_model.generate(
+            input_ids=input_ids.to(self.device),
+            attention_mask=None if attention_mask is None else attention_mask.to(self.device),
+            **kwargs,
+        )
+
+
+def apply_intervention(value: Intervention, current: Tensor) -> Tensor:
+    """The new activation: `value` itself, or `value(current)` when it is a function."""
+    new = value(current) if callable(value) else value
+    if new.shape != current.shape:
+        raise ValueError(
+            f"intervention has shape {tuple(new.shape)}, activation has {tuple(current.shape)}"
+        )
+    return new.to(device=current.device, dtype=current.dtype)

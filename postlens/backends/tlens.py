@@ -1,0 +1,100 @@
+"""TransformerLens backend: `TransformerBridge` wrapping the loaded Hugging Face model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from postlens.backends.base import Backend, Intervention, RunOutput, apply_intervention
+from postlens.hooks import forward_order
+
+logger = logging.getLogger(__name__)
+
+
+class TransformerLensBackend(Backend):
+    """Runs a model through TransformerLens's `TransformerBridge`.
+
+    The bridge exposes TransformerLens hook names (``blocks.{i}.hook_resid_post``...) as aliases
+    of its own hook points, so postlens's names are used as they are.
+    """
+
+    name = "transformer_lens"
+
+    def __init__(self, hf_model: Any, tokenizer: Any, location: str) -> None:
+        super().__init__(hf_model, tokenizer)
+        from transformer_lens.model_bridge import TransformerBridge
+
+        self.bridge = TransformerBridge.boot_transformers(
+            location,
+            hf_model=hf_model,
+            tokenizer=tokenizer,
+            device=str(self.device),
+            dtype=next(hf_model.parameters()).dtype,
+        )
+
+    @torch.no_grad()
+    def run(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        hooks: Sequence[str] = (),
+        interventions: Mapping[str, Intervention] | None = None,
+    ) -> RunOutput:
+        interventions = dict(interventions or {})
+        # Parse every name first, so a bad name fails before any compute.
+        forward_order([*hooks, *interventions], self.n_layers)
+        captured: dict[str, Tensor] = {}
+        fwd_hooks = []
+        for name, value in interventions.items():
+            fwd_hooks.extend(_intervention_hooks(name, value))
+        for name in hooks:
+            fwd_hooks.append((name, _capturer(name, captured)))
+        kwargs: dict[str, Any] = {}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask.to(self.device)
+        logits = self.bridge.run_with_hooks(
+            input_ids.to(self.device), fwd_hooks=fwd_hooks, return_type="logits", **kwargs
+        )
+        return RunOutput(logits=logits, activations={n: captured[n] for n in hooks})
+
+
+def _intervention_hooks(name: str, value: Intervention) -> list[tuple[str, Any]]:
+    """Hooks that replace the activation at `name`.
+
+    The bridge's ``hook_resid_mid`` is the input of the second norm; replacing it there would
+    change what the MLP reads but not the residual stream itself. So a resid_mid intervention
+    is applied on the attention output instead: new attn_out = target - resid_pre, which makes
+    the residual equal to the target for everything downstream (as in the nnsight backend).
+    """
+    if not name.endswith(".hook_resid_mid"):
+        return [(name, _replacer(value))]
+    block = name.removesuffix(".hook_resid_mid")
+    seen: dict[str, Tensor] = {}
+
+    def on_attn_out(attn_out: Tensor, hook: Any) -> Tensor:
+        pre = seen["pre"]
+        return apply_intervention(value, pre + attn_out) - pre
+
+    return [
+        (f"{block}.hook_resid_pre", _capturer("pre", seen)),
+        (f"{block}.hook_attn_out", on_attn_out),
+    ]
+
+
+def _replacer(value: Intervention) -> Any:
+    def hook(act: Tensor, hook: Any) -> Tensor:
+        return apply_intervention(value, act)
+
+    return hook
+
+
+def _capturer(name: str, store: dict[str, Tensor]) -> Any:
+    def hook(act: Tensor, hook: Any) -> None:
+        store[name] = act.detach()
+
+    return hook

@@ -1,0 +1,14 @@
+"""The ``postlens`` command line. Each subcommand lives in its own module of this package."""
+
+from __future__ import annotations
+
+from postlens.cli import info  # noqa: F401  (each import registers one subcommand)
+from postlens.cli.app import app
+
+
+def main() -> None:
+    """Entry point of the ``postlens`` console script."""
+    app()
+
+
+__all__ = ["app", "main"]

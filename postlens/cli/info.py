@@ -1,0 +1,61 @@
+"""``postlens info BASE POST``: load a pair and say what it is made of."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from postlens.cli.app import app, friendly_errors, setup_logging
+
+DEFAULT_BASE = "organism:base"
+DEFAULT_POST = "organism:rl"
+
+
+@app.command("info")
+@friendly_errors
+def info(
+    base: str = typer.Argument(DEFAULT_BASE, help="Base model spec."),
+    post: str = typer.Argument(DEFAULT_POST, help="Post-trained model spec."),
+    backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
+    device: str | None = typer.Option(None, help="Torch device (default CPU)."),
+    dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16."),
+    trust_remote_code: bool = typer.Option(False, help="Run code shipped with a checkpoint."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the description here."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Load BASE and POST side by side and print architecture, sizes, tokenizer check, hooks."""
+    setup_logging(verbose)
+    from postlens.io import write_json_atomic
+    from postlens.pair import ModelPair
+    from postlens.pair_info import describe_pair
+
+    pair = ModelPair.load(
+        base,
+        post,
+        backend=backend,
+        device=device,
+        dtype=dtype,  # type: ignore[arg-type]
+        trust_remote_code=trust_remote_code,
+    )
+    described = describe_pair(pair)
+    console = Console()
+    table = Table(title=f"postlens pair ({described.backend})")
+    table.add_column("")
+    table.add_column("base")
+    table.add_column("post")
+    for label, attr in [("spec", "spec"), ("architecture", "architecture"), ("dtype", "dtype")]:
+        table.add_row(label, getattr(described.base, attr), getattr(described.post, attr))
+    table.add_row("parameters", f"{described.base.n_params:,}", f"{described.post.n_params:,}")
+    console.print(table)
+    console.print(
+        f"layers {described.n_layers} · d_model {described.d_model} · vocab "
+        f"{described.vocab_size} · pair memory {described.memory_bytes / 2**20:.1f} MiB"
+    )
+    console.print(f"tokenizer: {described.tokenizer_check}")
+    names = described.hook_names
+    console.print(f"hook names ({len(names)}): {', '.join(names[:5])}, ..., {names[-1]}")
+    if json_out is not None:
+        write_json_atomic(json_out, described.to_dict())

@@ -1,0 +1,255 @@
+"""`ModelPair`: a base model and its post-trained child, loaded side by side on one backend.
+
+Memory: a pair holds two models once, so it needs about 2 × n_params × bytes-per-parameter
+(float32: 8 bytes per parameter of one model; bfloat16: 4), plus the activations of the batch in
+flight. Features reuse the loaded pair; nothing is loaded twice.
+
+Example:
+    >>> from postlens import ModelPair
+    >>> pair = ModelPair.load("organism:base", "organism:rl", backend="nnsight")  # doctest: +SKIP
+    >>> batch = pair.tokenize(["Q: 12 + 34 = ?"])  # doctest: +SKIP
+    >>> out = pair.run("post", batch, hooks=["blocks.0.hook_resid_post"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from postlens.backends.base import Backend, Intervention, RunOutput
+from postlens.batch import Sample, TokenBatch
+from postlens.compat import check_comparable
+from postlens.errors import PostlensError
+from postlens.hooks import hook_names
+from postlens.loading import LoadOptions, check_model_folder, load_hf_model, load_tokenizer
+from postlens.specs import ResolvedSpec, resolve_spec
+
+logger = logging.getLogger(__name__)
+
+BackendName = Literal["transformer_lens", "nnsight"]
+Which = Literal["base", "post"]
+BACKENDS = ("transformer_lens", "nnsight")
+
+
+def make_backend(
+    name: str, hf_model: Any, tokenizer: Any, location: str, remote: bool = False
+) -> Backend:
+    """Wrap a loaded Hugging Face model in the named backend.
+
+    A backend may modify the model it wraps (TransformerBridge swaps in its own modules), so one
+    loaded model serves one backend.
+    """
+    if name == "transformer_lens":
+        if remote:
+            raise PostlensError("remote execution is an nnsight feature; use backend='nnsight'")
+        from postlens.backends.tlens import TransformerLensBackend
+
+        return TransformerLensBackend(hf_model, tokenizer, location)
+    if name == "nnsight":
+        from postlens.backends.nnsight_backend import NNsightBackend
+
+        return NNsightBackend(hf_model, tokenizer, remote=remote)
+    raise PostlensError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+@dataclass
+class ModelPair:
+    """A base model and its post-trained child, addressed with the same hook names.
+
+    Attributes:
+        base: the base model's backend.
+        post: the post-trained model's backend.
+        tokenizer: the shared tokenizer (checked identical at load).
+        base_spec: where the base came from.
+        post_spec: where the post model came from.
+    """
+
+    base: Backend
+    post: Backend
+    tokenizer: Any
+    base_spec: ResolvedSpec
+    post_spec: ResolvedSpec
+
+    @classmethod
+    def load(
+        cls,
+        base: str,
+        post: str,
+        backend: BackendName = "transformer_lens",
+        device: str | None = None,
+        dtype: str | None = None,
+        device_map: str | dict[str, Any] | None = None,
+        trust_remote_code: bool = False,
+        remote: bool = False,
+    ) -> ModelPair:
+        """Load both models, check they are comparable, and wrap them in `backend`.
+
+        Args:
+            base: spec of the base model (``organism:base``, a folder, a hub id).
+            post: spec of the post-trained model.
+            backend: ``"transformer_lens"`` (TransformerBridge) or ``"nnsight"``.
+            device: torch device; default CPU.
+            dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
+            device_map: passed to transformers/accelerate for pairs too large for one device.
+            trust_remote_code: allow code shipped with a checkpoint to run. Off by default.
+            remote: nnsight only: run traces on NDIF (needs an API key).
+
+        Raises:
+            SpecError, CheckpointError, IncompatibleModelsError: with the exact problem.
+        """
+        if backend not in BACKENDS:
+            raise PostlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        options = LoadOptions(device, dtype, device_map, trust_remote_code)
+        specs = resolve_spec(base), resolve_spec(post)
+        for spec in specs:  # fail on missing or corrupted weights before any loading
+            if spec.path is not None:
+                check_model_folder(spec.path)
+        toks = [load_tokenizer(s, options) for s in specs]
+        models = [load_hf_model(s, options) for s in specs]
+        check_comparable(models[0].config, models[1].config, *toks, (specs[0].spec, specs[1].spec))
+        backends = [
+            make_backend(backend, m, t, s.location, remote)
+            for m, t, s in zip(models, toks, specs, strict=True)
+        ]
+        return cls(backends[0], backends[1], toks[0], *specs)
+
+    @classmethod
+    def from_models(
+        cls,
+        base_model: Any,
+        post_model: Any,
+        tokenizer: Any,
+        backend: BackendName = "nnsight",
+        names: tuple[str, str] = ("base", "post"),
+    ) -> ModelPair:
+        """Build a pair from models already in memory (e.g. inside a training loop).
+
+        The transformer_lens backend needs a folder to read the config from, so in-memory pairs
+        default to nnsight.
+        """
+        check_comparable(base_model.config, post_model.config, tokenizer, tokenizer, names)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        specs = [ResolvedSpec(n, "memory", n) for n in names]
+        location = getattr(base_model.config, "_name_or_path", "")
+        pair = [make_backend(backend, m, tokenizer, location) for m in (base_model, post_model)]
+        return cls(pair[0], pair[1], tokenizer, *specs)
+
+    # --- shape of the pair -------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return self.base.n_layers
+
+    @property
+    def d_model(self) -> int:
+        return self.base.d_model
+
+    @property
+    def backend_name(self) -> str:
+        return self.base.name
+
+    def hook_names(self) -> list[str]:
+        """Every hook name both models answer to, in forward order."""
+        return hook_names(self.n_layers)
+
+    def __getitem__(self, which: Which) -> Backend:
+        if which == "base":
+            return self.base
+        if which == "post":
+            return self.post
+        raise PostlensError(f"which model? expected 'base' or 'post', got {which!r}")
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the two models' parameters and buffers."""
+        total = 0
+        for backend in (self.base, self.post):
+            for t in [*backend.hf_model.parameters(), *backend.hf_model.buffers()]:
+                total += t.numel() * t.element_size()
+        return total
+
+    # --- tokens ------------------------------------------------------------------------
+    def tokenize(
+        self,
+        texts: Sequence[str],
+        max_length: int | None = None,
+        padding_side: Literal["left", "right"] = "right",
+        add_special_tokens: bool = True,
+    ) -> TokenBatch:
+        """Tokenize once for both models (they share the tokenizer)."""
+        tok = self.tokenizer
+        old_side, tok.padding_side = tok.padding_side, padding_side
+        try:
+            enc = tok(
+                list(texts),
+                return_tensors="pt",
+                padding=True,
+                truncation=max_length is not None,
+                max_length=max_length,
+                add_special_tokens=add_special_tokens,
+            )
+        finally:
+            tok.padding_side = old_side
+        return TokenBatch(enc["input_ids"], enc["attention_mask"], list(texts))
+
+    # --- running -----------------------------------------------------------------------
+    def run(
+        self,
+        which: Which,
+        batch: TokenBatch | torch.Tensor,
+        hooks: Sequence[str] = (),
+        interventions: Mapping[str, Intervention] | None = None,
+    ) -> RunOutput:
+        """Run one model on a batch; capture `hooks`; replace activations per `interventions`.
+
+        Args:
+            which: ``"base"`` or ``"post"``.
+            batch: a `TokenBatch` or a tensor of token ids (no padding).
+            hooks: hook names whose activations to return (nothing else is kept).
+            interventions: hook name → replacement tensor or function of the activation.
+        """
+        ids, mask = (
+            (batch.input_ids, batch.attention_mask)
+            if isinstance(batch, TokenBatch)
+            else (batch, None)
+        )
+        return self[which].run(ids, mask, hooks=hooks, interventions=interventions)
+
+    def run_both(
+        self, batch: TokenBatch | torch.Tensor, hooks: Sequence[str] = ()
+    ) -> tuple[RunOutput, RunOutput]:
+        """Run base and post on the same tokens."""
+        return self.run("base", batch, hooks), self.run("post", batch, hooks)
+
+    def generate(
+        self,
+        which: Which,
+        prompts: Sequence[str],
+        n: int = 1,
+        max_new_tokens: int = 64,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 64,
+    ) -> list[Sample]:
+        """Sample `n` completions per prompt from one model; seeded and batched.
+
+        Returns samples grouped by prompt: the n samples of prompt 0 first.
+        """
+        from postlens.generation import sample_completions
+
+        return sample_completions(
+            self[which],
+            self.tokenizer,
+            prompts,
+            n=n,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            batch_size=batch_size,
+            label=which,
+        )

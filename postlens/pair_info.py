@@ -1,0 +1,84 @@
+"""A description of a loaded pair: what `postlens info` prints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from postlens.pair import ModelPair
+
+
+@dataclass
+class ModelInfo:
+    """One model of a pair."""
+
+    spec: str
+    location: str
+    architecture: str
+    n_params: int
+    dtype: str
+
+
+@dataclass
+class PairInfo:
+    """What a loaded pair is made of.
+
+    Attributes:
+        backend: the backend name.
+        base: the base model.
+        post: the post-trained model.
+        n_layers: blocks per model.
+        d_model: residual width.
+        vocab_size: shared vocabulary size.
+        tokenizer_check: the result of the tokenizer comparison.
+        hook_names: every hook name both models answer to.
+        memory_bytes: the pair's parameters and buffers.
+    """
+
+    backend: str
+    base: ModelInfo
+    post: ModelInfo
+    n_layers: int
+    d_model: int
+    vocab_size: int
+    tokenizer_check: str
+    memory_bytes: int
+    hook_names: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _model_info(pair: ModelPair, which: str) -> ModelInfo:
+    backend = pair[which]  # type: ignore[index]
+    spec = pair.base_spec if which == "base" else pair.post_spec
+    model = backend.hf_model
+    archs = getattr(model.config, "architectures", None) or [type(model).__name__]
+    return ModelInfo(
+        spec=spec.spec,
+        location=spec.location,
+        architecture=f"{archs[0]} ({model.config.model_type})",
+        n_params=sum(p.numel() for p in model.parameters()),
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+    )
+
+
+def describe_pair(pair: ModelPair) -> PairInfo:
+    """Describe a pair (its tokenizer was checked identical when it was loaded).
+
+    Example:
+        >>> describe_pair(pair).n_layers  # doctest: +SKIP
+        4
+    """
+    tok = pair.tokenizer
+    return PairInfo(
+        backend=pair.backend_name,
+        base=_model_info(pair, "base"),
+        post=_model_info(pair, "post"),
+        n_layers=pair.n_layers,
+        d_model=pair.d_model,
+        vocab_size=len(tok),
+        tokenizer_check=f"identical: {len(tok)} tokens, special {tok.all_special_tokens}",
+        memory_bytes=pair.memory_bytes(),
+        hook_names=pair.hook_names(),
+    )

@@ -1,0 +1,93 @@
+"""Tiny models built from configs, for tests and examples. Nothing is downloaded.
+
+Example:
+    >>> from postlens.testing import save_tiny_model
+    >>> path = save_tiny_model("/tmp/tiny", arch="llama", seed=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any
+
+TINY_CHARS = string.ascii_lowercase + string.digits + " .,:?+=<>\n"
+SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+
+
+def build_tokenizer(extra_tokens: tuple[str, ...] = ()) -> Any:
+    """A character-level fast tokenizer (one token per character), built in code."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate([*SPECIALS, *extra_tokens, *TINY_CHARS])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+    )
+
+
+def tiny_config(arch: str, vocab_size: int, **overrides: Any) -> Any:
+    """A config of a tiny GPT-2 or Llama model (2 layers, width 32 unless overridden)."""
+    from transformers import GPT2Config, LlamaConfig
+
+    if arch == "llama":
+        kwargs = dict(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+            tie_word_embeddings=False,
+        )
+        return LlamaConfig(**{**kwargs, **overrides})
+    if arch == "gpt2":
+        kwargs = dict(
+            vocab_size=vocab_size,
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            n_positions=128,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+        )
+        return GPT2Config(**{**kwargs, **overrides})
+    raise ValueError(f"unknown tiny architecture {arch!r}; use 'llama' or 'gpt2'")
+
+
+def tiny_model(arch: str = "llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
+    """A freshly initialised tiny causal LM and its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = build_tokenizer()
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, len(tok), **overrides))
+    model.eval()
+    return model, tok
+
+
+def save_tiny_model(path: str | Path, arch: str = "llama", seed: int = 0, **overrides: Any) -> Path:
+    """Build a tiny model and save it (safetensors + tokenizer) to `path`."""
+    model, tok = tiny_model(arch, seed, **overrides)
+    return save_model(model, tok, path)
+
+
+def save_model(model: Any, tokenizer: Any, path: str | Path) -> Path:
+    """Save a model and tokenizer in Hugging Face format."""
+    path = Path(path)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,1 @@
+"""Rendering of postlens results: plotly figures, HTML report, Jupyter display."""
