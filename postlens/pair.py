@@ -101,21 +101,58 @@ class ModelPair:
         Raises:
             SpecError, CheckpointError, IncompatibleModelsError: with the exact problem.
         """
+        family = cls.load_family(
+            base, {"post": post}, backend, device, dtype, device_map, trust_remote_code, remote
+        )
+        return family["post"]
+
+    @classmethod
+    def load_family(
+        cls,
+        base: str,
+        children: Mapping[str, str],
+        backend: BackendName = "transformer_lens",
+        device: str | None = None,
+        dtype: str | None = None,
+        device_map: str | dict[str, Any] | None = None,
+        trust_remote_code: bool = False,
+        remote: bool = False,
+    ) -> dict[str, ModelPair]:
+        """Load a base and several children (e.g. ``{"sft": ..., "rl": ...}``), the base once.
+
+        Returns one `ModelPair` per child; all of them share the same base backend. Arguments
+        are those of `load`.
+
+        Example:
+            >>> pairs = ModelPair.load_family("organism:base", {"sft": "organism:sft", "rl": "organism:rl"})  # doctest: +SKIP
+            >>> pairs["rl"].post  # doctest: +SKIP
+        """
         if backend not in BACKENDS:
             raise PostlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if not children:
+            raise PostlensError("give at least one post-trained model")
         options = LoadOptions(device, dtype, device_map, trust_remote_code)
-        specs = resolve_spec(base), resolve_spec(post)
-        for spec in specs:  # fail on missing or corrupted weights before any loading
+        specs = {"base": resolve_spec(base)} | {k: resolve_spec(v) for k, v in children.items()}
+        for spec in specs.values():  # fail on missing or corrupted weights before any loading
             if spec.path is not None:
                 check_model_folder(spec.path)
-        toks = [load_tokenizer(s, options) for s in specs]
-        models = [load_hf_model(s, options) for s in specs]
-        check_comparable(models[0].config, models[1].config, *toks, (specs[0].spec, specs[1].spec))
-        backends = [
-            make_backend(backend, m, t, s.location, remote)
-            for m, t, s in zip(models, toks, specs, strict=True)
-        ]
-        return cls(backends[0], backends[1], toks[0], *specs)
+        toks = {k: load_tokenizer(s, options) for k, s in specs.items()}
+        models = {k: load_hf_model(s, options) for k, s in specs.items()}
+        for k in children:
+            check_comparable(
+                models["base"].config,
+                models[k].config,
+                toks["base"],
+                toks[k],
+                (specs["base"].spec, specs[k].spec),
+            )
+        backends = {
+            k: make_backend(backend, models[k], toks[k], specs[k].location, remote) for k in specs
+        }
+        return {
+            k: cls(backends["base"], backends[k], toks["base"], specs["base"], specs[k])
+            for k in children
+        }
 
     @classmethod
     def from_models(

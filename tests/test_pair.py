@@ -133,3 +133,16 @@ def test_memory_and_hook_names(tiny_dirs):
     assert pair.hook_names()[0] == "blocks.0.hook_resid_pre"
     assert pair.hook_names()[-1] == "ln_final.hook_normalized"
     assert len(pair.hook_names()) == 5 * pair.n_layers + 1
+
+
+def test_family_loads_the_base_once(tmp_path, tiny_dirs):
+    other = save_tiny_model(tmp_path / "child", arch="llama", seed=1)
+    family = ModelPair.load_family(
+        str(tiny_dirs["llama"]), {"sft": str(other), "rl": str(tiny_dirs["llama"])}, "nnsight"
+    )
+    assert set(family) == {"sft", "rl"}
+    assert family["sft"].base is family["rl"].base
+    batch = family["sft"].tokenize(["abc"])
+    assert not torch.equal(
+        family["sft"].run("post", batch).logits, family["rl"].run("post", batch).logits
+    )
