@@ -1,0 +1,324 @@
+"""Weight shifts: how much, and where, post-training moved the weights (BRIEF.md §2).
+
+Both checkpoints are streamed tensor by tensor from their safetensors files (memory-mapped), so
+no model is built and peak memory stays at a few chunks of the largest tensor. Per tensor:
+relative change ‖ΔW‖_F/‖W_base‖_F, max and mean |Δ|, the fraction of entries changed exactly
+and beyond a tolerance (update sparsity = 1 − that fraction), and optionally the effective rank
+of ΔW and its overlap with W_base's principal subspace. Given two children (SFT and RL), the
+cosine between their updates says whether they moved the same weights the same way.
+
+Weight-change size is not behavioural change (RL's Razor): read these numbers next to the
+behavioural divergence of `postlens.diffs.forks`.
+
+Example:
+    >>> diff = compare_weights("organism:base", "organism:rl")  # doctest: +SKIP
+    >>> diff.summary["rel_norm"], diff.by_module()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from postlens.diffs.checkpoint_io import CheckpointReader, open_checkpoint
+from postlens.diffs.weight_names import classify, is_tied_unembedding
+from postlens.diffs.weight_stats import PairedUpdates, RankStats, UpdateStats, chunks, rank_stats
+
+
+@dataclass(frozen=True)
+class WeightDiffConfig:
+    """Settings of a weight comparison.
+
+    Attributes:
+        atol: |Δ| above this counts as changed in ``frac_changed_tol`` (bf16 storage hides
+            smaller updates anyway).
+        rank: also compute the effective rank and subspace overlap of 2-D updates (slower).
+        rank_r: size of the top singular subspace compared.
+    """
+
+    atol: float = 1e-5
+    rank: bool = False
+    rank_r: int = 8
+
+    def __post_init__(self) -> None:
+        if self.atol < 0:
+            raise ValueError("atol must be >= 0")
+        if self.rank_r < 1:
+            raise ValueError("rank_r must be >= 1")
+
+
+@dataclass
+class TensorDiff:
+    """The update of one tensor."""
+
+    name: str
+    layer: int | None
+    module: str
+    shape: tuple[int, ...]
+    numel: int
+    rel_norm: float
+    max_abs: float
+    mean_abs: float
+    frac_changed_exact: float
+    frac_changed_tol: float
+    norm_base: float = 0.0
+    norm_diff: float = 0.0
+    nan_count: int = 0
+    inf_count: int = 0
+    effective_rank: float | None = None
+    subspace_overlap: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["shape"] = list(self.shape)
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in out.items()
+        }
+
+
+@dataclass
+class WeightDiff:
+    """The comparison of two checkpoints.
+
+    Attributes:
+        base: base spec.
+        post: post-trained spec.
+        tensors: one entry per tensor compared.
+        missing_in_post: tensors only the base has.
+        missing_in_base: tensors only the post model has.
+        shape_mismatches: ``name: base shape vs post shape``.
+        summary: global figures (rel_norm over all parameters together, ...).
+    """
+
+    base: str
+    post: str
+    tensors: list[TensorDiff]
+    missing_in_post: list[str] = field(default_factory=list)
+    missing_in_base: list[str] = field(default_factory=list)
+    shape_mismatches: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when both checkpoints hold the same tensors with the same shapes."""
+        return not (self.missing_in_post or self.missing_in_base or self.shape_mismatches)
+
+    def to_frame(self) -> Any:
+        """One row per tensor."""
+        import pandas as pd
+
+        return pd.DataFrame([t.to_json() for t in self.tensors])
+
+    def _grouped(self, key: str) -> Any:
+        frame = self.to_frame()
+        frame["sq_diff"], frame["sq_base"] = frame["norm_diff"] ** 2, frame["norm_base"] ** 2
+        grouped = frame.groupby(key, dropna=False)
+        out = grouped.agg(numel=("numel", "sum"), max_abs=("max_abs", "max"))
+        # Relative norm of the group as a whole, not a mean of ratios.
+        out["rel_norm"] = (grouped["sq_diff"].sum() / grouped["sq_base"].sum()).pow(0.5)
+        for col in ("frac_changed_exact", "frac_changed_tol", "mean_abs"):
+            out[col] = (frame[col] * frame["numel"]).groupby(frame[key], dropna=False).sum() / out[
+                "numel"
+            ]
+        return out.reset_index()
+
+    def by_layer(self) -> Any:
+        """Figures per layer (``None`` = embeddings, final norm, unembedding)."""
+        return self._grouped("layer")
+
+    def by_module(self) -> Any:
+        """Figures per module kind (attention q/k/v/o, MLP, norms, embeddings...)."""
+        return self._grouped("module")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "base": self.base,
+            "post": self.post,
+            "tensors": [t.to_json() for t in self.tensors],
+            "missing_in_post": self.missing_in_post,
+            "missing_in_base": self.missing_in_base,
+            "shape_mismatches": self.shape_mismatches,
+            "summary": self.summary,
+        }
+
+    def _repr_html_(self) -> str:
+        from postlens.viz.html import esc, table
+
+        s = self.summary
+        head = (
+            f"<b>{esc(self.base)} → {esc(self.post)}</b>: rel_norm {s['rel_norm']:.4g}, "
+            f"changed {s['frac_changed_tol']:.2%} (|Δ|>{s['atol']:g}), {s['n_params']:,} params"
+        )
+        rows = self.by_module().round(5).to_dict("records")
+        return f"<div>{head}{table(rows, ['module', 'numel', 'rel_norm', 'frac_changed_tol', 'max_abs'])}</div>"
+
+
+def _tensor_diff(
+    name: str, base: Any, post: Any, cfg: WeightDiffConfig, other: Any = None
+) -> tuple[TensorDiff, UpdateStats, PairedUpdates | None]:
+    """Stream one tensor pair (and optionally a second child's tensor) through the stats."""
+    stats, paired = UpdateStats(), (PairedUpdates() if other is not None else None)
+    base_chunks, post_chunks = chunks(base), chunks(post)
+    other_chunks = chunks(other) if other is not None else [None] * len(base_chunks)
+    for b, p, o in zip(base_chunks, post_chunks, other_chunks, strict=True):
+        b32 = b.float()
+        diff = stats.add(b32, p.float(), cfg.atol)
+        if paired is not None:
+            paired.add(diff, (o.float() - b32).nan_to_num(0.0, 0.0, 0.0))
+    layer, module = classify(name)
+    n = max(1, stats.numel)
+    rank: RankStats | None = None
+    if cfg.rank:
+        rank = rank_stats(
+            base.float(), (post.float() - base.float()).nan_to_num(0.0, 0.0, 0.0), cfg.rank_r
+        )
+    diff_row = TensorDiff(
+        name=name,
+        layer=layer,
+        module=module,
+        shape=tuple(base.shape),
+        numel=stats.numel,
+        rel_norm=stats.rel_norm,
+        max_abs=stats.max_abs,
+        mean_abs=stats.abs_diff / n,
+        frac_changed_exact=stats.changed_exact / n,
+        frac_changed_tol=stats.changed_tol / n,
+        norm_base=math.sqrt(stats.sq_base),
+        norm_diff=math.sqrt(stats.sq_diff),
+        nan_count=stats.nan_base + stats.nan_post,
+        inf_count=stats.inf_base + stats.inf_post,
+        effective_rank=rank.effective_rank if rank else None,
+        subspace_overlap=rank.subspace_overlap if rank else None,
+    )
+    return diff_row, stats, paired
+
+
+def _names_to_compare(
+    base: CheckpointReader, post: CheckpointReader
+) -> tuple[list[str], list[str], list[str]]:
+    tied = base.tie_word_embeddings and post.tie_word_embeddings
+    names_b = [n for n in base.names() if not is_tied_unembedding(n, tied)]
+    names_p = [n for n in post.names() if not is_tied_unembedding(n, tied)]
+    set_b, set_p = set(names_b), set(names_p)
+    common = [n for n in names_b if n in set_p]
+    return common, sorted(set_b - set_p), sorted(set_p - set_b)
+
+
+def _summary(
+    stats: list[UpdateStats], seconds: float, bytes_read: int, atol: float
+) -> dict[str, Any]:
+    n = sum(s.numel for s in stats)
+    sq_b = sum(s.sq_base for s in stats)
+    return {
+        "rel_norm": math.sqrt(sum(s.sq_diff for s in stats) / sq_b) if sq_b else 0.0,
+        "frac_changed_exact": sum(s.changed_exact for s in stats) / max(1, n),
+        "frac_changed_tol": sum(s.changed_tol for s in stats) / max(1, n),
+        "update_sparsity_tol": 1 - sum(s.changed_tol for s in stats) / max(1, n),
+        "n_params": n,
+        "n_tensors": len(stats),
+        "bytes_read": bytes_read,
+        "seconds": seconds,
+        "atol": atol,
+    }
+
+
+def compare_weights(
+    base: str, post: str, config: WeightDiffConfig | None = None, progress: bool = True
+) -> WeightDiff:
+    """Compare two checkpoints tensor by tensor (see the module docstring).
+
+    Raises:
+        CheckpointError: a checkpoint is missing, truncated or corrupted (the file is named).
+    """
+    return compare_children(base, {"post": post}, config, progress).children["post"]
+
+
+@dataclass
+class FamilyWeightDiff:
+    """A base compared with several children, plus the cosine between each pair of updates."""
+
+    children: dict[str, WeightDiff]
+    cosines: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def to_frame(self) -> Any:
+        """One row per (child, tensor), with the update cosines as extra columns."""
+        import pandas as pd
+
+        frames = [d.to_frame().assign(child=k) for k, d in self.children.items()]
+        frame = pd.concat(frames, ignore_index=True)
+        for pair, values in self.cosines.items():
+            frame[f"cos_{pair}"] = frame["name"].map(values)
+        return frame
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "children": {k: d.to_json() for k, d in self.children.items()},
+            "update_cosine": self.cosines,
+        }
+
+    def _repr_html_(self) -> str:
+        return "".join(d._repr_html_() for d in self.children.values())
+
+
+def compare_children(
+    base: str,
+    children: dict[str, str],
+    config: WeightDiffConfig | None = None,
+    progress: bool = True,
+) -> FamilyWeightDiff:
+    """Compare a base with one or more children in one streaming pass over the base.
+
+    With two children the result also holds, per tensor, the cosine between their updates.
+    """
+    cfg = config or WeightDiffConfig()
+    start = time.perf_counter()
+    readers = {"base": open_checkpoint(base)} | {k: open_checkpoint(v) for k, v in children.items()}
+    plans = {k: _names_to_compare(readers["base"], readers[k]) for k in children}
+    common = {k: set(plans[k][0]) for k in children}
+    names = [n for n in readers["base"].names() if any(n in common[k] for k in children)]
+    rows: dict[str, list[TensorDiff]] = {k: [] for k in children}
+    stats: dict[str, list[UpdateStats]] = {k: [] for k in children}
+    mismatches: dict[str, list[str]] = {k: [] for k in children}
+    # The update cosine is reported for the first two children (e.g. sft and rl).
+    pair = tuple(children)[:2] if len(children) >= 2 else None
+    cosines: dict[str, dict[str, float | None]] = {f"{pair[0]}_{pair[1]}": {}} if pair else {}
+    bytes_read = 0
+    for name in tqdm(names, desc="comparing tensors", disable=not progress):
+        w_base = readers["base"].get(name)
+        bytes_read += w_base.numel() * w_base.element_size()
+        loaded = {}
+        for k in children:
+            if name not in common[k]:
+                continue
+            w = readers[k].get(name)
+            bytes_read += w.numel() * w.element_size()
+            if w.shape != w_base.shape:
+                mismatches[k].append(f"{name}: base {tuple(w_base.shape)} vs {k} {tuple(w.shape)}")
+            else:
+                loaded[k] = w
+        for k, w in loaded.items():
+            other = loaded.get(pair[1]) if pair and k == pair[0] else None
+            row, st, paired = _tensor_diff(name, w_base, w, cfg, other)
+            rows[k].append(row)
+            stats[k].append(st)
+            if paired is not None:
+                cosines[f"{pair[0]}_{pair[1]}"][name] = paired.cosine
+    seconds = time.perf_counter() - start
+    result = {
+        k: WeightDiff(
+            base,
+            spec,
+            rows[k],
+            plans[k][1],
+            plans[k][2],
+            mismatches[k],
+            _summary(stats[k], seconds, bytes_read, cfg.atol),
+        )
+        for k, spec in children.items()
+    }
+    return FamilyWeightDiff(result, cosines)
