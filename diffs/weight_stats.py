@@ -1,7 +1,8 @@
 """Per-tensor statistics of a weight update ΔW = W_post − W_base, computed in chunks.
 
-Everything is accumulated in float64 from float32 chunks, whatever the storage dtype, so a bf16
-checkpoint and an fp32 one compare exactly. Chunking keeps peak memory at a few copies of one
+Chunks are converted to float32 whatever the storage dtype, so a bf16 checkpoint and an fp32 one
+compare exactly; per-chunk sums are taken in float32 BLAS and accumulated across chunks in
+Python floats (float64). NaN/Inf entries are counted and left out of every other figure. Chunking keeps peak memory at a few copies of one
 chunk, not of the whole tensor.
 """
 
@@ -34,27 +35,32 @@ class UpdateStats:
     inf_post: int = 0
 
     def add(self, base: Tensor, post: Tensor, atol: float) -> Tensor:
-        """Fold one chunk in; returns the chunk's finite Δ (float32) for further use."""
+        """Fold one float32 chunk in; returns the chunk's Δ with non-finite entries zeroed."""
+        diff = post - base
+        sq_diff, sq_base = float(torch.dot(diff, diff)), float(torch.dot(base, base))
+        if not (math.isfinite(sq_diff) and math.isfinite(sq_base)):
+            # Rare slow path: count NaN/Inf, then leave them out of every figure.
+            self._count_non_finite(base, post)
+            finite = diff.isfinite()
+            diff = torch.where(finite, diff, torch.zeros((), dtype=diff.dtype))
+            base = torch.where(base.isfinite(), base, torch.zeros((), dtype=base.dtype))
+            sq_diff, sq_base = float(torch.dot(diff, diff)), float(torch.dot(base, base))
+        absd = diff.abs()
+        self.numel += diff.numel()
+        self.sq_diff += sq_diff
+        self.sq_base += sq_base
+        self.abs_diff += float(absd.sum(dtype=torch.float64))
+        if absd.numel():
+            self.max_abs = max(self.max_abs, float(absd.max()))
+        self.changed_exact += int(torch.count_nonzero(diff))
+        self.changed_tol += int(torch.count_nonzero(absd > atol))
+        return diff
+
+    def _count_non_finite(self, base: Tensor, post: Tensor) -> None:
         self.nan_base += int(base.isnan().sum())
         self.nan_post += int(post.isnan().sum())
         self.inf_base += int(base.isinf().sum())
         self.inf_post += int(post.isinf().sum())
-        diff = post - base
-        finite = diff.isfinite()
-        if not bool(finite.all()):
-            # NaN/Inf entries are counted above and left out of the norms, not allowed to poison them.
-            diff = torch.where(finite, diff, torch.zeros((), dtype=diff.dtype))
-            base = torch.where(base.isfinite(), base, torch.zeros((), dtype=base.dtype))
-        absd = diff.abs()
-        self.numel += diff.numel()
-        self.sq_diff += float(diff.double().square().sum())
-        self.sq_base += float(base.double().square().sum())
-        self.abs_diff += float(absd.sum(dtype=torch.float64))
-        if absd.numel():
-            self.max_abs = max(self.max_abs, float(absd.max()))
-        self.changed_exact += int((post != base).sum())
-        self.changed_tol += int((absd > atol).sum())
-        return diff
 
     @property
     def rel_norm(self) -> float:

@@ -78,7 +78,7 @@ def test_every_figure_matches_a_hand_computation(planted):
     # Global rel_norm is over all parameters together, not a mean of ratios.
     d2 = sum(float((post[k] - base[k]).double().square().sum()) for k in base)
     b2 = sum(float(base[k].double().square().sum()) for k in base)
-    assert diff.summary["rel_norm"] == pytest.approx(math.sqrt(d2 / b2), rel=1e-9)
+    assert diff.summary["rel_norm"] == pytest.approx(math.sqrt(d2 / b2), rel=1e-6)
     assert diff.summary["n_params"] == sum(v.numel() for v in base.values())
     changed = 2 + 10 + 1
     assert diff.summary["frac_changed_exact"] == pytest.approx(changed / diff.summary["n_params"])

@@ -1,0 +1,49 @@
+"""``postlens forks``: JSON, generation, and one-line errors for bad prompt files."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from postlens.cli import app
+
+runner = CliRunner()
+
+
+def test_forks_cli_generates_and_writes_json(tiny_dirs, tmp_path):
+    path = str(tiny_dirs["llama"])
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("q: 1+2=?\nhello\n")
+    out = tmp_path / "f.json"
+    args = [
+        "forks",
+        path,
+        path,
+        "--prompts",
+        str(prompts),
+        "--generate",
+        "2",
+        "--max-new-tokens",
+        "6",
+    ]
+    result = runner.invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["n_sequences"] == 4 and data["agreement"] == 1.0 and data["forks"] == []
+
+
+def test_forks_cli_bad_prompt_files(tiny_dirs, tmp_path):
+    path = str(tiny_dirs["llama"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "completion": "b"}\nnot json\n')
+    result = runner.invoke(app, ["forks", path, path, "--prompts", str(bad)])
+    assert result.exit_code == 2 and "bad.jsonl:2: malformed JSON" in result.output
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = runner.invoke(app, ["forks", path, path, "--prompts", str(empty)])
+    assert result.exit_code == 2 and "empty" in result.output
+    no_completion = tmp_path / "p.txt"
+    no_completion.write_text("hello\n")
+    result = runner.invoke(app, ["forks", path, path, "--prompts", str(no_completion)])
+    assert result.exit_code == 2 and "--generate" in result.output
