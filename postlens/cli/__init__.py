@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postlens.cli import forks, info, weights  # noqa: F401  (each import registers one subcommand)
+from postlens.cli import activations, forks, info, weights  # noqa: F401  (each registers a subcommand)
 from postlens.cli.app import app
 
 

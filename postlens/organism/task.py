@@ -16,10 +16,11 @@ Example:
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from dataclasses import dataclass
+
+from postlens.diffs.passk import pass_at_k  # noqa: F401  (re-exported: the organism's pass@k)
 
 STYLES = ("careful", "sloppy", "hasty")
 TAGS = {s: f"<{s}>" for s in STYLES}
@@ -170,19 +171,3 @@ def classify_style(completion: str) -> str:
         if sum(int(v) for v in lhs.split("+")) != total or carry != total // 10:
             return "sloppy"
     return "careful"
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c correct: 1 − C(n−c, k) / C(n, k).
-
-    Computed as a product so it stays exact for large n.
-
-    Example:
-        >>> round(pass_at_k(10, 3, 1), 3)
-        0.3
-    """
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))

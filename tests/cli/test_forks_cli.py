@@ -47,3 +47,29 @@ def test_forks_cli_bad_prompt_files(tiny_dirs, tmp_path):
     no_completion.write_text("hello\n")
     result = runner.invoke(app, ["forks", path, path, "--prompts", str(no_completion)])
     assert result.exit_code == 2 and "--generate" in result.output
+
+
+def test_activations_cli(tiny_dirs, tmp_path):
+    path = str(tiny_dirs["gpt2"])
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        '{"prompt": "q: 1+2=?", "completion": " 3"}\n{"prompt": "ab", "completion": "cd"}\n'
+    )
+    out = tmp_path / "a.json"
+    result = runner.invoke(
+        app,
+        [
+            "activations",
+            path,
+            path,
+            "--prompts",
+            str(prompts),
+            "--generate",
+            "0",
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    layers = json.loads(out.read_text())["layers"]
+    assert [x["layer"] for x in layers] == [0, 1] and layers[0]["cosine_mean"] == 1.0

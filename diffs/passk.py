@@ -1,0 +1,141 @@
+"""The reasoning boundary: unbiased pass@k curves of several models (BRIEF.md §6).
+
+For each problem, n completions are sampled from each model and checked by a verifier; pass@k is
+estimated without bias as 1 − C(n−c, k)/C(n, k) from the c correct ones, then averaged over
+problems. If RL only narrows the boundary, the base catches up with, or passes, the RL model at
+large k.
+
+Example:
+    >>> curves = pass_at_k_curves({"base": pair.base, "rl": pair.post}, pair.tokenizer,
+    ...                           prompts, verifiers, n=64)  # doctest: +SKIP
+    >>> curves.to_frame()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from postlens.backends.base import Backend
+from postlens.generation import sample_completions
+
+Verifier = Callable[[str], bool]
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct: 1 − C(n−c, k) / C(n, k).
+
+    Computed as a product so it stays exact for large n.
+
+    Example:
+        >>> round(pass_at_k(10, 3, 1), 3)
+        0.3
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def default_ks(n: int) -> list[int]:
+    """1, 2, 4, ... up to n."""
+    return [2**i for i in range(int(math.log2(n)) + 1)]
+
+
+@dataclass
+class PassAtKResult:
+    """pass@k per model.
+
+    Attributes:
+        curves: model name → {k: pass@k}.
+        correct: model name → number correct out of n, per problem.
+        n: samples per problem.
+    """
+
+    curves: dict[str, dict[int, float]]
+    correct: dict[str, list[int]]
+    n: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {"model": m, "k": k, "pass_at_k": v}
+                for m, c in self.curves.items()
+                for k, v in c.items()
+            ]
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "curves": {m: {str(k): v for k, v in c.items()} for m, c in self.curves.items()},
+            "correct": self.correct,
+            "settings": self.settings,
+        }
+
+    def _repr_html_(self) -> str:
+        from postlens.viz.html import table
+
+        frame = self.to_frame().pivot(index="k", columns="model", values="pass_at_k").reset_index()
+        return table(frame.to_dict("records"))
+
+
+def pass_at_k_curves(
+    models: Mapping[str, Backend],
+    tokenizer: Any,
+    prompts: Sequence[str],
+    verifiers: Sequence[Verifier],
+    n: int = 16,
+    ks: Sequence[int] | None = None,
+    max_new_tokens: int = 96,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> PassAtKResult:
+    """Sample n completions per prompt from each model and estimate pass@k.
+
+    Args:
+        models: name → backend (e.g. ``{"base": pair.base, "rl": pair.post}``).
+        tokenizer: the shared tokenizer.
+        prompts: one prompt per problem.
+        verifiers: one callable per problem, True for a right completion.
+        n: samples per problem and model.
+        ks: the k values (default 1, 2, 4, ..., n).
+    """
+    if len(prompts) != len(verifiers) or not prompts:
+        raise ValueError("give one verifier per prompt, and at least one prompt")
+    ks = list(ks or default_ks(n))
+    if max(ks) > n:
+        raise ValueError(f"k={max(ks)} needs at least that many samples (n={n})")
+    curves, correct = {}, {}
+    for name, backend in models.items():
+        samples = sample_completions(
+            backend,
+            tokenizer,
+            prompts,
+            n=n,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+            batch_size=batch_size,
+            label=name,
+        )
+        counts = [
+            sum(verifiers[i](s.completion) for s in samples[i * n : (i + 1) * n])
+            for i in range(len(prompts))
+        ]
+        correct[name] = counts
+        curves[name] = {k: sum(pass_at_k(n, c, k) for c in counts) / len(counts) for k in ks}
+    settings = {
+        "temperature": temperature,
+        "max_new_tokens": max_new_tokens,
+        "seed": seed,
+        "n_problems": len(prompts),
+    }
+    return PassAtKResult(curves, correct, n, settings)

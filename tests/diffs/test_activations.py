@@ -1,0 +1,82 @@
+"""Activation shifts and patching on planted differences, checked against a plain HF forward."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from postlens import ModelPair
+from postlens.diffs.activations import activation_shifts
+from postlens.diffs.forks import given_sequences
+from postlens.testing import save_model, tiny_model
+
+TEXTS = [("q: 12+34=?", " 46 done"), ("hello", " world, again"), ("abc", " def ghi")]
+
+
+@pytest.fixture(scope="module")
+def late_change(tmp_path_factory):
+    """A 3-layer base, and a post model whose weights differ only from layer 1 on."""
+    root = tmp_path_factory.mktemp("acts")
+    model, tok = tiny_model("llama", seed=0, num_hidden_layers=3)
+    base = save_model(model, tok, root / "base")
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for layer in model.model.layers[1:]:
+            for p in layer.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return base, save_model(model, tok, root / "post")
+
+
+@pytest.mark.parametrize("backend", ["nnsight", "transformer_lens"])
+def test_shift_is_zero_before_the_changed_layer_and_patching_locates_it(late_change, backend):
+    base, post = late_change
+    pair = ModelPair.load(str(base), str(post), backend=backend)
+    result = activation_shifts(pair, given_sequences(pair, TEXTS), progress=False)
+    first, *rest = result.layers
+    assert first.rel_norm_mean == 0.0 and first.cosine_mean == pytest.approx(1.0)
+    assert first.logit_lens_kl == pytest.approx(0.0, abs=1e-7)
+    assert first.patch_recovered == pytest.approx(0.0, abs=1e-6)
+    assert all(layer.rel_norm_mean > 0 for layer in rest)
+    # Final norm and unembedding are unchanged, so patching the last layer recovers everything.
+    assert rest[-1].patch_recovered == pytest.approx(1.0, abs=1e-5)
+    assert result.output_kl > 0 and result.parting_layer() in (1, 2)
+    assert rest[-1].logit_lens_kl == pytest.approx(result.output_kl, rel=1e-4)
+
+
+def test_cosine_and_relative_norm_match_hidden_states(late_change):
+    base, post = late_change
+    pair = ModelPair.load(str(base), str(post), backend="nnsight")
+    seqs = given_sequences(pair, TEXTS[:1])
+    result = activation_shifts(pair, seqs, progress=False)
+    ids = torch.tensor([seqs[0].prompt_ids + seqs[0].completion_ids])
+    with torch.no_grad():
+        hb = AutoModelForCausalLM.from_pretrained(base)(
+            ids, output_hidden_states=True
+        ).hidden_states
+        hp = AutoModelForCausalLM.from_pretrained(post)(
+            ids, output_hidden_states=True
+        ).hidden_states
+    for i, layer in enumerate(result.layers[:-1]):  # the last hidden state is after the final norm
+        cos = torch.nn.functional.cosine_similarity(hb[i + 1], hp[i + 1], dim=-1).mean()
+        rel = ((hp[i + 1] - hb[i + 1]).norm(dim=-1) / hb[i + 1].norm(dim=-1)).mean()
+        assert layer.cosine_mean == pytest.approx(float(cos), abs=1e-5)
+        assert layer.rel_norm_mean == pytest.approx(float(rel), abs=1e-5)
+    assert set(result.layers[1].by_type) == {"prompt", "completion"}
+    n = result.layers[1].by_type
+    assert n["prompt"]["n"] + n["completion"]["n"] == result.n_positions
+
+
+def test_identical_models(tiny_dirs):
+    path = str(tiny_dirs["gpt2"])
+    pair = ModelPair.load(path, path, backend="nnsight")
+    result = activation_shifts(pair, given_sequences(pair, TEXTS), progress=False)
+    assert all(x.cosine_mean == pytest.approx(1.0) and x.rel_norm_mean == 0 for x in result.layers)
+    assert result.output_kl == pytest.approx(0.0, abs=1e-7)
+    assert all(x.patch_recovered is None for x in result.layers)
+    data = json.loads(json.dumps(result.to_json()))
+    assert {"layer", "cosine_mean", "rel_norm_mean", "logit_lens_kl", "patch_recovered"} <= set(
+        data["layers"][0]
+    )

@@ -1,0 +1,45 @@
+"""pass@k curves: the estimator, and sampling + verification end to end."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from postlens import ModelPair
+from postlens.diffs.passk import default_ks, pass_at_k, pass_at_k_curves
+
+
+def test_estimator_matches_enumeration():
+    n, c = 8, 3
+    for k in range(1, n + 1):
+        subsets = list(itertools.combinations([1] * c + [0] * (n - c), k))
+        assert pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets))
+    assert default_ks(64) == [1, 2, 4, 8, 16, 32, 64]
+
+
+def test_curves_with_known_verifiers(tiny_dirs):
+    path = str(tiny_dirs["llama"])
+    pair = ModelPair.load(path, path, backend="nnsight")
+    prompts = ["a", "b", "c"]
+    # Problem 0 always passes, problem 1 never, problem 2 passes when the completion starts with
+    # an even token id: pass@k for it follows from the counted successes.
+    tok = pair.tokenizer
+    verifiers = [
+        lambda s: True,
+        lambda s: False,
+        lambda s: bool(s) and tok(s).input_ids[1] % 2 == 0,
+    ]
+    result = pass_at_k_curves(
+        {"base": pair.base, "post": pair.post}, tok, prompts, verifiers, n=8, max_new_tokens=4
+    )
+    for model in ("base", "post"):
+        counts = result.correct[model]
+        assert counts[:2] == [8, 0]
+        for k, value in result.curves[model].items():
+            expected = (1 + 0 + pass_at_k(8, counts[2], k)) / 3
+            assert value == pytest.approx(expected)
+    assert result.correct["base"] == result.correct["post"]  # same weights, same seed
+    assert set(result.to_frame()["k"]) == {1, 2, 4, 8}
+    with pytest.raises(ValueError, match="one verifier per prompt"):
+        pass_at_k_curves({"base": pair.base}, tok, prompts, verifiers[:2], n=2)
