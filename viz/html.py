@@ -64,7 +64,9 @@ def _fmt(value: Any, digits: int) -> str:
 
 def json_script(element_id: str, data: Any) -> str:
     """Embed data as JSON in a ``<script type="application/json">`` that cannot break out."""
-    text = json.dumps(data, default=_jsonable).replace("</", "<\\/").replace("<!--", "<\\!--")
+    # Escaping every <, > and & keeps the data inert inside the script element, whatever it holds.
+    text = json.dumps(data, default=_jsonable)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f'<script type="application/json" id="{esc(element_id)}">{text}</script>'
 
 

@@ -1,0 +1,111 @@
+"""The HTML report: sections, escaping, failures, JSON read-back, and a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from postlens.cli import app
+from postlens.reporting import ReportConfig, run_report
+from postlens.testing import save_tiny_model
+from postlens.viz.report import render_report, report_json
+
+EVIL = 'x <script>window.__pwned=true</script><img src=x onerror="window.__pwned=true"> "q\' </div>\x07'
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    root = tmp_path_factory.mktemp("family")
+    paths = {
+        name: save_tiny_model(root / name, "llama", seed=i)
+        for i, name in enumerate(("base", "sft", "rl"))
+    }
+    prompts = root / "prompts.jsonl"
+    prompts.write_text(
+        "\n".join(json.dumps({"prompt": p}) for p in ["q: 1+2=?", EVIL, "abc"]) + "\n"
+    )
+    return paths, prompts
+
+
+@pytest.fixture(scope="module")
+def report_file(family, tmp_path_factory):
+    paths, prompts = family
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    runner = CliRunner()
+    args = ["report", str(paths["base"]), "--sft", str(paths["sft"]), "--rl", str(paths["rl"])]
+    result = runner.invoke(
+        app,
+        [
+            *args,
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "12",
+            "--json",
+            str(out.with_suffix(".json")),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_report_is_self_contained_and_escaped(report_file):
+    html = report_file.read_text()
+    assert "<script src=" not in html and "<link " not in html  # nothing fetched from a network
+    assert html.count("Plotly.newPlot") >= 6
+    assert "<script>window.__pwned" not in html and "<img src=x onerror" not in html
+    assert "&lt;script&gt;window" in html  # shown as text
+    for section in ("weights", "forks", "activations", "provenance"):
+        assert f"id='sec-{section}'" in html
+    assert "sha256:" in html and "postlens 0.1.0" in html
+    assert report_file.stat().st_size < 10 * 2**20
+
+
+def test_report_json_reads_back(report_file):
+    embedded = re.search(
+        r'<script type="application/json" id="postlens-data">(.*?)</script>',
+        report_file.read_text(),
+        re.S,
+    )
+    data = json.loads(embedded.group(1))
+    assert data == json.loads(report_file.with_suffix(".json").read_text())
+    sections = {s["name"]: s for s in data["sections"]}
+    assert set(sections) == {"weights", "forks", "activations"}
+    forks = sections["forks"]["data"]
+    assert set(forks) == {"sft", "rl"} and 0 <= forks["rl"]["agreement"] <= 1
+    assert sections["activations"]["data"]["rl"]["layers"][0]["layer"] == 0
+    assert data["provenance"]["settings"]["seed"] == 0
+
+
+def test_failed_section_is_shown_and_the_rest_still_rendered(family):
+    paths, prompts = family
+    config = ReportConfig(
+        base=str(paths["base"]),
+        children={"rl": str(paths["rl"])},
+        prompts=prompts,
+        sections=("weights", "passk"),
+        max_new_tokens=8,
+    )
+    data = run_report(config)
+    assert data.failed == ["passk"]
+    html = render_report(data)
+    assert "class='failed' id='sec-passk'" in html and "needs a verifier" in html
+    assert "id='sec-weights'" in html
+    assert report_json(data)["failed_sections"] == ["passk"]
+    with pytest.raises(ValueError, match="unknown section"):
+        ReportConfig(base="b", children={"p": "p"}, sections=("nope",))
+
+
+@pytest.mark.browser
+def test_report_in_a_real_browser(report_file, tmp_path, browser_inspect):
+    seen = browser_inspect(report_file, screenshot=tmp_path / "top.png")
+    assert seen["errors"] == []
+    assert seen["n_plots"] >= 6 and seen["rendered_plots"] == seen["n_plots"]
+    assert "base top-5" in seen["tooltip"] and "post top-5" in seen["tooltip"]
+    assert seen["scripts_injected"] is False
+    assert (tmp_path / "top.png").stat().st_size > 10_000
