@@ -71,6 +71,14 @@ class ConfidenceProbe:
             t["w"], float(config["b"]), t["mean"], t["std"], Provenance(**config["provenance"])
         )
 
+    def cut_predictions(
+        self, hf_model: Any, tokenizer: Any, traces: Sequence[Trace], n_cuts: int = 5
+    ) -> np.ndarray:
+        """The probe's reading at the K+1 cuts of each trace, ``[n_traces, K+1]``, one pass per batch."""
+        layer = self.provenance.layer
+        acts = cut_activations(hf_model, tokenizer, traces, n_cuts, [layer])[layer]
+        return self.predict(acts).numpy().reshape(len(traces), n_cuts + 1)
+
     def predict_trajectory(
         self, hf_model: Any, tokenizer: Any, traces: Sequence[Trace]
     ) -> list[np.ndarray]:
