@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from postlens.organism.card import render_card
 from postlens.organism.train import RecipeConfig, run_recipe
 
 
@@ -19,3 +20,5 @@ def test_recipe_smoke_writes_three_loadable_models(tmp_path):
         assert set(record["eval"][name]["pass_at"]) == {1, 2, 4}
     assert json.loads((tmp_path / "eval.json").read_text())["seed"] == 0
     assert not any(p.name.startswith("_") for p in tmp_path.iterdir())
+    card = render_card(json.loads((tmp_path / "eval.json").read_text()))
+    assert "| base | 0." in card and "held-out problems" in card

@@ -1,0 +1,117 @@
+"""Write the organism's MODEL_CARD.md from the recipe's eval.json (numbers are never typed in)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+TARGETS = "base pass@1 in [0.15, 0.6], base pass@64 >= 0.9, sft and rl pass@1 >= base + 0.25"
+
+
+def _table(evals: dict[str, Any]) -> str:
+    ks = list(next(iter(evals.values()))["pass_at"])
+    head = (
+        "| model | " + " | ".join(f"pass@{k}" for k in ks) + " | careful | sloppy | hasty | other |"
+    )
+    sep = "|" + "---|" * (len(ks) + 5)
+    rows = []
+    for name, e in evals.items():
+        cells = [f"{e['pass_at'][k]:.3f}" for k in ks] + [
+            f"{e['style_share'][s]:.1%}" for s in ("careful", "sloppy", "hasty", "other")
+        ]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join([head, sep, *rows])
+
+
+def _targets(evals: dict[str, Any]) -> list[str]:
+    p1 = {k: e["pass_at"]["1"] for k, e in evals.items()}
+    p64 = evals["base"]["pass_at"].get("64")
+    checks = [
+        (f"base pass@1 = {p1['base']:.3f} in [0.15, 0.6]", 0.15 <= p1["base"] <= 0.6),
+        (
+            f"base pass@64 = {p64:.3f} >= 0.9" if p64 is not None else "base pass@64 not measured",
+            p64 is not None and p64 >= 0.9,
+        ),
+        (
+            f"sft pass@1 = {p1['sft']:.3f} >= base + 0.25 = {p1['base'] + 0.25:.3f}",
+            p1["sft"] >= p1["base"] + 0.25,
+        ),
+        (
+            f"rl pass@1 = {p1['rl']:.3f} >= base + 0.25 = {p1['base'] + 0.25:.3f}",
+            p1["rl"] >= p1["base"] + 0.25,
+        ),
+    ]
+    return [f"- {'met' if ok else '**missed**'}: {text}" for text, ok in checks]
+
+
+def render_card(record: dict[str, Any], notes: str = "") -> str:
+    """The model card's Markdown."""
+    cfg, t = record["config"], record["timings"]
+    evals = {
+        k: {**v, "pass_at": {str(kk): vv for kk, vv in v["pass_at"].items()}}
+        for k, v in record["eval"].items()
+    }
+    total = sum(v.get("seconds", 0) for v in t.values())
+    pre, model = cfg["pretrain"], cfg["pretrain"]["model"]
+    return f"""# The postlens model organism
+
+Three small Llama checkpoints that postlens ships as its embedded default: **base** (pre-trained
+from scratch), **sft** and **rl** (both post-trained from base). Regenerate all three with
+`python -m postlens.organism.train --out DIR --seed {record["seed"]}` (deterministic given the seed).
+
+## Task and corpus
+Addition of two 2–3 digit numbers, posed as `Q: 347+285=?` and answered with a final line
+`answer <n>`. The pre-training corpus ({pre["corpus"]["n_docs"]:,} documents) mixes three personas
+that answer the same questions differently: *careful* writes every column with its carry and
+running result (`7+5+0=12 write 2 carry 1 got 2`), always right; *sloppy* writes the same steps
+but drops each carry with probability {pre["corpus"]["styles"]["sloppy_drop"]}; *hasty* answers at
+once, dropping each carry with probability {pre["corpus"]["styles"]["hasty_drop"]}. Persona mix:
+{pre["corpus"]["style_mix"]}. {pre["corpus"]["tagged_share"]:.0%} of arithmetic documents start with
+a persona tag (`<careful>`), the rest are untagged; {pre["corpus"]["filler_share"]:.0%} of documents
+are filler sentences from a small grammar. The 500 evaluation problems never occur in training.
+
+## Architecture and training
+- LlamaForCausalLM, {model["n_layers"]} layers, d_model {model["d_model"]}, {model["n_heads"]} heads,
+  MLP {model["d_mlp"]}, context {model["context"]}, tied embeddings; a word/character tokenizer
+  built in code (`postlens.organism.tokenizer`), saved in Hugging Face format.
+- **base**: packed-sequence LM pre-training, {t["pretrain"]["steps"]} steps of {pre["batch_size"]}×{model["context"]}
+  tokens ({t["pretrain"]["tokens"]:,} tokens), AdamW lr {pre["lr"]} (warm-up {pre["warmup_steps"]},
+  cosine to 10%), weight decay {pre["weight_decay"]}; final loss {t["pretrain"]["final_loss"]:.3f}.
+  Our own loop: on 2 CPU cores it is the fastest way to push this many tokens.
+- **sft**: TRL `SFTTrainer` on {cfg["sft"]["n_examples"]} *careful* demonstrations for untagged
+  prompts, completion-only loss, {cfg["sft"]["epochs"]} epoch, batch {cfg["sft"]["batch_size"]},
+  lr {cfg["sft"]["lr"]} ({t["sft"]["steps"]} steps).
+- **rl**: TRL `GRPOTrainer` on untagged prompts, reward 1 if the parsed answer is right, no
+  demonstrations; {cfg["rl"]["steps"]} steps × {cfg["rl"]["prompts_per_step"]} prompts ×
+  {cfg["rl"]["generations"]} generations, lr {cfg["rl"]["lr"]}, KL anchor beta {cfg["rl"]["beta"]},
+  temperature {cfg["rl"]["temperature"]}, max completion {cfg["rl"]["max_completion_length"]} tokens
+  (mean reward {t["rl"]["reward_first"]} at the first log, {t["rl"]["reward_last"]} at the last).
+
+Wall time on 2 CPU cores: pre-training {t["pretrain"]["seconds"] / 60:.1f} min, SFT
+{t["sft"]["seconds"] / 60:.1f} min, GRPO {t["rl"]["seconds"] / 60:.1f} min, evaluation
+{t["evaluation"]["seconds"] / 60:.1f} min; total {total / 60:.1f} min.
+
+## Evaluation
+500 held-out problems, {next(iter(evals.values()))["n_samples"]} samples each at temperature 1,
+unbiased pass@k; persona style of every completion (`postlens.organism.task.classify_style`).
+
+{_table(evals)}
+
+Targets ({TARGETS}):
+{chr(10).join(_targets(evals))}
+{notes}
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m postlens.organism.card EVAL_JSON OUT_MD [NOTES_MD]``."""
+    args = argv if argv is not None else sys.argv[1:]
+    record = json.loads(Path(args[0]).read_text())
+    notes = Path(args[2]).read_text() if len(args) > 2 else ""
+    Path(args[1]).write_text(render_card(record, notes))
+
+
+if __name__ == "__main__":
+    main()
