@@ -29,22 +29,14 @@ from postlens.probes.confidence import _auroc, _rank
 
 @torch.no_grad()
 def encode_prompts(
-    sae: Any, backend: Any, tokenizer: Any, prompts: Sequence[str], batch_size: int = 32
+    sae: Any, backend: Any, prompts: Sequence[str], batch_size: int = 32
 ) -> list[torch.Tensor]:
     """SAE latent activations of every prompt's tokens: one ``[pos, d_sae]`` tensor per prompt."""
     hook = check_sae(sae, backend.hf_model)
     out = []
-    old, tokenizer.padding_side = tokenizer.padding_side, "right"
-    try:
-        for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(
-                list(prompts[start : start + batch_size]), return_tensors="pt", padding=True
-            )
-            acts = backend.run(enc["input_ids"], enc["attention_mask"], hooks=[hook])[hook]
-            feats = sae.encode(acts.float())
-            out.extend(feats[i, : int(m.sum())] for i, m in enumerate(enc["attention_mask"]))
-    finally:
-        tokenizer.padding_side = old
+    for acts, mask in backend.iter_activations(prompts, hook, batch_size):
+        feats = sae.encode(acts.float())
+        out.extend(feats[i, : int(m.sum())] for i, m in enumerate(mask))
     return out
 
 
@@ -203,9 +195,9 @@ def diff_features(
     Returns the diff and each model's per-prompt latent activations (for contexts and flags).
     """
     first = next(iter(pairs.values()))
-    feats = {"base": encode_prompts(sae, first.base, first.tokenizer, prompts)}
+    feats = {"base": encode_prompts(sae, first.base, prompts)}
     for child, pair in pairs.items():
-        feats[child] = encode_prompts(sae, pair.post, pair.tokenizer, prompts)
+        feats[child] = encode_prompts(sae, pair.post, prompts)
     stats = {k: _stats(v) for k, v in feats.items()}
     return FeatureDiff(
         {k: s[0] for k, s in stats.items()}, {k: s[1] for k, s in stats.items()}, top_n

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ from postlens.pair import ModelPair
 
 logger = logging.getLogger(__name__)
 LOW_ENTROPY, HIGH_ENTROPY = 0.01, 0.672  # nats, the thresholds quoted in BRIEF.md §1
+#: Positions × vocabulary above which `ForkConfig(compile=None)` fuses the statistics.
+COMPILE_ABOVE = 1e9
 
 
 @dataclass(frozen=True)
@@ -42,15 +45,19 @@ class ForkConfig:
             the argmaxes agree.
         batch_size: sequences per forward pass.
         top: how many top tokens of each model to keep per position (for the token view).
+        compile: fuse the per-position reductions with `torch.compile`. ``None`` (default)
+            decides by size: on when positions × vocabulary reaches `COMPILE_ABOVE`, where the
+            one-off compilation (a few seconds) is repaid; it falls back to eager on failure.
     """
 
     js_threshold: float = 0.1
     batch_size: int = 16
     top: int = 5
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
-        if not 0 < self.js_threshold <= 0.7:
-            raise ValueError("js_threshold must be in (0, ln 2]")
+        if not 0 < self.js_threshold <= math.log(2):
+            raise ValueError(f"js_threshold must be in (0, ln 2 = {math.log(2):.4f}]")
         if self.batch_size < 1 or self.top < 1:
             raise ValueError("batch_size and top must be positive")
 
@@ -79,6 +86,32 @@ def given_sequences(pair: ModelPair, pairs: list[tuple[str, str]]) -> list[Seque
         Sequence(tok(p).input_ids, tok(c, add_special_tokens=False).input_ids, "given")
         for p, c in pairs
     ]
+
+
+def sequences_for(
+    pair: ModelPair,
+    records: list[tuple[str, str | None]],
+    generate: int = 0,
+    source: str = "post",
+    **generate_kwargs: Any,
+) -> list[Sequence]:
+    """Sequences to score: `generate` samples per prompt, or the completions given (if 0).
+
+    Raises:
+        InputFileError: `generate` is 0 and no record has a completion.
+    """
+    if generate > 0:
+        return sample_sequences(
+            pair, [p for p, _ in records], n=generate, source=source, **generate_kwargs
+        )
+    given = [(p, c) for p, c in records if c is not None]
+    if not given:
+        from postlens.errors import InputFileError
+
+        raise InputFileError(
+            "no completions to score: add 'completion' fields or sample some (--generate N)"
+        )
+    return given_sequences(pair, given)
 
 
 def truncate_to_context(seqs: list[Sequence], context: int) -> list[Sequence]:
@@ -133,6 +166,10 @@ def score_forks(
         seqs = truncate_to_context(seqs, context)
     if not seqs:
         raise ValueError("no sequence with at least one completion token to score")
+    compiled = cfg.compile
+    if compiled is None:
+        n_positions = sum(len(s.completion_ids) for s in seqs)
+        compiled = n_positions * pair.base.hf_model.config.vocab_size >= COMPILE_ABOVE
     cols: dict[str, list[np.ndarray]] = {
         c: []
         for c in (
@@ -151,9 +188,14 @@ def score_forks(
         chunk = seqs[start : start + cfg.batch_size]
         ids, mask, scored = _batch(pair, chunk)
         batch = TokenBatch(ids, mask, [])
+        logits = [pair.run(w, batch).logits for w in ("base", "post")]
         stats = position_stats(
-            pair.run("base", batch).logits[scored], pair.run("post", batch).logits[scored], cfg.top
+            *(x.flatten(0, 1) for x in logits),
+            cfg.top,
+            compiled=compiled,
+            rows=scored.flatten().nonzero().squeeze(-1).to(logits[0].device),
         )
+        del logits  # the batch's logits go before the next batch's forward
         rows, cols_idx = scored.nonzero(as_tuple=True)
         for c in _COLUMNS:
             cols[c].append(getattr(stats, c).cpu().numpy())

@@ -6,7 +6,7 @@ dataset, so nothing is fetched from a hub. Weights & Biases logging is off.
 
 Example:
     >>> sae = train_sae("organism:base", corpus_texts, SAETrainConfig(layer=2))  # doctest: +SKIP
-    >>> sae_quality(sae, backend, tokenizer, held_out_texts)  # doctest: +SKIP
+    >>> sae_quality(sae, backend, held_out_texts)  # doctest: +SKIP
     {'variance_explained': 0.87, 'l0': 11.2, 'dead_fraction': 0.05}
 """
 
@@ -160,21 +160,11 @@ def check_sae(sae: Any, hf_model: Any) -> str:
 
 @torch.no_grad()
 def sae_quality(
-    sae: Any, backend: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32
+    sae: Any, backend: Any, texts: Sequence[str], batch_size: int = 32
 ) -> dict[str, float]:
     """Variance explained (1 − ‖x − x̂‖² / ‖x − x̄‖²), mean L0 and the share of latents never active."""
     hook = check_sae(sae, backend.hf_model)
-    xs = []
-    old, tokenizer.padding_side = tokenizer.padding_side, "right"
-    try:
-        for start in range(0, len(texts), batch_size):
-            enc = tokenizer(
-                list(texts[start : start + batch_size]), return_tensors="pt", padding=True
-            )
-            acts = backend.run(enc["input_ids"], enc["attention_mask"], hooks=[hook])[hook]
-            xs.append(acts[enc["attention_mask"].bool()])
-    finally:
-        tokenizer.padding_side = old
+    xs = [acts[mask.bool()] for acts, mask in backend.iter_activations(texts, hook, batch_size)]
     x = torch.cat(xs).float()
     feats = sae.encode(x)
     recon = sae.decode(feats)

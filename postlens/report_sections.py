@@ -27,21 +27,14 @@ def sequences(ctx: ReportContext, child: str) -> list[Any]:
     """Completions sampled from `child` (or the completions given), shared by forks and activations."""
     key = f"sequences:{child}"
     if key not in ctx.cache:
-        from postlens.diffs.forks import given_sequences, sample_sequences
+        from postlens.diffs.forks import sequences_for
 
-        pair, cfg = ctx.pairs[child], ctx.config
-        given = [(p, c) for p, c in prompts(ctx) if c is not None]
-        if given:
-            ctx.cache[key] = given_sequences(pair, given)
-        else:
-            ctx.cache[key] = sample_sequences(
-                pair,
-                [p for p, _ in prompts(ctx)],
-                n=cfg.n_samples,
-                source="post",
-                max_new_tokens=cfg.max_new_tokens,
-                seed=cfg.seed,
-            )
+        records, cfg = prompts(ctx), ctx.config
+        # Completions given in the prompt file are scored as they are; otherwise sampled.
+        generate = 0 if any(c is not None for _, c in records) else cfg.n_samples
+        ctx.cache[key] = sequences_for(
+            ctx.pairs[child], records, generate, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed
+        )
     return ctx.cache[key]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,25 @@ class Backend(ABC):
 
         Captured activations are taken after any intervention at the same hook.
         """
+
+    @torch.no_grad()
+    def iter_activations(
+        self, texts: Sequence[str], hook: str, batch_size: int = 32
+    ) -> Iterator[tuple[Tensor, Int[Tensor, "batch pos"]]]:
+        """Activations at `hook` for `texts`, right-padded batch by batch, with their masks."""
+        tok = self.tokenizer
+        for start in range(0, len(texts), batch_size):
+            old, tok.padding_side = tok.padding_side, "right"
+            try:
+                enc = tok(
+                    list(texts[start : start + batch_size]), return_tensors="pt", padding=True
+                )
+            finally:
+                tok.padding_side = old
+            yield (
+                self.run(enc["input_ids"], enc["attention_mask"], hooks=[hook])[hook],
+                enc["attention_mask"],
+            )
 
     @torch.no_grad()
     def generate(

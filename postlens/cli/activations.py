@@ -34,24 +34,13 @@ def activations(
     """Per-layer cosine, relative norm, logit-lens KL and patching recovery on the same tokens."""
     setup_logging(verbose)
     from postlens.diffs.activations import ActivationConfig, activation_shifts
-    from postlens.diffs.forks import given_sequences, sample_sequences
-    from postlens.errors import InputFileError
+    from postlens.diffs.forks import sequences_for
     from postlens.io import write_json_atomic
     from postlens.pair import ModelPair
 
     records = load_prompt_pairs(prompts, base, limit)
     pair = ModelPair.load(base, post, backend=backend)  # type: ignore[arg-type]
-    if generate > 0:
-        seqs = sample_sequences(
-            pair, [p for p, _ in records], n=generate, max_new_tokens=max_new_tokens, seed=seed
-        )
-    else:
-        given = [(p, c) for p, c in records if c is not None]
-        if not given:
-            raise InputFileError(
-                "no completions given: add 'completion' fields or use --generate N"
-            )
-        seqs = given_sequences(pair, given)
+    seqs = sequences_for(pair, records, generate, max_new_tokens=max_new_tokens, seed=seed)
     result = activation_shifts(pair, seqs, ActivationConfig(patching=patching))
     table = Table(
         title=f"{base} → {post} (output KL {result.output_kl:.4g}, {result.n_positions} positions)"

@@ -59,7 +59,7 @@ def forks(
 ) -> None:
     """Where do BASE and POST disagree, and does the base's own entropy find those places?"""
     setup_logging(verbose)
-    from postlens.diffs.forks import ForkConfig, given_sequences, sample_sequences, score_forks
+    from postlens.diffs.forks import ForkConfig, score_forks, sequences_for
     from postlens.errors import InputFileError
     from postlens.io import write_json_atomic
     from postlens.pair import ModelPair
@@ -68,24 +68,10 @@ def forks(
         raise InputFileError(f"--from must be 'post' or 'base', got {source!r}")
     records = load_prompt_pairs(prompts, base, limit)
     pair = ModelPair.load(base, post, backend=backend)  # type: ignore[arg-type]
-    if generate > 0:
-        seqs = sample_sequences(
-            pair,
-            [p for p, _ in records],
-            n=generate,
-            source=source,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-        )
-    else:
-        given = [(p, c) for p, c in records if c is not None]
-        if not given:
-            raise InputFileError(
-                "no completions to score: add 'completion' fields or use --generate N"
-            )
-        seqs = given_sequences(pair, given)
+    seqs = sequences_for(
+        pair, records, generate, source, temperature=temperature, top_p=top_p,
+        max_new_tokens=max_new_tokens, seed=seed,
+    )  # fmt: skip
     result = score_forks(pair, seqs, ForkConfig(js_threshold=js_threshold))
     s = result.summary
     Console().print(

@@ -81,8 +81,8 @@ def test_tagged_prompts_flag_a_separating_latent(planted):
     embed = pairs["rl"].base.hf_model.transformer.wte.weight[z].detach()
     diff, _ = diff_features(sae, pairs, PROMPTS[:4])
     backend = pairs["rl"].base
-    tagged = encode_prompts(sae, backend, tok, [f"zzz {p}" for p in PROMPTS])
-    untagged = encode_prompts(sae, backend, tok, PROMPTS)
+    tagged = encode_prompts(sae, backend, [f"zzz {p}" for p in PROMPTS])
+    untagged = encode_prompts(sae, backend, PROMPTS)
     flags = diff.flag_personas(sae, tagged={"zzz": tagged}, untagged=untagged, auroc_threshold=0.99)
     assert flags, f"no latent separates the tagged prompts (embed norm {float(embed.norm()):.2f})"
     assert all(f["persona"] == "zzz" and f["evidence"]["tag_auroc"] >= 0.99 for f in flags.values())
@@ -117,7 +117,7 @@ def test_saelens_training_runner_on_a_tiny_model(tiny_dirs, tmp_path):
             lr=3e-3,
         ),
     )
-    quality = sae_quality(sae, pair.base, pair.tokenizer, texts[:50])
+    quality = sae_quality(sae, pair.base, texts[:50])
     assert quality["variance_explained"] > 0.5 and quality["l0"] > 0
     sae.save_model(str(tmp_path / "sae"))
     assert load_sae(tmp_path / "sae").cfg.d_in == 32
