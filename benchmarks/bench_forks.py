@@ -1,125 +1,186 @@
 """Benchmark: fork scoring throughput vs the bare forward passes, and vs materialising logits.
 
-For a tiny-width model with a 50k vocabulary (where logits dominate) and, when installed, the
-organism, on the same batches, each approach in its own subprocess (so max RSS is its own):
+On a tiny-width Llama with a 50k vocabulary (where the logits dominate) and, when its checkpoints
+exist, the organism, on the same token batches, each approach in its own subprocess (so that the
+peak memory, max RSS, is its own):
 
-(a) floor: the two bare forward passes (base and post) of plain `transformers` models;
-(b) naive: the same passes, keeping every batch's full logits, then computing the statistics;
-(c) postlens: `score_forks`, which reduces logits to per-position statistics batch by batch.
+(a) floor: the two bare forward passes (base and post) of the plain `transformers` models;
+(b) naive: the same passes keeping the full logits of the whole corpus, then the statistics
+    with the textbook formulas (log_softmax, entropy, KL, JS, argmax, rank, top-5) at once;
+(c) postlens: `score_forks` (nnsight backend), which reduces each batch's logits to per-position
+    statistics before the next batch; timed on a first call (including any `torch.compile`)
+    and a second call in the same process, with the fused kernel and with eager reductions.
 
-Usage: ``python benchmarks/bench_forks.py [--sequences 256] [--length 128]``
+Timings use one thread by default: this machine's two cores are shared with a training job,
+and two threads that compete with it make timings erratic (OpenMP oversubscription).
+
+Usage: ``python benchmarks/bench_forks.py [--sequences 128] [--length 64] [--widths 64 256]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+PROMPT_LEN = 8
+
 COMMON = """
-import sys, time, torch
-torch.set_num_threads(2)
+import json, sys, time, torch
+torch.set_num_threads(int(sys.argv[5]))
 from postlens import ModelPair
-from postlens.diffs.forks import Sequence, score_forks, ForkConfig
-base, post, n, length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+from postlens.diffs.forks import ForkConfig, Sequence, score_forks
+base, post, n, length, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[6])
 pair = ModelPair.load(base, post, backend="nnsight")
+vocab = len(pair.tokenizer)
 g = torch.Generator().manual_seed(0)
-vocab = pair.base.hf_model.config.vocab_size
-ids = torch.randint(3, vocab, (n, length), generator=g)
-seqs = [Sequence([1] + row[:7].tolist(), row[7:length - 1].tolist()) for row in ids]
-batches = [torch.tensor([s.prompt_ids + s.completion_ids for s in seqs[i:i + 32]]) for i in range(0, n, 32)]
+ids = torch.randint(4, vocab, (n, length), generator=g)
+P = int(sys.argv[7])
+seqs = [Sequence(row[:P].tolist(), row[P:].tolist()) for row in ids]
+batches = [ids[i : i + batch] for i in range(0, n, batch)]
+models = (pair.base.hf_model, pair.post.hf_model)
+result = {}
 """
-FLOOR = (
-    COMMON
-    + """
-t = time.perf_counter()
+
+FLOOR = """
 with torch.no_grad():
+    models[0](batches[0]); models[1](batches[0])  # warm-up
+    t = time.perf_counter()
     for b in batches:
-        pair.base.hf_model(b).logits; pair.post.hf_model(b).logits
-print(time.perf_counter() - t)
+        models[0](b).logits; models[1](b).logits
+result["seconds"] = time.perf_counter() - t
 """
-)
-NAIVE = (
-    COMMON
-    + """
-from postlens.diffs.divergence import position_stats
+
+NAIVE = """
+from postlens.diffs.divergence import entropy, js_div, kl_div
 t = time.perf_counter()
 with torch.no_grad():
-    lb = torch.cat([pair.base.hf_model(b).logits[:, 7:-1] for b in batches]).flatten(0, 1)
-    lp = torch.cat([pair.post.hf_model(b).logits[:, 7:-1] for b in batches]).flatten(0, 1)
-    stats = position_stats(lb, lp)
-print(time.perf_counter() - t)
+    full = [torch.cat([m(b).logits[:, P - 1 : -1] for b in batches]).flatten(0, 1) for m in models]
+    lb, lp = (torch.log_softmax(x, -1) for x in full)
+    h_b, h_p, kl, js = entropy(lb), entropy(lp), kl_div(lp, lb), js_div(lb, lp)
+    arg_b, arg_p = lb.argmax(-1), lp.argmax(-1)
+    rank = (lb > lb.gather(-1, arg_p[:, None])).sum(-1) + 1
+    top_b, top_p = lb.topk(5, -1), lp.topk(5, -1)
+result["seconds"] = time.perf_counter() - t
 """
-)
-OURS = (
-    COMMON
-    + """
+
+OURS = """
+cfg = ForkConfig(batch_size=batch, compile=sys.argv[8] == "1")
 t = time.perf_counter()
-score_forks(pair, seqs, ForkConfig(batch_size=32), progress=False)
-print(time.perf_counter() - t)
+first = score_forks(pair, seqs, cfg, progress=False)
+result["first_seconds"] = time.perf_counter() - t
+t = time.perf_counter()
+score_forks(pair, seqs, cfg, progress=False)
+result["seconds"] = time.perf_counter() - t
+result["agreement"] = first.summary["agreement"]
 """
-)
+
+TAIL = """
+import resource
+result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(result))
+"""
 
 
-def run(script: str, *args: str) -> tuple[float, float]:
-    wrapper = (
-        script
-        + "\nimport resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+def run(script: str, *args: str) -> dict[str, float]:
+    """Run one approach in a fresh interpreter; its last stdout line is a JSON dict."""
+    out = subprocess.run(
+        [sys.executable, "-c", COMMON + script + TAIL, *args], capture_output=True, text=True
     )
-    out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True)
     if out.returncode:
-        raise RuntimeError(out.stderr[-2000:])
-    seconds, rss = out.stdout.strip().splitlines()[-2:]
-    return float(seconds), float(rss)
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench(label: str, base: str, post: str, n: int, length: int) -> None:
-    tokens = n * (length - 8)
-    args = (base, post, str(n), str(length))
-    floor, floor_rss = run(FLOOR, *args)
-    ours, ours_rss = run(OURS, *args)
-    naive, naive_rss = run(NAIVE, *args)
+def bench(label: str, base: str, post: str, args: argparse.Namespace) -> dict[str, object]:
+    """Measure the three approaches on one pair; print and return the figures."""
+    n, length = args.sequences, args.length
+    tokens = n * (length - PROMPT_LEN)
+    common = (
+        base,
+        post,
+        str(n),
+        str(length),
+        str(args.threads),
+        str(args.batch_size),
+        str(PROMPT_LEN),
+    )
+    rows = {
+        "floor (2 bare forwards)": run(FLOOR, *common, "0"),
+        "postlens, fused kernel": run(OURS, *common, "1"),
+        "postlens, eager": run(OURS, *common, "0"),
+    }
+    if not args.no_naive:
+        rows["naive (all logits kept)"] = run(NAIVE, *common, "0")
+    floor = rows["floor (2 bare forwards)"]["seconds"]
     print(f"\n== {label}: {n} sequences x {length} tokens, {tokens} scored positions")
-    print(
-        f"floor (2 bare forwards) {floor:6.2f} s  {tokens / floor:9.0f} tok/s  peak {floor_rss:6.0f} MiB"
-    )
-    print(
-        f"postlens forks          {ours:6.2f} s  {tokens / ours:9.0f} tok/s  peak {ours_rss:6.0f} MiB"
-    )
-    print(
-        f"naive (keep all logits) {naive:6.2f} s  {tokens / naive:9.0f} tok/s  peak {naive_rss:6.0f} MiB"
-    )
-    print(
-        f"postlens throughput vs floor: {floor / ours:.2f}x (target >= 0.8x); vs naive: {naive / ours:.2f}x; peak memory naive/postlens: {naive_rss / ours_rss:.2f}x"
-    )
+    for name, r in rows.items():
+        first = f"  (first call {r['first_seconds']:.2f} s)" if "first_seconds" in r else ""
+        print(
+            f"{name:26s} {r['seconds']:7.2f} s {tokens / r['seconds']:9.0f} tok/s "
+            f"{floor / r['seconds']:5.2f}x floor  peak {r['peak_mib']:7.0f} MiB{first}"
+        )
+    ours = rows["postlens, fused kernel"]
+    if "naive (all logits kept)" in rows:
+        naive = rows["naive (all logits kept)"]
+        print(
+            f"postlens vs naive: {naive['seconds'] / ours['seconds']:.2f}x faster, "
+            f"peak memory {naive['peak_mib'] / ours['peak_mib']:.2f}x smaller"
+        )
+    return {"label": label, "tokens": tokens, **rows}
+
+
+def tiny_pair(root: Path, width: int) -> tuple[str, str]:
+    """Two random tiny-width Llamas with a 50k vocabulary, saved with a matching tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from postlens.testing import build_tokenizer, save_model, tiny_config
+
+    vocab = 50_000
+    extra = tuple(f"<t{i}>" for i in range(vocab - len(build_tokenizer())))
+    tok = build_tokenizer(extra)
+    paths = []
+    for seed, name in ((0, "base"), (1, "post")):
+        torch.manual_seed(seed)
+        cfg = tiny_config(
+            "llama",
+            vocab,
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=256,
+        )
+        model = AutoModelForCausalLM.from_config(cfg)
+        paths.append(str(save_model(model, tok, root / f"{name}{width}")))
+    return paths[0], paths[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sequences", type=int, default=256)
-    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--sequences", type=int, default=128)
+    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--widths", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-naive", action="store_true", help="skip the memory-hungry naive run")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    from postlens.testing import save_tiny_model
-
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        big = {
-            "vocab_size": 50_000,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 4,
-            "max_position_embeddings": 256,
-        }
-        base = save_tiny_model(Path(tmp) / "base", "llama", seed=0, **big)
-        post = save_tiny_model(Path(tmp) / "post", "llama", seed=1, **big)
-        bench("50k-vocabulary tiny model", str(base), str(post), args.sequences, args.length)
+        for width in args.widths:
+            base, post = tiny_pair(Path(tmp), width)
+            results.append(bench(f"50k vocabulary, width {width}", base, post, args))
     from postlens.specs import organism_path
 
     if (organism_path("rl") / "config.json").is_file():
-        bench("organism base vs rl", "organism:base", "organism:rl", args.sequences, args.length)
+        results.append(bench("organism base vs rl", "organism:base", "organism:rl", args))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

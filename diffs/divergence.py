@@ -31,8 +31,9 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 LN2 = math.log(2.0)
-#: Rows per block: 64 × a 50k vocabulary is 12.8 MB per float32 temporary.
-CHUNK_ROWS = 64
+#: Floats per block temporary (4 MB): small enough to stay in cache, large enough that the
+#: per-operation overhead is paid rarely; 20 rows of a 50k vocabulary.
+CHUNK_FLOATS = 1 << 20
 
 
 @dataclass
@@ -186,7 +187,7 @@ def position_stats(
     logits_base: Float[Tensor, "n vocab"],
     logits_post: Float[Tensor, "n vocab"],
     top: int = 5,
-    chunk: int = CHUNK_ROWS,
+    chunk: int | None = None,
     compiled: bool = False,
     rows: Int[Tensor, " m"] | None = None,
 ) -> PositionStats:
@@ -196,7 +197,8 @@ def position_stats(
         logits_base: the base model's logits at the positions (any float dtype).
         logits_post: the post model's logits at the same positions.
         top: how many top tokens (and probabilities) of each model to keep.
-        chunk: rows reduced at a time; bounds the temporaries to chunk × vocab floats.
+        chunk: rows reduced at a time, bounding the temporaries to chunk × vocab floats;
+            default `CHUNK_FLOATS` // vocab.
         compiled: fuse the reductions with `torch.compile` (falls back to eager on failure).
         rows: reduce only these rows (gathered a block at a time, so the selection is never
             copied whole); default all.
@@ -208,6 +210,7 @@ def position_stats(
     if logits_base.shape != logits_post.shape:
         raise ValueError(f"logit shapes differ: {logits_base.shape} vs {logits_post.shape}")
     top = min(top, logits_base.shape[-1])
+    chunk = chunk or max(1, CHUNK_FLOATS // logits_base.shape[-1])
     if rows is None:
         rows = torch.arange(logits_base.shape[0], device=logits_base.device)
     blocks = []
