@@ -37,10 +37,10 @@ class SFTStageConfig:
 class RLStageConfig:
     """GRPO hyper-parameters."""
 
-    steps: int = 150
+    steps: int = 120
     prompts_per_step: int = 8
     generations: int = 8
-    lr: float = 5e-5
+    lr: float = 2e-4
     beta: float = 0.04
     temperature: float = 1.0
     max_completion_length: int = 100

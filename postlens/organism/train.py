@@ -35,7 +35,7 @@ class RecipeConfig:
     """Every hyper-parameter of the organism."""
 
     pretrain: PretrainConfig = field(
-        default_factory=lambda: PretrainConfig(corpus=CorpusConfig(n_docs=300_000))
+        default_factory=lambda: PretrainConfig(corpus=CorpusConfig(n_docs=230_000))
     )
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
     rl: RLStageConfig = field(default_factory=RLStageConfig)
