@@ -4,12 +4,20 @@ On the same tokens, per layer ℓ of the residual stream (``blocks.{ℓ}.hook_re
 
 * cosine(h_base, h_post) and the relative norm ‖h_post − h_base‖ / ‖h_base‖, as running means
   and histograms (optionally split into prompt and completion tokens);
-* the logit lens of each model (its own final norm and unembedding applied to h at ℓ) and the
-  KL between the two models' logit-lens distributions;
-* patching: the base is run with its residual stream at ℓ replaced by the post model's.
-  ``patch_recovered`` = 1 − Σ KL(post‖patched) / Σ KL(post‖base), sums over positions — the
-  share of the output divergence that layer ℓ's residual carries (ours: a KL-weighted average
-  of the per-position recovery, which stays defined where a position's KL is ~0).
+* the logit lens of each model (its own final norm and unembedding applied to h at ℓ) and
+  ``logit_lens_kl`` = the mean over positions of KL(post lens ‖ base lens); at the last layer
+  this is the output KL(post‖base);
+* patching: the base is run with its residual stream at ℓ replaced by the post model's (at
+  every position of the sequence). ``patch_recovered`` = 1 − Σ_t KL(post‖patched)_t /
+  Σ_t KL(post‖base)_t — the share of the output divergence that layer ℓ's residual carries.
+  Ours: summing before dividing makes it the KL-weighted average over positions of the
+  per-position recovery 1 − KL(post‖patched)_t / KL(post‖base)_t, which stays defined where a
+  position's KL is ~0. It is 0 where patching changes nothing, 1 where it reproduces the post
+  model; it is at most 1 and negative when the patch moves the base further away. ``None`` when
+  the output KL is exactly 0 (identical models): there is nothing to recover.
+
+Positions are every non-padding token (prompt and completion); cosine and relative norm are
+also reported per position type when ``by_position_type`` is set.
 
 Everything is accumulated batch by batch; memory stays flat with the corpus size.
 
@@ -25,11 +33,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from postlens.backends.arch import layout_for
 from postlens.batch import TokenBatch
-from postlens.diffs.divergence import kl_div
+from postlens.diffs.divergence import CHUNK_FLOATS, kl_from_logits
 from postlens.diffs.forks import Sequence, _batch
 from postlens.hooks import resid_post
 from postlens.pair import ModelPair
@@ -80,11 +89,11 @@ class _Acc:
 
 
 def _lens(pair: ModelPair, which: str) -> Any:
-    """The logit lens of one model: its own final norm then its unembedding."""
+    """The logit lens of one model: its own final norm then its unembedding (logits)."""
     model = pair[which].hf_model  # type: ignore[index]
     norm = model.get_submodule(layout_for(model.config.model_type).final_norm)
     unembed = model.get_output_embeddings()
-    return lambda h: torch.log_softmax(unembed(norm(h)).float(), -1)
+    return lambda h: unembed(norm(h)).float()
 
 
 @dataclass
@@ -149,6 +158,17 @@ class ActivationResult:
         return f"<div>{head}{table(self.to_frame().to_dict('records'))}</div>"
 
 
+@dataclass
+class _Totals:
+    """Running sums over the corpus: per-layer accumulators and KL sums (nats)."""
+
+    accs: dict[str, list[_Acc]]
+    lens_kl: np.ndarray
+    patched_kl: np.ndarray
+    out_kl: float = 0.0
+    n_pos: int = 0
+
+
 @torch.no_grad()
 def activation_shifts(
     pair: ModelPair,
@@ -159,41 +179,19 @@ def activation_shifts(
     """Accumulate per-layer shifts, logit-lens KL and patching over `seqs` (see module doc)."""
     cfg = config or ActivationConfig()
     n_layers = pair.n_layers
-    hooks = [resid_post(i) for i in range(n_layers)]
-    accs = {t: [_Acc() for _ in range(n_layers)] for t in ("all", "prompt", "completion")}
+    totals = _Totals(
+        {t: [_Acc() for _ in range(n_layers)] for t in ("all", "prompt", "completion")},
+        np.zeros(n_layers),
+        np.zeros(n_layers),
+    )
     lens = {w: _lens(pair, w) for w in ("base", "post")}
-    lens_kl = np.zeros(n_layers)
-    patched_kl = np.zeros(n_layers)
-    out_kl, n_pos = 0.0, 0
+    lens["vocab"] = pair.base.hf_model.config.vocab_size
     for start in tqdm(
         range(0, len(seqs), cfg.batch_size), desc="activation shifts", disable=not progress
     ):
-        chunk = seqs[start : start + cfg.batch_size]
-        ids, mask, scored = _batch(pair, chunk)
-        batch = TokenBatch(ids, mask, [])
-        real = mask.bool()
-        run_b, run_p = pair.run("base", batch, hooks), pair.run("post", batch, hooks)
-        logp_b = torch.log_softmax(run_b.logits.float(), -1)
-        logp_p = torch.log_softmax(run_p.logits.float(), -1)
-        out_kl += float(kl_div(logp_p[real], logp_b[real]).sum())
-        n_pos += int(real.sum())
-        completion = scored.roll(1, dims=1) & real  # tokens of the completion itself
-        for i, name in enumerate(hooks):
-            hb, hp = run_b[name].float(), run_p[name].float()
-            cos = torch.nn.functional.cosine_similarity(hb, hp, dim=-1)
-            rel = (hp - hb).norm(dim=-1) / hb.norm(dim=-1).clamp_min(1e-12)
-            for kind, sel in (
-                ("all", real),
-                ("prompt", real & ~completion),
-                ("completion", completion),
-            ):
-                accs[kind][i].add(cos[sel].numpy(), rel[sel].numpy())
-            lens_kl[i] += float(kl_div(lens["post"](hp)[real], lens["base"](hb)[real]).sum())
-            if cfg.patching:
-                patched = pair.run("base", batch, interventions={name: run_p[name]}).logits
-                patched_kl[i] += float(
-                    kl_div(logp_p[real], torch.log_softmax(patched.float(), -1)[real]).sum()
-                )
+        _add_batch(pair, seqs[start : start + cfg.batch_size], cfg, lens, totals)
+    accs, lens_kl, patched_kl = totals.accs, totals.lens_kl, totals.patched_kl
+    out_kl, n_pos = totals.out_kl, totals.n_pos
     layers = [
         _layer(i, accs, lens_kl[i] / max(1, n_pos), patched_kl[i], out_kl, cfg)
         for i in range(n_layers)
@@ -201,6 +199,48 @@ def activation_shifts(
     return ActivationResult(
         pair.base_spec.spec, pair.post_spec.spec, layers, out_kl / max(1, n_pos), n_pos
     )
+
+
+def _add_batch(
+    pair: ModelPair, chunk: list[Sequence], cfg: ActivationConfig, lens: dict, totals: _Totals
+) -> None:
+    """Run one batch through both models (and the patched base) and add it to `totals`."""
+    hooks = [resid_post(i) for i in range(pair.n_layers)]
+    ids, mask, scored = _batch(pair, chunk)
+    batch = TokenBatch(ids, mask, [])
+    run_b, run_p = pair.run("base", batch, hooks), pair.run("post", batch, hooks)
+    device = run_p.logits.device
+    real = mask.bool().to(device)
+    completion = scored.roll(1, dims=1).to(device) & real  # tokens of the completion itself
+    # Only real (non-padding) positions are reduced; KL is computed a block of rows at a time.
+    z_post = run_p.logits[real]
+    totals.out_kl += float(kl_from_logits(z_post, run_b.logits[real]).sum())
+    totals.n_pos += int(real.sum())
+    for i, name in enumerate(hooks):
+        hb, hp = run_b[name].float(), run_p[name].float()
+        cos = torch.nn.functional.cosine_similarity(hb, hp, dim=-1)
+        rel = (hp - hb).norm(dim=-1) / hb.norm(dim=-1).clamp_min(1e-12)
+        for kind, sel in (
+            ("all", real),
+            ("prompt", real & ~completion),
+            ("completion", completion),
+        ):
+            totals.accs[kind][i].add(cos[sel].cpu().numpy(), rel[sel].cpu().numpy())
+        totals.lens_kl[i] += float(_lens_kl(lens, hp[real], hb[real]).sum())
+        if cfg.patching:
+            patched = pair.run("base", batch, interventions={name: run_p[name]}).logits
+            totals.patched_kl[i] += float(kl_from_logits(z_post, patched[real]).sum())
+
+
+def _lens_kl(lens: dict, h_post: Tensor, h_base: Tensor) -> Tensor:
+    """KL(post lens ‖ base lens) per row, unembedding a block of rows at a time."""
+    vocab = lens["vocab"]
+    step = max(1, CHUNK_FLOATS // vocab)
+    parts = [
+        kl_from_logits(lens["post"](h_post[i : i + step]), lens["base"](h_base[i : i + step]))
+        for i in range(0, h_post.shape[0], step)
+    ]
+    return torch.cat(parts) if parts else h_post.new_zeros(0)
 
 
 def _layer(

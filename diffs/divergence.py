@@ -74,6 +74,30 @@ def js_div(logp: Float[Tensor, "n vocab"], logq: Float[Tensor, "n vocab"]) -> Fl
     return 0.5 * (kl_div(logp, logm) + kl_div(logq, logm))
 
 
+@torch.no_grad()
+def kl_from_logits(
+    logits_p: Float[Tensor, "n vocab"],
+    logits_q: Float[Tensor, "n vocab"],
+    chunk: int | None = None,
+) -> Float[Tensor, " n"]:
+    """KL(p‖q) per row from logits, a block of rows at a time (float32 on the vocab axis).
+
+    Example:
+        >>> z = torch.randn(4, 10)
+        >>> kl_from_logits(z, z).tolist()
+        [0.0, 0.0, 0.0, 0.0]
+    """
+    chunk = chunk or max(1, CHUNK_FLOATS // max(1, logits_p.shape[-1]))
+    parts = [
+        kl_div(
+            torch.log_softmax(logits_p[i : i + chunk].float(), -1),
+            torch.log_softmax(logits_q[i : i + chunk].float(), -1),
+        )
+        for i in range(0, logits_p.shape[0], chunk)
+    ]
+    return torch.cat(parts) if parts else logits_p.new_zeros(0, dtype=torch.float32)
+
+
 # --- the fast path -----------------------------------------------------------------------
 #: Vocabulary block for `top_tokens`: a row's top-k lies in the k blocks of largest maximum.
 TOP_BLOCK = 128
