@@ -60,19 +60,25 @@ def forks(
     """Where do BASE and POST disagree, and does the base's own entropy find those places?"""
     setup_logging(verbose)
     from postlens.diffs.forks import ForkConfig, score_forks, sequences_for
-    from postlens.errors import InputFileError
+    from postlens.errors import InputFileError, PostlensError
     from postlens.io import write_json_atomic
     from postlens.pair import ModelPair
 
     if source not in ("post", "base"):
         raise InputFileError(f"--from must be 'post' or 'base', got {source!r}")
     records = load_prompt_pairs(prompts, base, limit)
-    pair = ModelPair.load(base, post, backend=backend)  # type: ignore[arg-type]
-    seqs = sequences_for(
-        pair, records, generate, source, temperature=temperature, top_p=top_p,
-        max_new_tokens=max_new_tokens, seed=seed,
-    )  # fmt: skip
-    result = score_forks(pair, seqs, ForkConfig(js_threshold=js_threshold))
+    try:  # option values out of range: one line, not a traceback
+        config = ForkConfig(js_threshold=js_threshold)
+        pair = ModelPair.load(base, post, backend=backend)  # type: ignore[arg-type]
+        seqs = sequences_for(
+            pair, records, generate, source, temperature=temperature, top_p=top_p,
+            max_new_tokens=max_new_tokens, seed=seed,
+        )  # fmt: skip
+    except ValueError as err:
+        if isinstance(err, PostlensError):
+            raise
+        raise PostlensError(str(err)) from None
+    result = score_forks(pair, seqs, config)
     s = result.summary
     Console().print(
         f"[bold]{base} → {post}[/bold]: {s['n_sequences']} sequences, {s['n_positions']} positions · "

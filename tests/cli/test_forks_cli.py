@@ -47,6 +47,9 @@ def test_forks_cli_bad_prompt_files(tiny_dirs, tmp_path):
     no_completion.write_text("hello\n")
     result = runner.invoke(app, ["forks", path, path, "--prompts", str(no_completion)])
     assert result.exit_code == 2 and "--generate" in result.output
+    args = ["forks", path, path, "--prompts", str(no_completion), "--js-threshold", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "js_threshold must be in" in result.output
 
 
 def test_activations_cli(tiny_dirs, tmp_path):
@@ -73,3 +76,22 @@ def test_activations_cli(tiny_dirs, tmp_path):
     assert result.exit_code == 0, result.output
     layers = json.loads(out.read_text())["layers"]
     assert [x["layer"] for x in layers] == [0, 1] and layers[0]["cosine_mean"] == 1.0
+
+
+def test_passk_cli(tiny_dirs, tmp_path):
+    path = str(tiny_dirs["llama"])
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "q: 1+2=?", "answer": "a"}\n{"prompt": "b", "answer": "b"}\n')
+    out = tmp_path / "k.json"
+    args = ["passk", path, "--prompts", str(prompts), "--n", "4", "--verifier", "contains"]
+    result = runner.invoke(app, [*args, "--max-new-tokens", "4", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    curve = data["curves"][tiny_dirs["llama"].name]
+    assert list(curve) == ["1", "2", "4"] and curve["1"] <= curve["2"] <= curve["4"]
+    prompts.write_text('{"prompt": "q"}\n')
+    result = runner.invoke(app, ["passk", path, "--prompts", str(prompts)])
+    assert result.exit_code == 2 and "p.jsonl:1: no 'answer' field" in result.output
+    prompts.write_text('{"prompt": "q", "answer": 3}\n')
+    result = runner.invoke(app, ["passk", path, "--prompts", str(prompts), "--n", "2", "--k", "8"])
+    assert result.exit_code == 2 and "k=8 needs at least" in result.output

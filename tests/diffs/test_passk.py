@@ -43,3 +43,14 @@ def test_curves_with_known_verifiers(tiny_dirs):
     assert set(result.to_frame()["k"]) == {1, 2, 4, 8}
     with pytest.raises(ValueError, match="one verifier per prompt"):
         pass_at_k_curves({"base": pair.base}, tok, prompts, verifiers[:2], n=2)
+
+
+def test_answer_verifiers():
+    from postlens.diffs.passk import answer_verifier
+
+    assert answer_verifier(42)("40 + 2 = 42.") and not answer_verifier(42)("42 or 43")
+    assert answer_verifier("150", "answer-line")("got 150\nanswer 150\n")
+    assert not answer_verifier(150, "answer-line")("answer 150 maybe")
+    assert answer_verifier("ok", "contains")("it is ok!") and answer_verifier(" 7", "exact")("7\n")
+    with pytest.raises(ValueError, match="unknown verifier"):
+        answer_verifier(1, "regex")
