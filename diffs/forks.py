@@ -71,10 +71,42 @@ class Sequence:
     source: str = "given"
 
 
+def context_length(pair: ModelPair) -> int | None:
+    """The base model's context length in tokens, when its config states one."""
+    return getattr(pair.base.hf_model.config, "max_position_embeddings", None)
+
+
+def fit_prompts(tokenizer: Any, prompts: list[str], max_tokens: int) -> list[str]:
+    """Prompts longer than `max_tokens` tokens keep their last ones; warns with the count."""
+    out, cut = [], 0
+    for text in prompts:
+        ids = tokenizer(text).input_ids
+        if len(ids) > max_tokens:
+            cut += 1
+            text = tokenizer.decode(ids[-max_tokens:], skip_special_tokens=True)
+        out.append(text)
+    if cut:
+        logger.warning(
+            "%d prompt(s) longer than the %d tokens the context leaves were truncated (kept "
+            "their last tokens)",
+            cut,
+            max_tokens,
+        )
+    return out
+
+
 def sample_sequences(
     pair: ModelPair, prompts: list[str], n: int = 1, source: str = "post", **generate_kwargs: Any
 ) -> list[Sequence]:
-    """Sample `n` completions per prompt from one model of the pair (``post`` or ``base``)."""
+    """Sample `n` completions per prompt from one model of the pair (``post`` or ``base``).
+
+    Prompts that leave no room for ``max_new_tokens`` in the model's context keep their last
+    tokens (one warning names how many were cut).
+    """
+    context = context_length(pair)
+    if context:
+        room = context - generate_kwargs.get("max_new_tokens", 64)
+        prompts = fit_prompts(pair.tokenizer, prompts, max(1, room))
     samples = pair.generate(source, prompts, n=n, **generate_kwargs)  # type: ignore[arg-type]
     return [Sequence(s.prompt_ids, s.completion_ids, source) for s in samples if s.completion_ids]
 
@@ -161,7 +193,7 @@ def score_forks(
     from postlens.batch import TokenBatch
 
     cfg = config or ForkConfig()
-    context = getattr(pair.base.hf_model.config, "max_position_embeddings", None)
+    context = context_length(pair)
     if context:
         seqs = truncate_to_context(seqs, context)
     if not seqs:

@@ -119,3 +119,11 @@ def test_long_sequences_are_truncated_with_a_warning(favoured_pair, caplog):
 def test_config_validation():
     with pytest.raises(ValueError, match="js_threshold"):
         ForkConfig(js_threshold=2.0)
+
+
+def test_long_prompts_are_cut_before_sampling(tiny_dirs, caplog):
+    path = str(tiny_dirs["gpt2"])  # learned positions: a too-long prompt would fail outright
+    pair = ModelPair.load(path, path, backend="nnsight")
+    seqs = sample_sequences(pair, ["ab " * 60, "q"], n=1, max_new_tokens=8, seed=0)
+    assert len(seqs) == 2 and len(seqs[0].prompt_ids) <= 120
+    assert "1 prompt(s) longer than the 120 tokens" in caplog.text
