@@ -107,7 +107,8 @@ class ReportData:
 
 SectionFn = Callable[["ReportContext"], Any]
 SECTIONS: dict[str, SectionFn] = {}
-SECTION_ORDER = ("weights", "forks", "activations", "passk")
+SECTION_ORDER = ("weights", "forks", "activations", "passk", "confidence", "personas")
+NEEDS_VERIFIER = ("passk", "confidence", "personas")
 
 
 def section(name: str) -> Callable[[SectionFn], SectionFn]:
@@ -187,8 +188,8 @@ def provenance(config: ReportConfig) -> dict[str, Any]:
 
 
 def default_sections(config: ReportConfig) -> tuple[str, ...]:
-    """Every section that can run: pass@k only when a verifier is given."""
-    return tuple(s for s in SECTION_ORDER if s != "passk" or config.verifier)
+    """Every section that can run: those built on the organism's task only when it is given."""
+    return tuple(s for s in SECTION_ORDER if s not in NEEDS_VERIFIER or config.verifier)
 
 
 def run_report(

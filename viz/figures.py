@@ -158,3 +158,46 @@ def pass_at_k_curves(result: Any) -> go.Figure:
         **_LAYOUT,
     )
     return fig
+
+
+def confidence_trajectories(results: Mapping[str, Any]) -> go.Figure:
+    """Mean behavioural confidence (solid) and the probe's reading (dashed) at each cut."""
+    fig = go.Figure()
+    for name, r in results.items():
+        traj = r["trajectories"]
+        cuts = np.linspace(0, 1, traj.config.n_cuts + 1)
+        fig.add_scatter(
+            x=cuts, y=traj.mean_trajectory, mode="lines+markers", name=f"{name}: behavioural"
+        )
+        fig.add_scatter(
+            x=cuts,
+            y=r["probe_trajectory"],
+            mode="lines",
+            line={"dash": "dash"},
+            name=f"{name}: probe",
+        )
+    fig.update_layout(
+        title="Confidence in the final answer as the reasoning unfolds",
+        xaxis_title="fraction of the reasoning kept",
+        yaxis_title="pass rate after forcing an answer",
+        yaxis_range=[0, 1.02],
+        **_LAYOUT,
+    )
+    return fig
+
+
+def persona_projections(shifts: Mapping[str, Mapping[str, Mapping[str, float]]]) -> go.Figure:
+    """Mean projection on each persona direction: base vs each child."""
+    fig = go.Figure()
+    personas = list(next(iter(shifts.values())))
+    first = next(iter(shifts.values()))
+    fig.add_bar(x=personas, y=[first[p]["projection_base"] for p in personas], name="base")
+    for child, row in shifts.items():
+        fig.add_bar(x=personas, y=[row[p]["projection_child"] for p in personas], name=child)
+    fig.update_layout(
+        title="Projection of untagged prompts on each persona direction",
+        yaxis_title="mean projection",
+        barmode="group",
+        **_LAYOUT,
+    )
+    return fig

@@ -14,6 +14,8 @@ TITLES = {
     "forks": "Fork tokens",
     "activations": "Activation shifts and patching",
     "passk": "Reasoning boundary: pass@k",
+    "confidence": "Confidence trajectories",
+    "personas": "Persona features",
 }
 
 
@@ -105,7 +107,79 @@ def _passk(result: Any) -> str:
     return figure_div(figures.pass_at_k_curves(result)) + table(frame.to_dict("records"))
 
 
+def _confidence(results: dict[str, Any]) -> str:
+    rows = []
+    for name, r in results.items():
+        t = r["trajectories"]
+        rows.append({"model": name, "traces": len(t.labels), "overconfidence": float(t.overconfidence.mean()),
+                     "best probe layer": r["probes"].best_layer,
+                     "probe r (held out)": next(x["pearson"] for x in r["probes"].rows if x["layer"] == r["probes"].best_layer)})  # fmt: skip
+    styles = [
+        {"model": name, "style": k, **{kk: v for kk, v in d.items() if kk != "mean_trajectory"}}
+        for name, r in results.items()
+        for k, d in r["trajectories"].by_label().items()
+    ]
+    layers = [{"model": name, **row} for name, r in results.items() for row in r["probes"].rows]
+    return (
+        "<p class='muted'>Traces cut at k/5 of their reasoning, an answer forced, pass rate of the "
+        "continuations (BRIEF.md §4). Overconfidence = Σ score_k·w_k, w = linspace(0.5, −0.5, 6). "
+        "Dashed: a ridge probe on the residual stream (ours), one forward pass.</p>"
+        + figure_div(figures.confidence_trajectories(results))
+        + table(rows)
+        + "<h3>By persona style</h3>"
+        + table(styles)
+        + "<details><summary>Probe quality per layer (held-out traces)</summary>"
+        + table(layers)
+        + "</details>"
+    )
+
+
+def _personas(result: dict[str, Any]) -> str:
+    dirs = [
+        {"persona": k, "best layer": r.best.provenance.layer, "held-out AUROC": r.best.auroc}
+        for k, r in result["directions"].items()
+    ]
+    shifts = [
+        {"child": c, "persona": p, **v}
+        for c, row in result["shifts"].items()
+        for p, v in row.items()
+    ]
+    parts = [
+        "<p class='muted'>Persona directions: mean activation of persona-tagged documents minus the "
+        "others, per layer, on the base (BRIEF.md §5). Each child's shift on untagged prompts is "
+        "compared with them.</p>",
+        table(dirs),
+        figure_div(figures.persona_projections(result["shifts"])),
+        table(shifts),
+    ]
+    diff = result["features"]
+    if diff is None:
+        parts.append("<p class='muted'>No SAE shipped for this model: latent diffing skipped.</p>")
+        return "".join(parts)
+    moved = [
+        {
+            "child": c,
+            "latents moved": diff.moved(c),
+            "top latents": ", ".join(map(str, diff.top(c, 10))),
+        }
+        for c in diff.children
+    ]
+    overlap = diff.overlap()
+    parts += [f"<h3>SAE latents ({len(diff.mean['base'])})</h3>", table(moved)]
+    if overlap:
+        parts.append(table([{k: v for k, v in overlap.items() if not k.startswith("only_")}]))
+    flagged = [
+        {"latent": i, "persona": f["persona"], **{c: f.get(c) for c in diff.children}, **f["evidence"],
+         "top context": diff.contexts.get(i, [{}])[0].get("context", "")}
+        for i, f in diff.flags.items()
+    ]  # fmt: skip
+    parts.append("<h3>Persona features</h3>" + table(flagged[:30]))
+    return "".join(parts)
+
+
 RENDERERS: dict[str, Callable[[Any], str]] = {
+    "confidence": _confidence,
+    "personas": _personas,
     "weights": _weights,
     "forks": _forks,
     "activations": _activations,
@@ -118,6 +192,19 @@ def _get(data: Any, name: str) -> Any:
         if s.name == name and s.ok:
             return s.result
     return None
+
+
+def _persona_card(personas: Any, child: str) -> str:
+    if not personas:
+        return "–"
+    diff = personas.get("features")
+    if diff is not None and diff.flags:
+        latent = max(diff.flags, key=lambda i: abs(diff.change(child)[i]))
+        f = diff.flags[latent]
+        return f"latent {latent}: {f['persona']}, {f.get(child)}"
+    row = personas["shifts"][child]
+    best = max(row, key=lambda p: row[p]["cosine"])
+    return f"shift toward {best} (cos {row[best]['cosine']:.2f})"
 
 
 def summary_cards(data: Any) -> str:
@@ -141,7 +228,7 @@ def summary_cards(data: Any) -> str:
         if acts:
             layer = acts[child].parting_layer()
             cards.append(("layer where activations part", "–" if layer is None else str(layer)))
-        cards.append(("most-moved persona features (persona features are not built yet)", "–"))
+        cards.append(("most-moved persona feature", _persona_card(_get(data, "personas"), child)))
         html = "".join(
             f"<div class='card'><div class='v'>{esc(v)}</div><div class='k'>{esc(k)}</div></div>"
             for k, v in cards
