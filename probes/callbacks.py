@@ -1,21 +1,35 @@
 """Probes in training loops: a `transformers` callback, a plain-PyTorch monitor, reward shaping.
 
-`ProbeCallback` runs monitors every N steps on their fixed held-out data and logs the readings
-through the trainer's own ``log`` (so they reach the console, TensorBoard or W&B like any
-metric, and ``state.log_history``), optionally also to a JSONL file next to the checkpoints. It
-works unchanged with TRL's trainers (they are `transformers.Trainer` subclasses). A failing
-monitor is logged and skipped, never the end of a training run, unless ``strict=True``.
+`ProbeCallback` runs monitors (`postlens.probes.monitor`) every N optimizer steps on their fixed
+held-out data, and the readings join the trainer's own log record of that step: they go through
+``Trainer.log`` (TRL's overrides included), so they reach the console, TensorBoard, W&B and
+``state.log_history`` like any metric, in the same record as the loss. Optionally they are
+also appended to a JSONL file next to the checkpoints (``args.output_dir``). It works unchanged
+with TRL's trainers (they subclass `transformers.Trainer`). A failing monitor is logged and
+skipped, never the end of a training run, unless ``strict=True``.
+
+How the readings reach the log: at ``on_step_end`` the callback reads the probes, keeps the
+readings and sets ``control.should_log`` so the trainer logs at that step; the trainer's ``log``
+(wrapped once by `ProbeCallback.bind`) adds them to the record before it is stored and handed to
+the reporting integrations. Calling ``trainer.log`` directly from the callback would be
+simpler but wrong with TRL: its ``log`` drains the metrics it accumulates between logging steps
+(rewards, KL, entropy), so a second call per step would steal them into the probe's record.
+Without a bound trainer (the callback finds it on the call stack at ``on_train_begin``; `bind`
+makes it explicit) the readings are merged in ``on_log`` into ``logs`` and the last
+``log_history`` record instead, which reaches only the integrations that run after this callback.
 
 Example:
     >>> callback = ProbeCallback([ConfidenceMonitor(probe, traces)], every=50)  # doctest: +SKIP
     >>> trainer = GRPOTrainer(..., callbacks=[callback])  # doctest: +SKIP
-    >>> callback.bind(trainer)  # doctest: +SKIP
+    >>> trainer.train()  # readings: trainer.state.log_history, "probe/confidence/..."  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +47,13 @@ logger = logging.getLogger(__name__)
 class ProbeMonitor:
     """Run monitors on a model every `every` steps, for custom training loops.
 
+    Args:
+        monitors: the probes to run.
+        tokenizer: the model's tokenizer (``None`` when the models passed are Backends).
+        every: cadence in steps.
+        jsonl: a file to append ``{"step": ..., readings}`` lines to, or ``None``.
+        strict: re-raise a failing monitor instead of logging and skipping it.
+
     Example:
         >>> monitor = ProbeMonitor([ConfidenceMonitor(probe, traces)], tokenizer, every=10)  # doctest: +SKIP
         >>> for step in range(steps):  # doctest: +SKIP
@@ -42,42 +63,45 @@ class ProbeMonitor:
     def __init__(
         self,
         monitors: Sequence[Monitor],
-        tokenizer: Any,
+        tokenizer: Any = None,
         every: int = 50,
         jsonl: str | Path | None = None,
         strict: bool = False,
     ) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
-        self.monitors, self.tokenizer, self.every, self.strict = (
-            list(monitors),
-            tokenizer,
-            every,
-            strict,
-        )
+        if not monitors:
+            raise ValueError("give at least one monitor")
+        self.monitors, self.tokenizer = list(monitors), tokenizer
+        self.every, self.strict = every, strict
         self.jsonl = Path(jsonl) if jsonl else None
         self.history: list[dict[str, float]] = []
-        self.seconds = 0.0
+        self.failures = 0
+        self.seconds = 0.0  # total time spent reading, to measure the overhead
 
-    def read(self, model: Any, step: int) -> dict[str, float]:
+    def read(self, model: Any, step: int, write: bool = True) -> dict[str, float]:
         """Every monitor's readings now; a failing monitor is logged and skipped (unless strict)."""
         start = time.perf_counter()
         readings: dict[str, float] = {}
         for monitor in self.monitors:
+            name = getattr(monitor, "name", type(monitor).__name__)
             try:
-                readings.update(monitor.read(model, self.tokenizer))
+                values = monitor.read(model, self.tokenizer)
             except Exception:
                 if self.strict:
                     raise
-                logger.exception(
-                    "probe monitor %r failed at step %d; skipped",
-                    getattr(monitor, "name", monitor),
-                    step,
-                )
+                self.failures += 1
+                logger.exception("probe monitor %r failed at step %d; skipped", name, step)
+                continue
+            for key, value in values.items():
+                if math.isfinite(value):
+                    readings[key] = float(value)
+                else:
+                    logger.warning("probe reading %s is %s at step %d; dropped", key, value, step)
         self.seconds += time.perf_counter() - start
         if readings:
             self.history.append({"step": step, **readings})
-            if self.jsonl is not None:
+            if write and self.jsonl is not None:
                 self.jsonl.parent.mkdir(parents=True, exist_ok=True)
                 with self.jsonl.open("a") as f:
                     f.write(json.dumps({"step": step, **readings}) + "\n")
@@ -93,10 +117,15 @@ class ProbeCallback(TrainerCallback):
 
     Args:
         monitors: the probes to run.
-        every: cadence in optimizer steps.
+        every: cadence in optimizer steps (``state.global_step``).
         jsonl: file name (inside ``args.output_dir``) to append readings to, or ``None``.
         strict: re-raise a failing monitor instead of skipping it.
         tokenizer: the tokenizer; by default the trainer's ``processing_class``.
+        prefix: prepended to every reading's name in the trainer's log.
+
+    Example:
+        >>> cb = ProbeCallback([ConfidenceMonitor(probe, traces)], every=50)  # doctest: +SKIP
+        >>> Trainer(model=model, args=args, train_dataset=data, callbacks=[cb]).train()  # doctest: +SKIP
     """
 
     def __init__(
@@ -106,35 +135,50 @@ class ProbeCallback(TrainerCallback):
         jsonl: str | None = "probe_readings.jsonl",
         strict: bool = False,
         tokenizer: Any = None,
+        prefix: str = "probe/",
     ) -> None:
         self.monitor = ProbeMonitor(monitors, tokenizer, every, None, strict)
-        self.jsonl_name = jsonl
+        self.jsonl_name, self.prefix = jsonl, prefix
         self.trainer: Any = None
+        self._pending: dict[str, float] = {}
 
     def bind(self, trainer: Any) -> ProbeCallback:
-        """Log through `trainer.log` (reaching every reporting integration). Without it, readings
-        are merged into the trainer's next regular log record instead."""
-        self.trainer = trainer
+        """Merge readings into the records `trainer.log` writes (done once per trainer)."""
+        if self.trainer is trainer:
+            return self
+        self.trainer, original = trainer, trainer.log
+
+        def log(logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+            # Evaluation records keep their own keys; the readings wait for the next train record.
+            if self._pending and not any(k.startswith("eval_") for k in logs):
+                logs.update(self._pending)
+                self._pending = {}
+            return original(logs, *args, **kwargs)
+
+        trainer.log = log
         return self
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.monitor.tokenizer = self.monitor.tokenizer or kwargs.get("processing_class")
-        if self.jsonl_name and args.output_dir:
+        if self.monitor.tokenizer is None:
+            self.monitor.tokenizer = kwargs.get("processing_class")
+        if self.jsonl_name and args.output_dir and state.is_world_process_zero:
             self.monitor.jsonl = Path(args.output_dir) / self.jsonl_name
-        self._pending: dict[str, float] = {}
+        if self.trainer is None:
+            trainer = _calling_trainer()
+            if trainer is not None:
+                self.bind(trainer)
+        self._pending = {}
 
     def on_step_end(
         self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
     ) -> None:
         if state.global_step % self.monitor.every or model is None:
             return
+        # Every rank reads (a sharded model needs all of them in the forward pass); the trainer
+        # reports only from the main process, and only it writes the JSONL file.
         readings = self.monitor.read(model, state.global_step)
-        if not readings:
-            return
-        if self.trainer is not None:
-            self.trainer.log({f"probe/{k}": v for k, v in readings.items()})
-        else:
-            self._pending.update({f"probe/{k}": v for k, v in readings.items()})
+        if readings:
+            self._pending.update({f"{self.prefix}{k}": v for k, v in readings.items()})
             control.should_log = True
 
     def on_log(
@@ -145,19 +189,57 @@ class ProbeCallback(TrainerCallback):
         logs: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
-        if logs is not None and getattr(self, "_pending", None):
-            logs.update(self._pending)
+        # Only reached with readings pending when no trainer is bound (see the module docstring).
+        if logs is None or not self._pending or any(k.startswith("eval_") for k in logs):
+            return
+        logs.update(self._pending)
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(self._pending)
+        self._pending = {}
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._pending:  # a last reading the trainer never logged
+            state.log_history.append({**self._pending, "step": state.global_step})
             self._pending = {}
+
+
+def _calling_trainer() -> Any:
+    """The `transformers.Trainer` whose method is on the call stack, if any."""
+    from transformers import Trainer
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, Trainer):
+            return candidate
+        frame = frame.f_back
+    return None
 
 
 class ProbeReward:
     """A GRPO reward (TRL's reward-function signature) penalising predicted overconfidence.
 
-    reward = −λ · Σ_k pred_k · w_k, the probe's overconfidence of the completion read as a trace
-    (prompt + completion up to its final answer line). This is ours: the paper penalises the
-    behavioural score; the probe makes the penalty cost one forward pass. Add it to the task
-    reward in ``reward_funcs``. ``model`` is read at call time, so pass the policy being trained
-    (``trainer.model``) or a fixed reference model.
+    reward = −λ · Σ_k pred_k · w_k: the probe's overconfidence of the completion read as a
+    trace (prompt + completion up to its final answer line). This shaping is ours, not the
+    paper's: the paper penalises the behavioural overconfidence, which costs (K+1)·n samples per
+    completion; the probe makes it one forward pass. Add it next to the task reward in
+    ``reward_funcs`` (TRL sums them, with ``reward_weights`` if given). A completion without
+    reasoning has a flat trajectory and no penalty (the weights sum to zero).
+
+    Args:
+        probe: a fitted `ConfidenceProbe`.
+        model: the model to read, fixed (e.g. a frozen reference); ``None`` reads the policy
+            being trained (``trainer.model``, after `bind`).
+        tokenizer: its tokenizer.
+        lam: λ, the penalty weight.
+        n_cuts: K.
+        answer_marker: where the reasoning ends in a completion.
+        strict: re-raise a failing probe instead of returning no penalty.
+
+    Example:
+        >>> reward = ProbeReward(probe, None, tokenizer, lam=0.5)  # doctest: +SKIP
+        >>> trainer = GRPOTrainer(..., reward_funcs=[correct, reward])  # doctest: +SKIP
+        >>> reward.bind(trainer)  # doctest: +SKIP
     """
 
     __name__ = "probe_overconfidence_penalty"
@@ -165,24 +247,53 @@ class ProbeReward:
     def __init__(
         self,
         probe: Any,
-        model: Any,
-        tokenizer: Any,
+        model: Any = None,
+        tokenizer: Any = None,
         lam: float = 0.5,
         n_cuts: int = 5,
         answer_marker: str = "\nanswer",
+        strict: bool = False,
     ) -> None:
-        if lam < 0:
-            raise ValueError("lam must be >= 0")
+        if lam < 0 or n_cuts < 1:
+            raise ValueError("lam must be >= 0 and n_cuts positive")
         self.probe, self.model, self.tokenizer, self.lam = probe, model, tokenizer, lam
-        self.n_cuts, self.answer_marker = n_cuts, answer_marker
+        self.n_cuts, self.answer_marker, self.strict = n_cuts, answer_marker, strict
+        self.trainer: Any = None
 
-    def __call__(self, prompts: list[str], completions: list[str], **_: Any) -> list[float]:
-        traces = [
-            Trace(p, c.split(self.answer_marker)[0], _never)
-            for p, c in zip(prompts, completions, strict=True)
-        ]
-        pred = self.probe.cut_predictions(self.model, self.tokenizer, traces, self.n_cuts)
-        return [float(-self.lam * v) for v in pred @ np.linspace(0.5, -0.5, self.n_cuts + 1)]
+    def bind(self, trainer: Any) -> ProbeReward:
+        """Read the policy of `trainer` (and use its tokenizer unless one was given)."""
+        self.trainer = trainer
+        self.tokenizer = self.tokenizer or getattr(trainer, "processing_class", None)
+        return self
+
+    def __call__(
+        self, prompts: list[Any], completions: list[Any], **kwargs: Any
+    ) -> list[float | None]:
+        model = self.model if self.model is not None else getattr(self.trainer, "model", None)
+        try:
+            if model is None:
+                raise ValueError("ProbeReward has no model: pass one or bind(trainer)")
+            traces = [
+                Trace(_text(p), _text(c).split(self.answer_marker)[0], _never)
+                for p, c in zip(prompts, completions, strict=True)
+            ]
+            pred = self.probe.cut_predictions(model, self.tokenizer, traces, self.n_cuts)
+        except Exception:
+            if self.strict:
+                raise
+            logger.exception("probe reward failed; no penalty for this batch")
+            return [0.0] * len(completions)
+        overconfidence = pred @ np.linspace(0.5, -0.5, self.n_cuts + 1)
+        if callable(kwargs.get("log_metric")):  # TRL >= 1.x: averaged into the trainer's log
+            kwargs["log_metric"]("probe_overconfidence", float(overconfidence.mean()))
+        return [float(-self.lam * v) for v in overconfidence]
+
+
+def _text(value: Any) -> str:
+    """A prompt or completion as text: TRL passes strings, or chat messages (dicts)."""
+    if isinstance(value, str):
+        return value
+    return "".join(m.get("content", "") for m in value if isinstance(m, dict))
 
 
 def _never(_: str) -> bool:

@@ -1,22 +1,29 @@
 """Hidden-state confidence probes: the behavioural trajectory from one forward pass (ours).
 
-A linear probe reads the residual stream at the truncation point (the last token kept) and
-predicts the behavioural score there (the pass rate after the answer-forcing suffix). We fit
-ridge least squares on the pass rate in closed form: the labels are rates in [0, 1], not binary
-outcomes, a closed form fits tens of thousands of activations in milliseconds on a CPU with no
-tuning loop, and predictions are clipped to [0, 1]. Features are standardised on the training
-set; the probe stores that standardisation.
+A linear probe reads the residual stream after block ℓ (``blocks.ℓ.hook_resid_post``) at the
+truncation point, the last token kept before the answer-forcing suffix, and predicts the
+behavioural score there (the pass rate after the suffix, `postlens.probes.trajectory`).
+
+Why ridge least squares on the pass rate, not logistic regression: the labels are rates in
+[0, 1] estimated from n samples, not binary outcomes, and squared error on a rate is the Brier
+score we evaluate; the fit is closed form (one d x d Gram matrix and one eigendecomposition), so
+tens of thousands of activations fit in well under a second on a CPU for a 128-wide model, with
+no learning rate or iteration count to tune. The eigendecomposition also makes the ridge path
+free, so the penalty is chosen by cross-validation with folds split by *trace* (the cuts of one
+trace share a prefix and would leak across folds). Predictions are clipped to [0, 1]. Features
+are standardised on the training set, and the probe stores that standardisation.
 
 Example:
-    >>> comparison = fit_layer_probes(model, tokenizer, traces, trajectories)  # doctest: +SKIP
+    >>> comparison = fit_layer_probes(pair.post, None, traces, trajectories)  # doctest: +SKIP
+    >>> comparison.to_frame()  # held-out quality per layer  # doctest: +SKIP
     >>> probe = comparison.best_probe  # doctest: +SKIP
-    >>> probe.predict_trajectory(model, tokenizer, traces[:1])  # doctest: +SKIP
+    >>> probe.predict_trajectory(pair.post, traces[:1])  # one reading per token  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +33,42 @@ from jaxtyping import Float
 from torch import Tensor
 
 from postlens.probes.activations import resid_post
-from postlens.probes.provenance import Provenance, load_artifact, save_artifact
+from postlens.probes.metrics import _auroc, _rank, evaluate  # noqa: F401  (re-exported)
+from postlens.probes.provenance import (
+    Provenance,
+    check_compatible,
+    load_artifact,
+    save_artifact,
+    unwrap_model,
+)
 from postlens.probes.trajectory import Trace, TrajectoryResult, cut_points
+
+#: Ridge penalties tried by cross-validation, as multiples of the number of training rows
+#: (the diagonal of the Gram matrix of standardised features is n).
+RIDGE_GRID = tuple(float(a) for a in np.logspace(-5, 1, 13))
 
 
 @dataclass
 class ConfidenceProbe:
-    """A linear probe: clip(((h − mean) / std) · w + b, 0, 1)."""
+    """A linear probe: clip(((h − mean) / std) · w + b, 0, 1) on one layer's residual stream.
+
+    Attributes:
+        w: weights on standardised features.
+        b: intercept.
+        mean: feature means of the training activations.
+        std: feature standard deviations of the training activations.
+        provenance: the model, layer and hook it was fitted on.
+        ridge: the penalty used.
+        cv_mse: cross-validated mean squared error at that penalty (``None`` if not run).
+    """
 
     w: Float[Tensor, " d_model"]
     b: float
     mean: Float[Tensor, " d_model"]
     std: Float[Tensor, " d_model"]
     provenance: Provenance
+    ridge: float = 1.0
+    cv_mse: float | None = None
 
     @classmethod
     def fit(
@@ -46,53 +76,175 @@ class ConfidenceProbe:
         acts: Float[Tensor, "n d_model"],
         labels: Float[Tensor, " n"],
         provenance: Provenance,
-        ridge: float = 1.0,
+        ridge: float | str = "auto",
+        groups: Sequence[int] | np.ndarray | None = None,
+        folds: int = 5,
+        seed: int = 0,
     ) -> ConfidenceProbe:
-        """Closed-form ridge regression of `labels` on standardised `acts`."""
-        acts, labels = acts.double(), labels.double()
-        mean, std = acts.mean(0), acts.std(0).clamp_min(1e-6)
-        x = (acts - mean) / std
-        y = labels - labels.mean()
-        gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype)
-        w = torch.linalg.solve(gram, x.T @ y)
-        return cls(w.float(), float(labels.mean()), mean.float(), std.float(), provenance)
+        """Closed-form ridge regression of `labels` on standardised `acts`.
+
+        Args:
+            acts: activations, one row per cut.
+            labels: behavioural pass rates in [0, 1].
+            provenance: where the activations come from.
+            ridge: the penalty, or ``"auto"`` to pick it from `RIDGE_GRID` (x n) by
+                cross-validation.
+            groups: a group id per row (e.g. the trace index); folds never split a group.
+            folds: cross-validation folds.
+            seed: seed of the fold assignment.
+
+        Example:
+            >>> probe = ConfidenceProbe.fit(acts, scores, Provenance.of(model, 2))  # doctest: +SKIP
+        """
+        if acts.ndim != 2 or labels.shape != (acts.shape[0],):
+            raise ValueError(
+                f"acts must be [n, d] and labels [n]; got {tuple(acts.shape)}, "
+                f"{tuple(labels.shape)}"
+            )
+        if acts.shape[0] < 2:
+            raise ValueError("a probe needs at least two rows")
+        if acts.shape[1] != provenance.d_model:
+            raise ValueError(f"acts have width {acts.shape[1]}, provenance {provenance.d_model}")
+        x = acts.detach().cpu().float()
+        mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+        x = ((x - mean) / std).double()
+        y = labels.detach().cpu().double()
+        cv_mse = None
+        if ridge == "auto":
+            groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+            errors = _ridge_cv(x, y, groups, [a * len(y) for a in RIDGE_GRID], folds, seed)
+            best = int(np.argmin(errors))
+            ridge, cv_mse = RIDGE_GRID[best] * len(y), float(errors[best])
+        elif isinstance(ridge, str) or ridge < 0:
+            raise ValueError(f"ridge must be >= 0 or 'auto', got {ridge!r}")
+        w, b = _solve(x, y, float(ridge))
+        return cls(w.float(), b, mean, std, provenance, float(ridge), cv_mse)
 
     def predict(self, acts: Float[Tensor, "n d_model"]) -> Float[Tensor, " n"]:
-        return (((acts.float() - self.mean) / self.std) @ self.w + self.b).clamp(0, 1)
+        """The probe's reading (a predicted pass rate in [0, 1]) for each row."""
+        return (((acts.float().cpu() - self.mean) / self.std) @ self.w + self.b).clamp(0, 1)
 
     def save(self, path: str | Path) -> Path:
-        config = {"kind": "confidence_probe", "b": self.b, "provenance": asdict(self.provenance)}
+        """Write the probe with its provenance (``config.json`` + ``model.safetensors``)."""
+        config = {
+            "kind": "confidence_probe",
+            "b": self.b,
+            "ridge": self.ridge,
+            "cv_mse": self.cv_mse,
+            "provenance": asdict(self.provenance),
+        }
         return save_artifact(path, config, {"w": self.w, "mean": self.mean, "std": self.std})
 
     @classmethod
     def load(cls, path: str | Path) -> ConfidenceProbe:
+        """Read a probe written by `save` (safetensors: nothing is unpickled)."""
         config, t = load_artifact(path)
+        if config.get("kind") != "confidence_probe":
+            raise ValueError(f"{path} holds a {config.get('kind')!r}, not a confidence probe")
         return cls(
-            t["w"], float(config["b"]), t["mean"], t["std"], Provenance(**config["provenance"])
+            t["w"],
+            float(config["b"]),
+            t["mean"],
+            t["std"],
+            Provenance(**config["provenance"]),
+            float(config.get("ridge", 1.0)),
+            config.get("cv_mse"),
         )
 
     def cut_predictions(
-        self, hf_model: Any, tokenizer: Any, traces: Sequence[Trace], n_cuts: int = 5
-    ) -> np.ndarray:
-        """The probe's reading at the K+1 cuts of each trace, ``[n_traces, K+1]``, one pass per batch."""
+        self, model: Any, tokenizer: Any, traces: Sequence[Trace], n_cuts: int = 5
+    ) -> Float[np.ndarray, "n_traces cuts"]:
+        """The probe's reading at the K+1 cuts of each trace, one forward pass per batch.
+
+        The shape is checked, not the fingerprint: this runs inside training loops, where the
+        model drifts from the one the probe was fitted on by design.
+        """
+        hf_model, tokenizer = _model_and_tokenizer(model, tokenizer)
+        check_compatible(self.provenance, hf_model, fingerprint=False)
         layer = self.provenance.layer
         acts = cut_activations(hf_model, tokenizer, traces, n_cuts, [layer])[layer]
         return self.predict(acts).numpy().reshape(len(traces), n_cuts + 1)
 
     def predict_trajectory(
-        self, hf_model: Any, tokenizer: Any, traces: Sequence[Trace]
-    ) -> list[np.ndarray]:
-        """The probe's reading at every token from the end of the prompt to the end of the reasoning."""
-        self.provenance.check(hf_model)
-        out = []
-        for trace in traces:
-            prompt_len = len(tokenizer(trace.prompt).input_ids)
-            ids = torch.tensor([_full_ids(tokenizer, trace)])
-            acts = resid_post(hf_model, ids, torch.ones_like(ids), [self.provenance.layer])[
-                self.provenance.layer
-            ][0]
-            out.append(self.predict(acts[prompt_len - 1 :]).numpy())
+        self,
+        model: Any,
+        traces_or_tokenizer: Any,
+        traces: Sequence[Trace] | None = None,
+        batch_size: int = 32,
+    ) -> list[Float[np.ndarray, " tokens"]]:
+        """The probe's reading at every token, from the end of the prompt to the end of the
+        reasoning (not only at the K cut points).
+
+        Call it as ``predict_trajectory(pair.post, traces)`` on a `Backend`, or as
+        ``predict_trajectory(hf_model, tokenizer, traces)`` on a bare model. Entry ``i`` of a
+        trace's array is the reading after ``i`` reasoning tokens, so cut k is entry
+        ``round(k * n_reasoning / K)``. Raises on a model of another shape; warns when the
+        model is not the one the probe was fitted on.
+        """
+        tokenizer = None if traces is None else traces_or_tokenizer
+        traces = list(traces_or_tokenizer if traces is None else traces)
+        hf_model, tokenizer = _model_and_tokenizer(model, tokenizer)
+        check_compatible(self.provenance, hf_model)
+        layer, out = self.provenance.layer, []
+        for start in range(0, len(traces), batch_size):
+            batch = traces[start : start + batch_size]
+            seqs = [_full_ids(tokenizer, t) for t in batch]
+            ids, mask = _pad(seqs, tokenizer.pad_token_id)
+            acts = resid_post(hf_model, ids, mask, [layer])[layer]
+            for row, (trace, seq) in enumerate(zip(batch, seqs, strict=True)):
+                prompt_len = len(tokenizer(trace.prompt).input_ids)
+                out.append(self.predict(acts[row, prompt_len - 1 : len(seq)]).numpy())
         return out
+
+
+def _solve(x: Tensor, y: Tensor, ridge: float) -> tuple[Tensor, float]:
+    """Ridge weights and intercept (the intercept is not penalised)."""
+    mx, my = x.mean(0), y.mean()
+    xc = x - mx
+    gram = xc.T @ xc + ridge * torch.eye(x.shape[1], dtype=x.dtype)
+    w = torch.linalg.solve(gram, xc.T @ (y - my))
+    return w, float(my - mx @ w)
+
+
+def _ridge_cv(
+    x: Tensor, y: Tensor, groups: np.ndarray, lambdas: Sequence[float], folds: int, seed: int
+) -> np.ndarray:
+    """Mean squared error (of clipped predictions) of each penalty, by grouped k-fold CV.
+
+    Each fold's training Gram matrix is the total minus the fold's own, and one
+    eigendecomposition per fold gives the whole ridge path: cost O(n d² + folds · d³).
+    """
+    unique, inverse = np.unique(groups, return_inverse=True)
+    folds = min(folds, len(unique))
+    if folds < 2:
+        raise ValueError("cross-validation needs at least two groups")
+    fold = (np.random.default_rng(seed).permutation(len(unique)) % folds)[inverse]
+    fold_t = torch.from_numpy(fold)
+    parts = [(x[fold_t == f], y[fold_t == f]) for f in range(folds)]
+    grams = [xf.T @ xf for xf, _ in parts]
+    gram, xty = sum(grams), x.T @ y
+    sum_x, sum_y, n = x.sum(0), y.sum(), len(y)
+    sse = np.zeros(len(lambdas))
+    for (xf, yf), gram_f in zip(parts, grams, strict=True):
+        n_tr = n - len(yf)
+        mx, my = (sum_x - xf.sum(0)) / n_tr, (sum_y - yf.sum()) / n_tr
+        g = gram - gram_f - n_tr * torch.outer(mx, mx)
+        c = xty - xf.T @ yf - n_tr * mx * my
+        evals, evecs = torch.linalg.eigh(g)
+        proj, xt = evecs.T @ c, (xf - mx) @ evecs
+        for i, lam in enumerate(lambdas):
+            pred = (xt @ (proj / (evals.clamp_min(0) + lam)) + my).clamp(0, 1)
+            sse[i] += float(((pred - yf) ** 2).sum())
+    return sse / n
+
+
+def _model_and_tokenizer(model: Any, tokenizer: Any) -> tuple[Any, Any]:
+    """A bare HF model and its tokenizer, from a `Backend` or from (model, tokenizer)."""
+    if tokenizer is None:
+        tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("pass the tokenizer of a bare model (a Backend carries its own)")
+    return unwrap_model(model), tokenizer
 
 
 def _full_ids(tokenizer: Any, trace: Trace) -> list[int]:
@@ -102,145 +254,177 @@ def _full_ids(tokenizer: Any, trace: Trace) -> list[int]:
     )
 
 
+def _pad(seqs: list[list[int]], pad: int | None) -> tuple[Tensor, Tensor]:
+    """Right-padded ids and mask (right padding keeps positions of real tokens unchanged)."""
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad or 0, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+    mask = (torch.arange(width)[None] < torch.tensor([len(s) for s in seqs])[:, None]).long()
+    return ids, mask
+
+
 def cut_activations(
-    hf_model: Any,
+    model: Any,
     tokenizer: Any,
     traces: Sequence[Trace],
     n_cuts: int,
     layers: Sequence[int],
     batch_size: int = 32,
-) -> dict[int, Tensor]:
-    """Residual stream at the last kept token of every cut: ``[n_traces * (K+1), d_model]`` per layer.
+) -> dict[int, Float[Tensor, "rows d_model"]]:
+    """Residual stream at the last kept token of every cut: ``[n_traces * (K+1), d_model]``.
 
-    One forward pass per trace covers all its cuts (the model is causal).
+    One forward pass per trace covers all its cuts (the model is causal, so the activation at a
+    cut does not depend on the tokens after it). Rows are trace-major: trace 0's cuts 0..K, ...
     """
-    pad = tokenizer.pad_token_id
+    hf_model, tokenizer = _model_and_tokenizer(model, tokenizer)
     chunks: dict[int, list[Tensor]] = {layer: [] for layer in layers}
     for start in range(0, len(traces), batch_size):
         batch = traces[start : start + batch_size]
-        seqs = [_full_ids(tokenizer, t) for t in batch]
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-        mask = (torch.arange(width)[None] < torch.tensor([len(s) for s in seqs])[:, None]).long()
+        ids, mask = _pad([_full_ids(tokenizer, t) for t in batch], tokenizer.pad_token_id)
         acts = resid_post(hf_model, ids, mask, layers)
         positions = [[n - 1 for _, n in cut_points(tokenizer, t, n_cuts)] for t in batch]
         rows = torch.tensor([i for i, p in enumerate(positions) for _ in p])
         cols = torch.tensor([c for p in positions for c in p])
         for layer in layers:
-            chunks[layer].append(acts[layer][rows, cols])
+            chunks[layer].append(acts[layer][rows, cols].cpu())
     return {layer: torch.cat(v) for layer, v in chunks.items()}
-
-
-def _auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """Probability that a positive outranks a negative (ties count half)."""
-    pos, neg = scores[positive], scores[~positive]
-    if not len(pos) or not len(neg):
-        return None
-    greater = (pos[:, None] > neg[None, :]).mean()
-    ties = (pos[:, None] == neg[None, :]).mean()
-    return float(greater + 0.5 * ties)
-
-
-def _rank(x: np.ndarray) -> np.ndarray:
-    """Ranks with ties averaged (as Spearman's correlation wants)."""
-    ranks = np.empty(len(x))
-    ranks[np.argsort(x, kind="stable")] = np.arange(len(x))
-    _, inverse = np.unique(x, return_inverse=True)
-    return (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
-
-
-def evaluate(
-    pred: np.ndarray, target: np.ndarray, final_right: np.ndarray, final_pred: np.ndarray
-) -> dict[str, float | None]:
-    """Held-out quality: Pearson and Spearman with the behavioural score, AUROC, Brier, ECE."""
-    pearson = (
-        float(np.corrcoef(pred, target)[0, 1]) if pred.std() > 0 and target.std() > 0 else None
-    )
-    spearman = (
-        float(np.corrcoef(_rank(pred), _rank(target))[0, 1])
-        if pred.std() > 0 and target.std() > 0
-        else None
-    )
-    bins = np.clip((pred * 10).astype(int), 0, 9)
-    ece = sum(
-        abs(pred[bins == b].mean() - target[bins == b].mean()) * (bins == b).mean()
-        for b in range(10)
-        if (bins == b).any()
-    )
-    return {
-        "pearson": pearson,
-        "spearman": spearman,
-        "auroc_final_right": _auroc(final_pred, final_right),
-        "brier": float(np.mean((pred - target) ** 2)),
-        "ece": float(ece),
-    }
 
 
 @dataclass
 class LayerComparison:
-    """Held-out quality of a probe at each layer, and the probes themselves."""
+    """Held-out quality of a probe at each layer, and the probes themselves.
+
+    Attributes:
+        rows: one dict of held-out metrics per layer (see `postlens.probes.metrics.evaluate`,
+            plus ``overconfidence_pearson``, ``ridge`` and ``cv_mse``).
+        probes: layer → probe (fitted on the training traces).
+        best_layer: the layer with the lowest cross-validated error on the *training* traces
+            (so the held-out metrics of the chosen layer are not selected on the test set).
+        baseline: the same metrics for a probe that only knows the cut index (the training
+            mean score at each cut): what "knowing how far along the trace is" already explains.
+        target: behavioural scores of the held-out traces, ``[n_test, K+1]``.
+        predictions: layer → probe readings at the cuts of the held-out traces.
+        test_index: indices of the held-out traces.
+    """
 
     rows: list[dict[str, Any]]
     probes: dict[int, ConfidenceProbe]
     best_layer: int
+    baseline: dict[str, Any] = field(default_factory=dict)
+    target: np.ndarray | None = None
+    predictions: dict[int, np.ndarray] = field(default_factory=dict)
+    test_index: np.ndarray | None = None
 
     @property
     def best_probe(self) -> ConfidenceProbe:
         return self.probes[self.best_layer]
 
+    def tracking(self, layer: int | None = None) -> dict[str, list[float]]:
+        """Held-out mean trajectory: behavioural vs the probe's (at `layer`, default best)."""
+        layer = self.best_layer if layer is None else layer
+        if self.target is None or layer not in self.predictions:
+            return {}
+        return {
+            "behavioural": self.target.mean(0).tolist(),
+            "probe": self.predictions[layer].mean(0).tolist(),
+        }
+
     def to_frame(self) -> Any:
+        """One row per layer (and a ``baseline`` row) of held-out metrics."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows)
+        rows = [{"probe": "linear", **r} for r in self.rows]
+        return pd.DataFrame([*rows, {"probe": "baseline (cut only)", **self.baseline}])
 
     def to_json(self) -> dict[str, Any]:
-        return {"best_layer": self.best_layer, "layers": self.rows}
+        return {
+            "best_layer": self.best_layer,
+            "layers": self.rows,
+            "baseline": self.baseline,
+            "tracking": self.tracking(),
+        }
 
     def _repr_html_(self) -> str:
         from postlens.viz.html import table
 
-        return (
-            f"<div><b>confidence probes</b>, best layer {self.best_layer}{table(self.rows)}</div>"
-        )
+        rows = [*self.rows, {"layer": "baseline", **self.baseline}]
+        return f"<div><b>confidence probes</b>, best layer {self.best_layer}{table(rows)}</div>"
 
 
 def fit_layer_probes(
-    hf_model: Any,
+    model: Any,
     tokenizer: Any,
     traces: Sequence[Trace],
     trajectories: TrajectoryResult,
     layers: Sequence[int] | None = None,
     test_fraction: float = 0.3,
-    ridge: float = 1.0,
+    ridge: float | str = "auto",
     seed: int = 0,
     name: str | None = None,
 ) -> LayerComparison:
-    """Fit one probe per layer on a split of the traces and compare them on the held-out traces."""
+    """Fit one probe per layer on a split of the traces and compare them on the held-out traces.
+
+    Args:
+        model: a `Backend` (e.g. ``pair.post``) or a bare HF model (then pass `tokenizer`).
+        tokenizer: its tokenizer, or ``None`` for a `Backend`.
+        traces: the traces `trajectories` was computed on, in the same order.
+        trajectories: behavioural scores (the labels).
+        layers: layers to try (default: all).
+        test_fraction: share of traces held out.
+        ridge: penalty, or ``"auto"`` (cross-validated on the training traces).
+        seed: seed of the split.
+        name: model name recorded in the probes' provenance.
+
+    Example:
+        >>> fit_layer_probes(pair.post, None, traces, traj).to_frame()  # doctest: +SKIP
+    """
     if not 0 < test_fraction < 1:
         raise ValueError("test_fraction must be in (0, 1)")
+    if len(traces) != trajectories.scores.shape[0]:
+        raise ValueError(f"{len(traces)} traces but {trajectories.scores.shape[0]} trajectories")
+    hf_model, tokenizer = _model_and_tokenizer(model, tokenizer)
     layers = list(layers if layers is not None else range(hf_model.config.num_hidden_layers))
     per = trajectories.scores.shape[1]
     acts = cut_activations(hf_model, tokenizer, traces, per - 1, layers)
     labels = torch.tensor(trajectories.scores.reshape(-1), dtype=torch.float32)
     order = np.random.default_rng(seed).permutation(len(traces))
-    n_test = max(1, int(round(test_fraction * len(traces))))
-    test_traces = np.sort(order[:n_test])
-    is_test = np.isin(np.repeat(np.arange(len(traces)), per), test_traces)
-    final = trajectories.scores[test_traces, -1] >= 0.5
-    rows, probes = [], {}
+    n_test = min(len(traces) - 2, max(1, int(round(test_fraction * len(traces)))))
+    test = np.sort(order[:n_test])
+    trace_of_row = np.repeat(np.arange(len(traces)), per)
+    is_test = np.isin(trace_of_row, test)
+    cut = np.tile(np.arange(per), len(traces))[is_test]
+    target = trajectories.scores[test]
+    final_right = (
+        trajectories.correct[test] if trajectories.correct is not None else target[:, -1] >= 0.5
+    )
+    weights = trajectories.config.weights
+
+    def score(pred: np.ndarray) -> dict[str, Any]:
+        grid = pred.reshape(-1, per)
+        oc_pearson = evaluate(grid @ weights, target @ weights)["pearson"]
+        metrics = evaluate(pred, target.reshape(-1), final_right, grid[:, -1], cut)
+        return {**metrics, "overconfidence_pearson": oc_pearson}
+
+    cut_means = trajectories.scores[np.setdiff1d(np.arange(len(traces)), test)].mean(0)
+    baseline = score(np.tile(cut_means, n_test))
+    rows, probes, predictions = [], {}, {}
     for layer in layers:
         probe = ConfidenceProbe.fit(
-            acts[layer][~is_test], labels[~is_test], Provenance.of(hf_model, layer, name), ridge
+            acts[layer][~is_test],
+            labels[~is_test],
+            Provenance.of(hf_model, layer, name),
+            ridge,
+            groups=trace_of_row[~is_test],
+            seed=seed,
         )
         pred = probe.predict(acts[layer][is_test]).numpy()
-        rows.append(
-            {
-                "layer": layer,
-                **evaluate(pred, labels[is_test].numpy(), final, pred.reshape(-1, per)[:, -1]),
-            }
-        )
-        probes[layer] = probe
-    best = max(rows, key=lambda r: -1 if r["pearson"] is None else r["pearson"])["layer"]
-    return LayerComparison(rows, probes, best)
+        rows.append({"layer": layer, **score(pred), "ridge": probe.ridge, "cv_mse": probe.cv_mse})
+        probes[layer], predictions[layer] = probe, pred.reshape(-1, per)
+    best = min(rows, key=lambda r: r["cv_mse"] if r["cv_mse"] is not None else -_nz(r))["layer"]
+    return LayerComparison(rows, probes, best, baseline, target, predictions, test)
+
+
+def _nz(row: dict[str, Any]) -> float:
+    """Held-out Pearson, for choosing a layer when no CV error exists (a fixed ridge)."""
+    return -1.0 if row["pearson"] is None else row["pearson"]

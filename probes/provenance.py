@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,10 +28,28 @@ from torch import Tensor
 
 from postlens.errors import CheckpointError, PostlensError
 
+logger = logging.getLogger(__name__)
+
+
+def unwrap_model(model: Any) -> Any:
+    """The Hugging Face model behind a `Backend` (e.g. ``pair.post``), or `model` itself."""
+    return getattr(model, "hf_model", model)
+
 
 def model_fingerprint(hf_model: Any) -> str:
-    """SHA-256 (first 16 hex digits) of the model's unembedding weights, as float32 bytes."""
-    weight = hf_model.get_output_embeddings().weight.detach().float().cpu().contiguous()
+    """SHA-256 (first 16 hex digits) of the model's unembedding weights, as float32 bytes.
+
+    The unembedding changes under any fine-tuning that touches it and is present in every causal
+    LM, so it tells "the model the probe was fitted on" from "another model of the same shape"
+    without hashing every weight. Accepts a `Backend` too.
+
+    Example:
+        >>> model_fingerprint(tiny_model("llama")[0])  # doctest: +SKIP
+        '3f2a9c0d4b1e8a77'
+    """
+    hf_model = unwrap_model(hf_model)
+    head = hf_model.get_output_embeddings() or hf_model.get_input_embeddings()
+    weight = head.weight.detach().float().cpu().contiguous()
     return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
 
 
@@ -59,14 +78,20 @@ class Provenance:
     created: str = ""
 
     @classmethod
-    def of(cls, hf_model: Any, layer: int, name: str | None = None) -> Provenance:
+    def of(
+        cls, hf_model: Any, layer: int, name: str | None = None, hook: str | None = None
+    ) -> Provenance:
+        """The provenance of something read from `hf_model` (or a `Backend`) at `layer`."""
         import postlens
 
+        hf_model = unwrap_model(hf_model)
         cfg = hf_model.config
+        if not 0 <= layer < cfg.num_hidden_layers:
+            raise ValueError(f"layer {layer} out of range: the model has {cfg.num_hidden_layers}")
         return cls(
             model=name or getattr(cfg, "_name_or_path", "") or type(hf_model).__name__,
             layer=layer,
-            hook=f"blocks.{layer}.hook_resid_post",
+            hook=hook or f"blocks.{layer}.hook_resid_post",
             d_model=cfg.hidden_size,
             n_layers=cfg.num_hidden_layers,
             fingerprint=model_fingerprint(hf_model),
@@ -74,25 +99,64 @@ class Provenance:
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         )
 
-    def check(self, hf_model: Any, what: str = "probe") -> None:
-        """Refuse a model of another shape; warn when it is not the model trained on."""
-        cfg = hf_model.config
-        if cfg.hidden_size != self.d_model or self.layer >= cfg.num_hidden_layers:
-            raise PostlensError(
-                f"this {what} was trained on {self.model} (d_model {self.d_model}, layer {self.layer} "
-                f"of {self.n_layers}); the model given has d_model {cfg.hidden_size} and "
-                f"{cfg.num_hidden_layers} layers"
-            )
-        if model_fingerprint(hf_model) != self.fingerprint:
-            warnings.warn(
-                f"{what} trained on {self.model} (fingerprint {self.fingerprint}) applied to a "
-                "different model of the same shape; readings may not mean the same thing",
-                stacklevel=3,
-            )
+    def check(self, hf_model: Any, what: str = "probe", strict_shape: bool = True) -> None:
+        """`check_compatible` with this provenance."""
+        check_compatible(self, hf_model, strict_shape=strict_shape, what=what)
+
+
+def check_compatible(
+    provenance: Provenance,
+    hf_model: Any,
+    strict_shape: bool = True,
+    what: str = "probe",
+    fingerprint: bool = True,
+) -> None:
+    """Refuse a model of another shape; warn when it is not the model the artifact was fitted on.
+
+    Args:
+        provenance: where the probe or direction comes from.
+        hf_model: the model to apply it to (a Hugging Face model or a `Backend`).
+        strict_shape: also require the same layer count (otherwise only that the layer exists).
+        what: what is being applied, for the messages.
+        fingerprint: compare unembedding fingerprints (a hash of the vocab x d_model matrix;
+            turn off when the model is known to drift, e.g. inside a training loop).
+
+    Raises:
+        PostlensError: d_model differs, or the layer count differs (``strict_shape``) or the
+            layer does not exist.
+
+    Example:
+        >>> check_compatible(probe.provenance, pair.post)  # doctest: +SKIP
+    """
+    cfg = unwrap_model(hf_model).config
+    problems = []
+    if cfg.hidden_size != provenance.d_model:
+        problems.append(f"d_model {cfg.hidden_size} (expected {provenance.d_model})")
+    if strict_shape and cfg.num_hidden_layers != provenance.n_layers:
+        problems.append(f"{cfg.num_hidden_layers} layers (expected {provenance.n_layers})")
+    elif provenance.layer >= cfg.num_hidden_layers:
+        problems.append(f"{cfg.num_hidden_layers} layers (no layer {provenance.layer})")
+    if problems:
+        raise PostlensError(
+            f"this {what} was fitted on {provenance.model} (d_model {provenance.d_model}, "
+            f"layer {provenance.layer} of {provenance.n_layers}); the model given has "
+            + " and ".join(problems)
+        )
+    if fingerprint and model_fingerprint(hf_model) != provenance.fingerprint:
+        message = (
+            f"{what} fitted on {provenance.model} (fingerprint {provenance.fingerprint}) applied "
+            "to a different model of the same shape; readings may not mean the same thing"
+        )
+        logger.warning(message)
+        warnings.warn(message, stacklevel=3)
 
 
 def save_artifact(path: str | Path, config: dict[str, Any], tensors: dict[str, Tensor]) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` atomically (temp folder, then rename)."""
+    """Write ``config.json`` + ``model.safetensors`` atomically (temp folder, then rename).
+
+    A reader never sees a half-written artifact: both files go to a temporary sibling folder,
+    which then replaces `path` (an existing artifact there is overwritten).
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -104,9 +168,15 @@ def save_artifact(path: str | Path, config: dict[str, Any], tensors: dict[str, T
             {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
             str(tmp / "model.safetensors"),
         )
-        if path.exists():
-            shutil.rmtree(path)
+        # Move an old artifact aside rather than delete it first: a failure between the two
+        # renames leaves the old one recoverable, never a half-written folder at `path`.
+        old = path.with_name(f".{path.name}.old") if path.exists() else None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
         os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -121,7 +191,7 @@ def load_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     try:
         config = json.loads((path / "config.json").read_text())
         tensors = load_file(str(path / "model.safetensors"))
-    except (OSError, json.JSONDecodeError, Exception) as err:
+    except Exception as err:  # missing, truncated or corrupted: one clear error
         raise CheckpointError(f"{path}: not a readable postlens artifact ({err})") from None
     return config, tensors
 

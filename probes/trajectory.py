@@ -5,9 +5,21 @@ answer-forcing suffix is appended, n short continuations are sampled, and the sc
 pass rate under a verifier. Overconfidence = Σ_k score_k · w_k with w = linspace(0.5, −0.5, K+1):
 high when the answer is already right early and the rest of the reasoning adds little.
 
+Cuts are counted in tokens of the reasoning alone (the prompt is always kept whole); the cut text
+is decoded back to a string for sampling, which is exact for character-level tokenizers and may
+shift a BPE boundary by a token for others. Any `Backend` works (``pair.base``/``pair.post`` on
+either library), as does a bare Hugging Face model (e.g. inside a training loop): sampling goes
+through `postlens.generation.sample_completions`, batched across traces and cuts, seeded.
+
+The weights sum to zero, so a flat trajectory (all right or all wrong from k = 0 on, or a trace
+with no reasoning at all) has overconfidence 0; it is positive when the score falls as reasoning
+is added and negative when the reasoning earns the answer (the ideal is −0.5 ... −0.9 for a trace
+whose answer becomes certain only late).
+
 Example:
-    >>> traj = behavioural_trajectories(pair.post, pair.tokenizer, traces)  # doctest: +SKIP
-    >>> traj.overconfidence.mean()  # doctest: +SKIP
+    >>> traces = [Trace("Q: 2+3=?", " 2+3+0=5 write 5 carry 0 got 5", lambda t: "5" in t)]
+    >>> traj = behavioural_trajectories(pair.post, None, traces)  # doctest: +SKIP
+    >>> traj.mean_trajectory, traj.overconfidence.mean()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from jaxtyping import Bool, Float
 
-from postlens.backends.base import Backend
+from postlens.backends.base import Backend, RunOutput
 from postlens.generation import sample_completions
 
 
@@ -47,6 +60,8 @@ class TrajectoryConfig:
     def __post_init__(self) -> None:
         if self.n_cuts < 1 or self.n_samples < 1 or self.max_new_tokens < 1:
             raise ValueError("n_cuts, n_samples and max_new_tokens must be positive")
+        if self.temperature < 0 or self.batch_size < 1:
+            raise ValueError("temperature must be >= 0 and batch_size positive")
 
     @property
     def weights(self) -> np.ndarray:
@@ -63,12 +78,15 @@ class Trace:
         reasoning: the reasoning, without its final answer.
         verifier: True when ``suffix + continuation`` states the right answer.
         label: free text (e.g. the persona style of the trace).
+        correct: whether the trace's own final answer was right, when known (probes are
+            evaluated on predicting it).
     """
 
     prompt: str
     reasoning: str
     verifier: Callable[[str], bool]
     label: str = ""
+    correct: bool | None = None
 
 
 def cut_points(tokenizer: Any, trace: Trace, n_cuts: int) -> list[tuple[str, int]]:
@@ -91,16 +109,25 @@ class TrajectoryResult:
         scores: pass rate at each cut, shape ``[n_traces, K+1]``.
         overconfidence: Σ score_k · w_k per trace.
         labels: each trace's label.
+        config: the settings used.
+        correct: each trace's own final-answer correctness, when every trace knew it.
     """
 
-    scores: np.ndarray
-    overconfidence: np.ndarray
+    scores: Float[np.ndarray, "n_traces cuts"]
+    overconfidence: Float[np.ndarray, " n_traces"]
     labels: list[str]
     config: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+    correct: Bool[np.ndarray, " n_traces"] | None = None
 
     @property
-    def mean_trajectory(self) -> np.ndarray:
+    def mean_trajectory(self) -> Float[np.ndarray, " cuts"]:
+        """The score at each cut, averaged over traces."""
         return self.scores.mean(0)
+
+    @property
+    def cuts(self) -> Float[np.ndarray, " cuts"]:
+        """The fractions k/K of the reasoning kept."""
+        return np.arange(self.scores.shape[1]) / self.config.n_cuts
 
     def by_label(self) -> dict[str, dict[str, Any]]:
         """Mean trajectory and overconfidence per label (e.g. persona style)."""
@@ -115,10 +142,17 @@ class TrajectoryResult:
         }
 
     def to_frame(self) -> Any:
+        """One row per trace and cut: trace, label, cut (k/K), score, overconfidence."""
         import pandas as pd
 
         rows = [
-            {"trace": i, "label": self.labels[i], "cut": k / self.config.n_cuts, "score": float(s)}
+            {
+                "trace": i,
+                "label": self.labels[i],
+                "cut": k / self.config.n_cuts,
+                "score": float(s),
+                "overconfidence": float(self.overconfidence[i]),
+            }
             for i, row in enumerate(self.scores)
             for k, s in enumerate(row)
         ]
@@ -142,17 +176,43 @@ class TrajectoryResult:
             {"label": k, **{kk: v for kk, v in d.items() if kk != "mean_trajectory"}}
             for k, d in self.by_label().items()
         ]
-        return f"<div><b>confidence trajectory</b> [{traj}], overconfidence {self.overconfidence.mean():.3f}{table(rows)}</div>"
+        return (
+            f"<div><b>confidence trajectory</b> [{traj}], overconfidence "
+            f"{self.overconfidence.mean():.3f} ({len(self.labels)} traces){table(rows)}</div>"
+        )
 
 
 def behavioural_trajectories(
-    backend: Backend,
+    backend: Backend | Any,
     tokenizer: Any,
     traces: Sequence[Trace],
     config: TrajectoryConfig | None = None,
+    progress: bool = False,
 ) -> TrajectoryResult:
-    """Score every cut of every trace by sampling (batched across traces and cuts, seeded)."""
+    """Score every cut of every trace by sampling (batched across traces and cuts, seeded).
+
+    Args:
+        backend: a `Backend` (e.g. ``pair.post``) or a bare Hugging Face causal LM.
+        tokenizer: its tokenizer; ``None`` takes the backend's.
+        traces: the traces to cut.
+        config: K, n, continuation length, suffix, temperature, seed.
+        progress: show a progress bar while sampling.
+
+    Returns:
+        The pass rate at each cut of each trace, and the overconfidence of each trace.
+
+    Example:
+        >>> cfg = TrajectoryConfig(n_samples=8, suffix=ANSWER_SUFFIX)  # doctest: +SKIP
+        >>> behavioural_trajectories(pair.post, None, traces, cfg).to_frame()  # doctest: +SKIP
+    """
     cfg = config or TrajectoryConfig()
+    if not traces:
+        raise ValueError("no traces to score")
+    if not isinstance(backend, Backend):
+        if tokenizer is None:
+            raise ValueError("a bare model needs its tokenizer")
+        backend = _GenerateOnly(backend, tokenizer)
+    tokenizer = tokenizer or backend.tokenizer
     prompts = [
         text + cfg.suffix for t in traces for text, _ in cut_points(tokenizer, t, cfg.n_cuts)
     ]
@@ -166,13 +226,28 @@ def behavioural_trajectories(
         seed=cfg.seed,
         batch_size=cfg.batch_size,
         label="trajectories",
+        progress=progress,
     )
     per_cut = cfg.n_cuts + 1
     scores = np.zeros((len(traces), per_cut))
+    # `samples` is prompt-major: n continuations of cut 0 of trace 0, then of cut 1, ...
     for j, start in enumerate(range(0, len(samples), cfg.n_samples)):
         trace = traces[j // per_cut]
         group = samples[start : start + cfg.n_samples]
         scores[j // per_cut, j % per_cut] = np.mean(
-            [trace.verifier(cfg.suffix + s.completion) for s in group]
+            [bool(trace.verifier(cfg.suffix + s.completion)) for s in group]
         )
-    return TrajectoryResult(scores, scores @ cfg.weights, [t.label for t in traces], cfg)
+    known = [t.correct for t in traces]
+    correct = None if None in known else np.array(known, dtype=bool)
+    return TrajectoryResult(
+        scores, scores @ cfg.weights, [t.label for t in traces], cfg, correct=correct
+    )
+
+
+class _GenerateOnly(Backend):
+    """A bare Hugging Face model seen as a `Backend` for sampling only (no hooks needed)."""
+
+    name = "plain"
+
+    def run(self, *args: Any, **kwargs: Any) -> RunOutput:
+        raise NotImplementedError("a bare model wrapped for sampling has no hooks")
