@@ -162,6 +162,10 @@ def truncate_to_context(seqs: list[Sequence], context: int) -> list[Sequence]:
     return [s for s in out if s.completion_ids]
 
 
+def _share(mask: np.ndarray) -> float | None:
+    return float(mask.mean()) if mask.size else None
+
+
 _COLUMNS = (
     "entropy_base", "entropy_post", "kl", "js", "argmax_base", "argmax_post", "post_rank_in_base",
     "p_base_of_base", "p_base_of_post", "p_post_of_base", "p_post_of_post",
@@ -294,6 +298,10 @@ class ForkResult:
             "share_forks_in_top20_entropy": float((h[forks] >= q80).mean())
             if forks.any()
             else None,
+            # With mostly near-zero entropies the 80th percentile is itself tiny, so also give
+            # the share of forks above the absolute 0.672-nat mark, and the argmax-only view.
+            "share_forks_entropy_above_0.672": _share(h[forks] > HIGH_ENTROPY),
+            "mean_entropy_disagreements": float(h[disagree].mean()) if disagree.any() else None,
             "share_entropy_below_0.01": float((h < LOW_ENTROPY).mean()),
             "share_entropy_above_0.672": float((h > HIGH_ENTROPY).mean()),
             "mean_kl": float(c["kl"].mean()),
