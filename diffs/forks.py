@@ -32,8 +32,9 @@ from postlens.pair import ModelPair
 
 logger = logging.getLogger(__name__)
 LOW_ENTROPY, HIGH_ENTROPY = 0.01, 0.672  # nats, the thresholds quoted in BRIEF.md §1
-#: Positions × vocabulary above which `ForkConfig(compile=None)` fuses the statistics.
-COMPILE_ABOVE = 1e9
+#: Positions × vocabulary above which `ForkConfig(compile=None)` fuses the statistics: the
+#: fused kernel saves ~15-20 ns per entry on CPU, the compilation costs ~4-8 s once.
+COMPILE_ABOVE = 3e8
 
 
 @dataclass(frozen=True)
