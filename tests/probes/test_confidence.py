@@ -77,3 +77,89 @@ def test_metrics_on_a_hand_case():
         np.corrcoef([0, 1, 2, 3], [0, 1.5, 1.5, 3])[0, 1]
     )
     assert m["brier"] == pytest.approx(np.mean((pred - target) ** 2))
+
+
+def test_auto_ridge_picks_a_strong_penalty_for_noise_and_a_weak_one_for_signal():
+    model, _ = tiny_model("llama")
+    g = torch.Generator().manual_seed(1)
+    acts = torch.randn(600, 32, generator=g)
+    signal = ConfidenceProbe.fit(acts, torch.sigmoid(acts[:, 0] * 2), Provenance.of(model, 0))
+    noise = ConfidenceProbe.fit(acts, torch.rand(600, generator=g), Provenance.of(model, 0))
+    assert signal.ridge < noise.ridge and signal.cv_mse < noise.cv_mse
+    with pytest.raises(ValueError, match="ridge"):
+        ConfidenceProbe.fit(acts, acts[:, 0], Provenance.of(model, 0), ridge=-1.0)
+    with pytest.raises(ValueError, match="labels"):
+        ConfidenceProbe.fit(acts, acts[:10, 0], Provenance.of(model, 0))
+
+
+def test_layer_comparison_recovers_a_signal_planted_in_real_activations(tiny_dirs):
+    """Scores defined as a linear read-out of layer 1 at each cut: layer 1's probe finds them,
+    beats the cut-only baseline, ranks traces within a cut and tracks the mean trajectory."""
+    from postlens.probes.confidence import cut_activations
+
+    pair = ModelPair.load(str(tiny_dirs["llama"]), str(tiny_dirs["llama"]), backend="nnsight")
+    traces = [
+        Trace(f"q: {i}+{i % 7}=?", " " + "abcdefghij"[: 4 + i % 6], lambda s: True)
+        for i in range(60)
+    ]
+    acts = cut_activations(pair.post, None, traces, 5, [1])[1]
+    direction = torch.randn(32, generator=torch.Generator().manual_seed(3))
+    z = (acts - acts.mean(0)) @ direction
+    scores = torch.sigmoid(z / z.std()).numpy().reshape(60, 6)
+    traj = TrajectoryResult(
+        scores, scores @ TrajectoryConfig().weights, [""] * 60, correct=scores[:, -1] > 0.5
+    )
+    comparison = fit_layer_probes(pair.post, None, traces, traj, test_fraction=0.3, name="tiny")
+    row = {r["layer"]: r for r in comparison.rows}[1]
+    assert comparison.best_layer == 1
+    assert row["pearson"] > 0.95 and row["pearson_within_cut"] > 0.9
+    assert row["pearson"] > (comparison.baseline["pearson"] or 0) + 0.3
+    assert row["auroc_final_right"] > 0.9 and row["overconfidence_pearson"] > 0.8
+    tracked = comparison.tracking()
+    np.testing.assert_allclose(tracked["probe"], tracked["behavioural"], atol=0.05)
+    frame = comparison.to_frame()
+    assert frame["probe"].tolist() == ["linear", "linear", "baseline (cut only)"]
+    assert comparison.best_probe.provenance.model == "tiny"
+    assert "best layer 1" in comparison._repr_html_()
+
+
+def test_predict_trajectory_reads_every_token_on_a_backend_or_a_bare_model(tiny_dirs):
+    pair = ModelPair.load(str(tiny_dirs["llama"]), str(tiny_dirs["llama"]), backend="nnsight")
+    probe = ConfidenceProbe.fit(
+        torch.randn(40, 32), torch.rand(40), Provenance.of(pair.post, 1), ridge=1.0
+    )
+    traces = [Trace("q: 1+2=?", " 12345", lambda s: True), Trace("q: 10+2=?", " 1", bool)]
+    on_backend = probe.predict_trajectory(pair.post, traces)
+    on_bare = probe.predict_trajectory(pair.post.hf_model, pair.tokenizer, traces, batch_size=1)
+    assert [len(r) for r in on_backend] == [7, 3]  # end of prompt + each reasoning token
+    for a, b in zip(on_backend, on_bare, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)  # padding in a batch changes nothing
+    # The reading at the cuts equals cut_predictions (cut k = entry round(k * n / K)).
+    cuts = probe.cut_predictions(pair.post, None, traces[:1], n_cuts=3)
+    np.testing.assert_allclose(cuts[0], on_backend[0][[0, 2, 4, 6]], atol=1e-5)
+
+
+def test_compatibility_checks_and_artifact_errors(tmp_path):
+    from postlens.errors import CheckpointError
+    from postlens.probes.provenance import check_compatible
+
+    model, _ = tiny_model("llama")
+    prov = Provenance.of(model, 1)
+    deeper, _ = tiny_model("llama", num_hidden_layers=3)
+    with pytest.raises(PostlensError, match="3 layers"):
+        check_compatible(prov, deeper)
+    with pytest.warns(UserWarning, match="different model"):
+        check_compatible(prov, deeper, strict_shape=False)
+    shallow, _ = tiny_model("llama", num_hidden_layers=1)
+    with pytest.raises(PostlensError, match="no layer 1"):
+        check_compatible(prov, shallow, strict_shape=False)
+    with pytest.raises(ValueError, match="out of range"):
+        Provenance.of(model, 2)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{")
+    with pytest.raises(CheckpointError, match="bad"):
+        ConfidenceProbe.load(tmp_path / "bad")
+    probe = ConfidenceProbe.fit(torch.randn(20, 32), torch.rand(20), prov)
+    probe.save(tmp_path / "p")
+    probe.save(tmp_path / "p")  # overwriting an artifact leaves no temporary folder behind
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["bad", "p"]

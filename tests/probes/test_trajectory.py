@@ -62,3 +62,45 @@ def test_config_validation():
     with pytest.raises(ValueError):
         TrajectoryConfig(n_cuts=0)
     assert TrajectoryConfig().weights.tolist() == pytest.approx([0.5, 0.3, 0.1, -0.1, -0.3, -0.5])
+
+
+def test_hand_computed_partial_scores_and_frame():
+    """A verifier right on 2 of 3 samples at one cut: score 2/3 there, overconfidence by hand."""
+    cfg = TrajectoryConfig(n_cuts=2, n_samples=3, max_new_tokens=2, temperature=0)
+    _, tok = tiny_model("llama")
+    backend = EchoBackend(len(tok(cfg.suffix, add_special_tokens=False).input_ids))
+    calls = {"n": 0}
+
+    def verifier(text: str) -> bool:  # cut 0: always wrong; cut 1: 2 of 3; cut 2: always right
+        calls["n"] += 1
+        return {"?": False, "c": calls["n"] % 3 != 0, "f": True}[text.strip()[-1]]
+
+    trace = Trace("q: ?", "abcdef", verifier, label="x", correct=True)
+    result = behavioural_trajectories(backend, None, [trace], cfg)
+    np.testing.assert_allclose(result.scores, [[0.0, 2 / 3, 1.0]])
+    # w = linspace(0.5, -0.5, 3) = [0.5, 0, -0.5]
+    assert result.overconfidence[0] == pytest.approx(-0.5)
+    assert result.correct.tolist() == [True]
+    frame = result.to_frame()
+    assert list(frame.columns) == ["trace", "label", "cut", "score", "overconfidence"]
+    assert frame["cut"].tolist() == [0.0, 0.5, 1.0]
+    assert "overconfidence -0.500" in result._repr_html_()
+    assert result.to_json()["by_label"]["x"]["n"] == 1
+
+
+@pytest.mark.parametrize("backend_name", ["nnsight", "transformer_lens"])
+def test_real_backends_are_seeded_and_agree(tiny_dirs, backend_name):
+    from postlens import ModelPair
+
+    path = str(tiny_dirs["llama"])
+    pair = ModelPair.load(path, path, backend=backend_name)
+    traces = [Trace(f"q: {i}+1=?", " abcdef", lambda t: "1" in t) for i in range(3)]
+    cfg = TrajectoryConfig(n_cuts=2, n_samples=4, max_new_tokens=3, seed=7)
+    first = behavioural_trajectories(pair.post, None, traces, cfg)
+    again = behavioural_trajectories(pair.post, pair.tokenizer, traces, cfg)
+    bare = behavioural_trajectories(pair.post.hf_model, pair.tokenizer, traces, cfg)
+    assert first.scores.shape == (3, 3)
+    np.testing.assert_array_equal(first.scores, again.scores)
+    np.testing.assert_array_equal(first.scores, bare.scores)  # same HF model, same seed
+    with pytest.raises(ValueError, match="tokenizer"):
+        behavioural_trajectories(pair.post.hf_model, None, traces, cfg)
