@@ -74,7 +74,8 @@ def tiny_model(arch: str = "llama", seed: int = 0, **overrides: Any) -> tuple[An
 
     tok = build_tokenizer()
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(arch, len(tok), **overrides))
+    vocab_size = overrides.pop("vocab_size", len(tok))  # a larger vocabulary pads the tokenizer's
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, vocab_size, **overrides))
     model.eval()
     return model, tok
 
