@@ -1,17 +1,27 @@
 """SAE latent diffing: which features of the base did each child amplify or suppress (BRIEF §5).
 
 One SAE (trained on the base) encodes the residual stream of the base and of each child on the
-same untagged prompts. Per latent and model: activation frequency and mean activation; per child:
-the change of the mean activation, and a ranking by |change| (OpenAI's persona-features recipe).
-The two children's rankings are compared (Jaccard of the top-N sets, Spearman over all latents).
-**Persona features** are latents whose decoder direction aligns with a persona direction (cosine
-above a threshold) or whose activation alone separates persona-tagged prompts (AUROC); each is
-marked amplified or suppressed by each child.
+same untagged prompts. Per latent and model: activation frequency (share of tokens where it is
+> 0) and mean activation over all tokens; per child: the change of the mean activation, and a
+ranking of latents by |change| (OpenAI's persona-features recipe, arXiv 2506.19823).
+
+Definitions (ours, where no paper fixes one):
+
+* **moved**: |Δ| ≥ ``fraction`` · max(|mean_base|, |mean_child|) and |Δ| ≥ ``atol`` (defaults
+  0.5 and 1e-3): the latent lost or gained at least half of its activation; the count of moved
+  latents and Σ|Δ| ("l1 change", threshold-free) say which child moved more.
+* **overlap** of two children: Jaccard of their top-N sets, Spearman correlation of their
+  signed changes over all latents, and the share of the union of the top-N sets that both
+  moved in the same direction; latents moved by one child and not the other are listed.
+* **persona features**: latents whose decoder direction has |cosine| ≥ ``cos_threshold`` with a
+  persona direction, or whose mean activation over a persona-tagged text separates it from the
+  other texts with AUROC ≥ ``auroc_threshold`` (or ≤ 1 − it). Each is marked amplified,
+  suppressed or unchanged (|Δ| ≤ 1% of the larger mean) by each child.
 
 Example:
-    >>> diff = diff_features(sae, {"sft": pairs["sft"], "rl": pairs["rl"]}, untagged_prompts)  # doctest: +SKIP
-    >>> diff.flag_personas(directions, tagged_prompts, corpus)  # doctest: +SKIP
-    >>> diff.to_frame().head()  # doctest: +SKIP
+    >>> diff = persona_features(sae, {"sft": pairs["sft"], "rl": pairs["rl"]}, untagged,
+    ...                         directions=found.at(2), tagged=docs, corpus=corpus)  # doctest: +SKIP
+    >>> diff.overlap()["jaccard_top_n"], diff.moved("sft"), diff.moved("rl")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,27 +32,41 @@ from typing import Any
 
 import numpy as np
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
-from postlens.diffs.sae import check_sae
-from postlens.probes.confidence import _auroc, _rank
+from postlens.diffs.sae import check_sae, sae_hook
+from postlens.errors import PostlensError
+from postlens.probes.metrics import _auroc, _rank
 
 
 @torch.no_grad()
 def encode_prompts(
     sae: Any, backend: Any, prompts: Sequence[str], batch_size: int = 32
-) -> list[torch.Tensor]:
-    """SAE latent activations of every prompt's tokens: one ``[pos, d_sae]`` tensor per prompt."""
+) -> list[Float[Tensor, "pos d_sae"]]:
+    """SAE latent activations of every prompt's tokens: one ``[pos, d_sae]`` tensor per prompt.
+
+    Example:
+        >>> feats = encode_prompts(sae, pair.base, ["Q: 1+2=?\\n"])  # doctest: +SKIP
+    """
     hook = check_sae(sae, backend.hf_model)
+    device = sae.W_dec.device
     out = []
     for acts, mask in backend.iter_activations(prompts, hook, batch_size):
-        feats = sae.encode(acts.float())
+        feats = sae.encode(acts.float().to(device)).cpu()
         out.extend(feats[i, : int(m.sum())] for i, m in enumerate(mask))
     return out
 
 
-def _stats(feats: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+def _stats(feats: list[Tensor]) -> tuple[np.ndarray, np.ndarray]:
     flat = torch.cat(feats)
     return (flat > 0).float().mean(0).numpy(), flat.mean(0).numpy()
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(_rank(a), _rank(b))[0, 1])
 
 
 @dataclass
@@ -50,10 +74,11 @@ class FeatureDiff:
     """Latent statistics of a base and its children under one SAE.
 
     Attributes:
-        freq: model → activation frequency per latent.
+        freq: model → activation frequency per latent (``"base"`` first).
         mean: model → mean activation per latent.
         top_n: size of the top sets compared.
         flags: latent → persona flags (filled by `flag_personas`).
+        contexts: latent → top activating contexts (filled by `add_contexts`).
     """
 
     freq: dict[str, np.ndarray]
@@ -62,167 +87,329 @@ class FeatureDiff:
     flags: dict[int, dict[str, Any]] = field(default_factory=dict)
     contexts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if "base" not in self.mean or set(self.mean) != set(self.freq):
+            raise ValueError("freq and mean need the same models, including 'base'")
+        if self.top_n < 1:
+            raise ValueError("top_n must be positive")
+
     @property
     def children(self) -> list[str]:
         return [k for k in self.mean if k != "base"]
+
+    @property
+    def n_latents(self) -> int:
+        return len(self.mean["base"])
 
     def change(self, child: str) -> np.ndarray:
         """Mean activation in `child` minus in the base, per latent."""
         return self.mean[child] - self.mean["base"]
 
+    def _scale(self, child: str) -> np.ndarray:
+        return np.maximum(np.abs(self.mean["base"]), np.abs(self.mean[child]))
+
     def top(self, child: str, n: int | None = None) -> list[int]:
         """Latents ranked by |change| in `child`, largest first."""
-        return [
-            int(i)
-            for i in np.argsort(-np.abs(self.change(child)), kind="stable")[: n or self.top_n]
-        ]
+        order = np.argsort(-np.abs(self.change(child)), kind="stable")
+        return [int(i) for i in order[: n or self.top_n]]
 
-    def overlap(self) -> dict[str, Any]:
-        """Jaccard of the children's top-N sets and Spearman of their changes (first two children)."""
+    def moved_mask(self, child: str, fraction: float = 0.5, atol: float = 1e-3) -> np.ndarray:
+        """Latents `child` moved: |Δ| ≥ fraction · max(|mean_base|, |mean_child|) and ≥ atol."""
+        delta = np.abs(self.change(child))
+        return (delta >= fraction * self._scale(child)) & (delta >= atol)
+
+    def moved(self, child: str, fraction: float = 0.5, atol: float = 1e-3) -> int:
+        """How many latents `child` moved (see `moved_mask`)."""
+        return int(self.moved_mask(child, fraction, atol).sum())
+
+    def l1_change(self, child: str) -> float:
+        """Σ over latents of |Δ mean activation|: total movement, without a threshold."""
+        return float(np.abs(self.change(child)).sum())
+
+    def direction(self, child: str, latent: int) -> str:
+        """``amplified``, ``suppressed`` or ``unchanged`` (|Δ| ≤ 1% of the larger mean)."""
+        delta = float(self.change(child)[latent])
+        if abs(delta) <= 0.01 * float(self._scale(child)[latent]) + 1e-9:
+            return "unchanged"
+        return "amplified" if delta > 0 else "suppressed"
+
+    def overlap(self, fraction: float = 0.5) -> dict[str, Any]:
+        """How alike the first two children's changes are (empty with one child)."""
         if len(self.children) < 2:
             return {}
         a, b = self.children[:2]
         sa, sb = set(self.top(a)), set(self.top(b))
         ca, cb = self.change(a), self.change(b)
-        spearman = (
-            float(np.corrcoef(_rank(ca), _rank(cb))[0, 1])
-            if ca.std() > 0 and cb.std() > 0
-            else None
-        )
+        union = sorted(sa | sb)
+        ma, mb = self.moved_mask(a, fraction), self.moved_mask(b, fraction)
+        by_a = lambda idx: sorted(idx, key=lambda i: -abs(ca[i]))  # noqa: E731
+        by_b = lambda idx: sorted(idx, key=lambda i: -abs(cb[i]))  # noqa: E731
         return {
             "children": [a, b],
+            "top_n": self.top_n,
             "jaccard_top_n": len(sa & sb) / len(sa | sb),
-            "spearman_change": spearman,
-            f"only_{a}": sorted(sa - sb),
-            f"only_{b}": sorted(sb - sa),
+            "spearman_change": _spearman(ca, cb),
+            "same_sign_top_union": float(np.mean(np.sign(ca[union]) == np.sign(cb[union]))),
+            f"top_only_{a}": by_a(sa - sb),
+            f"top_only_{b}": by_b(sb - sa),
+            f"moved_only_{a}": by_a(np.nonzero(ma & ~mb)[0].tolist()),
+            f"moved_only_{b}": by_b(np.nonzero(mb & ~ma)[0].tolist()),
+            "moved_by_both": int((ma & mb).sum()),
         }
-
-    def moved(self, child: str, fraction: float = 0.5) -> int:
-        """Latents whose |change| exceeds `fraction` of their base mean activation (and is not ~0)."""
-        delta = np.abs(self.change(child))
-        return int(((delta > fraction * np.abs(self.mean["base"])) & (delta > 1e-3)).sum())
-
-    def to_frame(self) -> Any:
-        """One row per latent: frequency and mean per model, change per child, flags."""
-        import pandas as pd
-
-        frame = pd.DataFrame({"latent": np.arange(len(self.mean["base"]))})
-        for model in self.mean:
-            frame[f"freq_{model}"] = self.freq[model]
-            frame[f"mean_{model}"] = self.mean[model]
-        for child in self.children:
-            frame[f"change_{child}"] = self.change(child)
-        frame["persona"] = frame["latent"].map(lambda i: self.flags.get(i, {}).get("persona"))
-        return frame
 
     def flag_personas(
         self,
         sae: Any,
         directions: Mapping[str, Any] | None = None,
-        tagged: Mapping[str, list[torch.Tensor]] | None = None,
-        untagged: list[torch.Tensor] | None = None,
+        tagged: Mapping[str, list[Tensor]] | None = None,
+        untagged: list[Tensor] | None = None,
         cos_threshold: float = 0.3,
         auroc_threshold: float = 0.8,
     ) -> dict[int, dict[str, Any]]:
-        """Flag latents aligned with a persona direction or separating persona-tagged prompts.
+        """Flag latents aligned with a persona direction or separating persona-tagged texts.
 
         Args:
             sae: the SAE (its decoder rows are the latent directions).
-            directions: persona name → `PersonaDirection` (same layer as the SAE).
-            tagged: persona name → latent activations of that persona's tagged prompts.
-            untagged: latent activations of contrasting prompts for the AUROC.
+            directions: persona → `PersonaDirection` read at the SAE's hook.
+            tagged: persona → latent activations of that persona's tagged texts
+                (`encode_prompts` with the base).
+            untagged: latent activations of contrasting texts; without them each persona is
+                compared with the other tagged sets.
+            cos_threshold: minimum |decoder cosine|.
+            auroc_threshold: minimum AUROC (or maximum 1 − AUROC).
+
+        Raises:
+            PostlensError: a direction was measured at another hook than the SAE reads.
         """
-        w_dec = torch.nn.functional.normalize(sae.W_dec.detach().float(), dim=-1)
+        if not 0 < cos_threshold <= 1 or not 0.5 < auroc_threshold <= 1:
+            raise ValueError("need cos_threshold in (0, 1] and auroc_threshold in (0.5, 1]")
+        hook = sae_hook(sae)
+        w_dec = torch.nn.functional.normalize(sae.W_dec.detach().float().cpu(), dim=-1)
         for name, direction in (directions or {}).items():
-            cos = (w_dec @ direction.vector.float()).numpy()
+            if direction.provenance.hook != hook:
+                raise PostlensError(
+                    f"the {name} direction reads {direction.provenance.hook}, the SAE {hook}"
+                )
+            cos = (w_dec @ direction.vector.float().cpu()).numpy()
             for i in np.nonzero(np.abs(cos) >= cos_threshold)[0]:
                 self._flag(int(i), name, {"decoder_cosine": float(cos[i])})
-        if tagged and untagged:
-            neg = torch.stack([f.mean(0) for f in untagged]).numpy()
-            for name, feats in tagged.items():
-                pos = torch.stack([f.mean(0) for f in feats]).numpy()
-                labels = np.r_[np.ones(len(pos), bool), np.zeros(len(neg), bool)]
-                scores = np.r_[pos, neg]
-                for i in np.nonzero(scores.std(0) > 0)[0]:
-                    auc = _auroc(scores[:, i], labels)
-                    if auc is not None and auc >= auroc_threshold:
-                        self._flag(int(i), name, {"tag_auroc": auc})
+        for name, (pos, neg) in _contrasts(tagged or {}, untagged).items():
+            labels = np.r_[np.ones(len(pos), bool), np.zeros(len(neg), bool)]
+            scores = np.r_[pos, neg]
+            for i in np.nonzero(scores.std(0) > 0)[0]:
+                auc = _auroc(scores[:, i], labels)
+                if auc is not None and max(auc, 1 - auc) >= auroc_threshold:
+                    self._flag(int(i), name, {"tag_auroc": auc})
         return self.flags
 
     def _flag(self, latent: int, persona: str, evidence: dict[str, float]) -> None:
-        entry = self.flags.setdefault(latent, {"persona": persona, "evidence": {}})
-        entry["evidence"].update(evidence)
+        entry = self.flags.setdefault(latent, {"personas": {}})
+        entry["personas"].setdefault(persona, {}).update(evidence)
+
+        def strength(ev: dict[str, float]) -> float:
+            return max(abs(ev.get("decoder_cosine", 0.0)), 2 * abs(ev.get("tag_auroc", 0.5) - 0.5))
+
+        best = max(entry["personas"], key=lambda p: strength(entry["personas"][p]))
+        entry["persona"], entry["evidence"] = best, dict(entry["personas"][best])
         for child in self.children:
             delta = float(self.change(child)[latent])
-            entry[child] = "amplified" if delta > 0 else "suppressed" if delta < 0 else "unchanged"
+            entry[child] = self.direction(child, latent)
             entry[f"change_{child}"] = delta
+            scale = float(self._scale(child)[latent])
+            entry[f"relative_change_{child}"] = delta / scale if scale > 0 else 0.0
+
+    def add_contexts(
+        self,
+        feats: list[Tensor],
+        prompts: Sequence[str],
+        tokenizer: Any,
+        latents: Sequence[int] | None = None,
+        k: int = 5,
+    ) -> dict[int, list[dict[str, Any]]]:
+        """Top activating contexts of `latents` (default: the flagged ones) in `prompts`."""
+        for latent in latents if latents is not None else list(self.flags):
+            self.contexts[int(latent)] = top_contexts(feats, prompts, tokenizer, int(latent), k)
+        return self.contexts
+
+    def to_frame(self) -> Any:
+        """One row per latent: frequency and mean per model, change per child, persona flag."""
+        import pandas as pd
+
+        frame = pd.DataFrame({"latent": np.arange(self.n_latents)})
+        for model in self.mean:
+            frame[f"freq_{model}"] = self.freq[model]
+            frame[f"mean_{model}"] = self.mean[model]
+        for child in self.children:
+            frame[f"change_{child}"] = self.change(child)
+            frame[f"moved_{child}"] = self.moved_mask(child)
+        frame["persona"] = frame["latent"].map(lambda i: self.flags.get(i, {}).get("persona"))
+        return frame
+
+    def _row(self, child: str, latent: int) -> dict[str, Any]:
+        flag = self.flags.get(latent, {})
+        return {
+            "latent": latent,
+            "change": float(self.change(child)[latent]),
+            "mean_base": float(self.mean["base"][latent]),
+            f"mean_{child}": float(self.mean[child][latent]),
+            "freq_base": float(self.freq["base"][latent]),
+            f"freq_{child}": float(self.freq[child][latent]),
+            "persona": flag.get("persona"),
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "n_latents": int(len(self.mean["base"])),
-            "top": {
-                c: [
-                    {
-                        "latent": i,
-                        "change": float(self.change(c)[i]),
-                        "persona": self.flags.get(i, {}).get("persona"),
-                    }
-                    for i in self.top(c)
-                ]
-                for c in self.children
-            },
+            "n_latents": self.n_latents,
+            "top": {c: [self._row(c, i) for i in self.top(c)] for c in self.children},
             "moved": {c: self.moved(c) for c in self.children},
+            "l1_change": {c: self.l1_change(c) for c in self.children},
             "overlap": self.overlap(),
             "flags": {str(k): v for k, v in self.flags.items()},
             "contexts": {str(k): v for k, v in self.contexts.items()},
         }
 
     def _repr_html_(self) -> str:
-        from postlens.viz.html import table
+        import html
 
-        rows = [
-            {"child": c, "moved": self.moved(c), "top latents": ", ".join(map(str, self.top(c, 8)))}
-            for c in self.children
-        ]
-        return f"<div><b>SAE latent diffing</b>{table(rows)}{table([{'overlap': str(self.overlap())}])}</div>"
+        import pandas as pd
+
+        rows = pd.DataFrame(
+            [
+                {
+                    "child": c,
+                    "moved": self.moved(c),
+                    "l1 change": self.l1_change(c),
+                    "top latents": ", ".join(map(str, self.top(c, 8))),
+                    "flagged amplified": sum(f.get(c) == "amplified" for f in self.flags.values()),
+                    "flagged suppressed": sum(
+                        f.get(c) == "suppressed" for f in self.flags.values()
+                    ),
+                }
+                for c in self.children
+            ]
+        )
+        ov = self.overlap()
+        summary = (
+            f"Jaccard top-{self.top_n} {ov['jaccard_top_n']:.2f}, Spearman {ov['spearman_change']}"
+            if ov
+            else "one child"
+        )
+        return (
+            f"<div><b>SAE latent diffing</b> ({self.n_latents} latents, {len(self.flags)} "
+            f"persona-flagged; {html.escape(summary)}){rows.to_html(index=False, escape=True)}</div>"
+        )
+
+
+def _contrasts(
+    tagged: Mapping[str, list[Tensor]], untagged: list[Tensor] | None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Persona → (per-text mean latents of its texts, of the contrasting texts)."""
+    means = {n: torch.stack([f.mean(0) for f in fs]).numpy() for n, fs in tagged.items() if fs}
+    if untagged:
+        neg = torch.stack([f.mean(0) for f in untagged]).numpy()
+        return {n: (m, neg) for n, m in means.items()}
+    if len(means) < 2:
+        return {}
+    return {
+        n: (m, np.concatenate([o for k, o in means.items() if k != n])) for n, m in means.items()
+    }
 
 
 def diff_features(
-    sae: Any, pairs: Mapping[str, Any], prompts: Sequence[str], top_n: int = 20
-) -> tuple[FeatureDiff, dict[str, list[torch.Tensor]]]:
-    """Encode the same prompts with the base and each child (`ModelPair`s sharing the base).
+    sae: Any, pairs: Any, prompts: Sequence[str], top_n: int = 20, batch_size: int = 32
+) -> tuple[FeatureDiff, dict[str, list[Tensor]]]:
+    """Encode the same prompts with the base and each child.
 
-    Returns the diff and each model's per-prompt latent activations (for contexts and flags).
+    Args:
+        sae: an SAE trained on the base (checked against the model's width and layers).
+        pairs: one `ModelPair` (its child is named ``"post"``) or child name → `ModelPair`
+            sharing the base (the first pair's base is used).
+        prompts: the same untagged prompts for every model.
+        top_n: size of the top sets compared.
+        batch_size: prompts per forward pass.
+
+    Returns:
+        The diff, and each model's per-prompt latent activations (for contexts and flags).
+
+    Example:
+        >>> diff, feats = diff_features(sae, {"sft": sft_pair, "rl": rl_pair}, prompts)  # doctest: +SKIP
     """
+    pairs = {"post": pairs} if hasattr(pairs, "post") else dict(pairs)
+    if not pairs or not prompts:
+        raise ValueError("need at least one child and one prompt")
     first = next(iter(pairs.values()))
-    feats = {"base": encode_prompts(sae, first.base, prompts)}
+    feats = {"base": encode_prompts(sae, first.base, prompts, batch_size)}
     for child, pair in pairs.items():
-        feats[child] = encode_prompts(sae, pair.post, prompts)
+        feats[child] = encode_prompts(sae, pair.post, prompts, batch_size)
     stats = {k: _stats(v) for k, v in feats.items()}
-    return FeatureDiff(
+    diff = FeatureDiff(
         {k: s[0] for k, s in stats.items()}, {k: s[1] for k, s in stats.items()}, top_n
-    ), feats
+    )
+    return diff, feats
+
+
+def persona_features(
+    sae: Any,
+    pairs: Any,
+    prompts: Sequence[str],
+    directions: Mapping[str, Any] | None = None,
+    tagged: Mapping[str, Sequence[str]] | None = None,
+    corpus: Sequence[str] | None = None,
+    top_n: int = 20,
+    cos_threshold: float = 0.3,
+    auroc_threshold: float = 0.8,
+    n_contexts: int = 5,
+) -> FeatureDiff:
+    """Latent diffing, persona flags and top contexts in one call.
+
+    Args:
+        sae, pairs, prompts, top_n: as in `diff_features`.
+        directions: persona → direction at the SAE's hook (e.g. ``PersonaSet.at(layer)``).
+        tagged: persona → tagged texts (each persona against the others, encoded by the base).
+        corpus: texts whose top activating contexts are shown (default: `prompts`), for the
+            flagged latents and each child's top 10 movers.
+        cos_threshold, auroc_threshold: see `FeatureDiff.flag_personas`.
+        n_contexts: contexts per latent.
+
+    Example:
+        >>> diff = persona_features(sae, pairs, untagged, found.at(2), docs, corpus)  # doctest: +SKIP
+    """
+    diff, feats = diff_features(sae, pairs, prompts, top_n)
+    first = next(iter(pairs.values())) if not hasattr(pairs, "post") else pairs
+    tagged_feats = {n: encode_prompts(sae, first.base, list(t)) for n, t in (tagged or {}).items()}
+    diff.flag_personas(sae, directions, tagged_feats, None, cos_threshold, auroc_threshold)
+    corpus_feats = feats["base"] if corpus is None else encode_prompts(sae, first.base, corpus)
+    latents = set(diff.flags) | {i for c in diff.children for i in diff.top(c, 10)}
+    diff.add_contexts(corpus_feats, corpus or prompts, first.tokenizer, sorted(latents), n_contexts)
+    return diff
 
 
 def top_contexts(
-    feats: list[torch.Tensor],
+    feats: list[Tensor],
     prompts: Sequence[str],
     tokenizer: Any,
     latent: int,
     k: int = 5,
     width: int = 12,
 ) -> list[dict[str, Any]]:
-    """The `k` token positions where `latent` fires hardest, with the tokens before them."""
-    best: list[tuple[float, int, int]] = []
+    """The `k` prompts where `latent` fires hardest, each at its strongest token.
+
+    Each context has the activation, the prompt index, the position, the token, the text of
+    up to `width` tokens before it, and those tokens as a list (``tokens``, the last one firing).
+    """
+    best = []
     for p, f in enumerate(feats):
-        values = f[:, latent]
-        pos = int(values.argmax())
-        best.append((float(values[pos]), p, pos))
+        pos = int(f[:, latent].argmax())
+        best.append((float(f[pos, latent]), p, pos))
     out = []
-    for value, p, pos in sorted(best, reverse=True)[:k]:
-        ids = tokenizer(prompts[p]).input_ids
+    for value, p, pos in sorted(best, key=lambda t: (-t[0], t[1]))[:k]:
+        if value <= 0:
+            break
+        ids = tokenizer(prompts[p]).input_ids[max(0, pos - width) : pos + 1]
         out.append({
-            "activation": value, "prompt": p, "token": tokenizer.decode([ids[pos]]),
-            "context": tokenizer.decode(ids[max(0, pos - width) : pos + 1], skip_special_tokens=True),
+            "activation": value, "prompt": p, "position": pos,
+            "token": tokenizer.decode(ids[-1:]),
+            "context": tokenizer.decode(ids, skip_special_tokens=True),
+            "tokens": tokenizer.convert_ids_to_tokens(ids),
         })  # fmt: skip
     return out

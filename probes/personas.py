@@ -1,21 +1,35 @@
 """Persona directions (BRIEF.md §5): the mean-difference vector of a trait, per layer.
 
-From two prompt sets (trait-eliciting vs opposite; or one persona-tagged set vs the others), the
-direction at layer ℓ is mean(h⁺) − mean(h⁻) of the residual stream after block ℓ, averaged over
-each prompt's tokens (Anthropic's persona vectors average over response tokens; with prompts only,
-all tokens). Its quality at ℓ is the AUROC of the projection on held-out prompts: how well the
-direction alone tells the two sets apart. The projection of any model's activations on the
-direction monitors the persona, e.g. in base, SFT and RL children on the same untagged prompts.
+From two text sets (trait-eliciting vs opposite), or from several persona-tagged sets (each one
+against the rest), the direction at layer ℓ is mean(h⁺) − mean(h⁻) of the residual stream after
+block ℓ (``blocks.ℓ.hook_resid_post``), where each text contributes the average of its tokens.
+A text given as a ``(prompt, response)`` pair contributes the average over its *response* tokens
+only, as in Anthropic's persona vectors (arXiv 2507.21509), where the trait lives in the response
+the eliciting prompt produced; a plain string contributes all of its tokens.
+
+Quality at ℓ (ours): the AUROC of the projection on held-out texts (a seeded split), i.e. how well
+the direction alone tells the sets apart, with ties between layers broken by the held-out d'
+(difference of mean projections over their pooled standard deviation). The best layer is the one
+with the highest (AUROC, d').
+
+The projection of any model's activations on a direction monitors the persona, e.g. in base, SFT
+and RL children on the same untagged prompts (`project_models`), or during training
+(`PersonaMonitor`, a `postlens.probes.monitor.Monitor`), both in
+`postlens.probes.persona_projections`. Directions save and load with provenance
+(`postlens.probes.provenance`).
 
 Example:
-    >>> result = persona_directions(model, tokenizer, careful_prompts, other_prompts, name="careful")  # doctest: +SKIP
-    >>> direction = result.best  # doctest: +SKIP
-    >>> direction.project(rl_model, tokenizer, untagged_prompts).mean()  # doctest: +SKIP
+    >>> sets = {"careful": careful_docs, "hasty": hasty_docs, "sloppy": sloppy_docs}  # doctest: +SKIP
+    >>> found = one_vs_rest_directions(base, tokenizer, sets)  # doctest: +SKIP
+    >>> found.best()["careful"].provenance.layer  # doctest: +SKIP
+    2
+    >>> project_models(found.best(), {"base": base, "rl": rl}, tokenizer, untagged).to_frame()  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import html
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,64 +40,120 @@ from jaxtyping import Float
 from torch import Tensor
 
 from postlens.probes.activations import resid_post
-from postlens.probes.confidence import _auroc
-from postlens.probes.provenance import Provenance, load_artifact, save_artifact
+from postlens.probes.metrics import _auroc
+from postlens.probes.provenance import (
+    Provenance,
+    check_compatible,
+    load_artifact,
+    save_artifact,
+    unwrap_model,
+)
+
+#: A text, or a ``(prompt, response)`` pair whose response tokens alone are averaged.
+Text = str | tuple[str, str]
+
+
+def _encode(tokenizer: Any, texts: Sequence[Text]) -> tuple[dict[str, Tensor], Tensor]:
+    """Right-padded ids of the full texts, and the mask of the tokens each text averages."""
+    full = [t if isinstance(t, str) else t[0] + t[1] for t in texts]
+    old_side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        enc = tokenizer(full, return_tensors="pt", padding=True)
+    finally:
+        tokenizer.padding_side = old_side
+    keep = enc["attention_mask"].clone()
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            # The prompt's tokens are a prefix of the full text's when the prompt ends at a
+            # token boundary (e.g. a newline), which is how contrastive prompts are written.
+            keep[i, : len(tokenizer(text[0]).input_ids)] = 0
+            if not keep[i].any():
+                raise ValueError(f"text {i} has an empty response: nothing to average")
+    return enc, keep
 
 
 def mean_activations(
-    hf_model: Any,
+    model: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
+    texts: Sequence[Text],
     layers: Sequence[int],
     batch_size: int = 32,
 ) -> dict[int, Float[Tensor, "n d_model"]]:
-    """Each prompt's residual stream after each layer, averaged over its tokens."""
+    """Each text's residual stream after each layer, averaged over its (response) tokens.
+
+    Args:
+        model: a Hugging Face causal LM or a postlens `Backend` (e.g. ``pair.post``).
+        tokenizer: its tokenizer.
+        texts: strings, or ``(prompt, response)`` pairs (response tokens only).
+        layers: blocks to read.
+        batch_size: texts per forward pass.
+
+    Example:
+        >>> mean_activations(model, tok, ["Q: 1+2=?\\n"], [0, 1])[1].shape  # doctest: +SKIP
+        torch.Size([1, 128])
+    """
+    hf_model = unwrap_model(model)
     out: dict[int, list[Tensor]] = {layer: [] for layer in layers}
-    old_side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    try:
-        for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(
-                list(prompts[start : start + batch_size]), return_tensors="pt", padding=True
-            )
-            acts = resid_post(hf_model, enc["input_ids"], enc["attention_mask"], layers)
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            for layer in layers:
-                out[layer].append((acts[layer] * mask).sum(1) / mask.sum(1))
-    finally:
-        tokenizer.padding_side = old_side
+    for start in range(0, len(texts), batch_size):
+        enc, keep = _encode(tokenizer, texts[start : start + batch_size])
+        acts = resid_post(hf_model, enc["input_ids"], enc["attention_mask"], layers)
+        weight = keep.unsqueeze(-1).float()
+        for layer in layers:
+            out[layer].append((acts[layer].cpu() * weight).sum(1) / weight.sum(1))
     return {layer: torch.cat(v) for layer, v in out.items()}
 
 
 @dataclass
 class PersonaDirection:
-    """A unit direction in the residual stream after one layer, with provenance."""
+    """A unit direction in the residual stream after one layer, with provenance.
+
+    Attributes:
+        name: the persona.
+        vector: unit vector, ``[d_model]``.
+        provenance: model, layer and hook it was measured on.
+        auroc: held-out AUROC of the projection (``None`` when not measured).
+        norm: norm of the raw mean difference.
+        separation: held-out d' of the projection (``None`` when undefined).
+    """
 
     name: str
     vector: Float[Tensor, " d_model"]
     provenance: Provenance
     auroc: float | None = None
     norm: float = 0.0
+    separation: float | None = None
 
-    def project(self, hf_model: Any, tokenizer: Any, prompts: Sequence[str]) -> np.ndarray:
-        """Mean projection of each prompt's activations on the (unit) direction."""
-        self.provenance.check(hf_model, "persona direction")
-        layer = self.provenance.layer
-        return (
-            mean_activations(hf_model, tokenizer, prompts, [layer])[layer] @ self.vector
-        ).numpy()
+    @property
+    def layer(self) -> int:
+        return self.provenance.layer
+
+    def project(
+        self, model: Any, tokenizer: Any, texts: Sequence[Text], fingerprint: bool = False
+    ) -> Float[np.ndarray, " n"]:
+        """Each text's mean projection on the (unit) direction.
+
+        Any model of the same shape is accepted (projecting a child is the point); with
+        ``fingerprint=True`` a model other than the one measured on is also warned about.
+        """
+        check_compatible(self.provenance, model, what="persona direction", fingerprint=fingerprint)
+        acts = mean_activations(model, tokenizer, texts, [self.layer])[self.layer]
+        return (acts @ self.vector.float()).numpy()
 
     def save(self, path: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (atomically)."""
         config = {
             "kind": "persona_direction",
             "name": self.name,
             "auroc": self.auroc,
             "norm": self.norm,
+            "separation": self.separation,
             "provenance": asdict(self.provenance),
         }
         return save_artifact(path, config, {"vector": self.vector})
 
     @classmethod
     def load(cls, path: str | Path) -> PersonaDirection:
+        """Read a direction written by `save`."""
         config, tensors = load_artifact(path)
         return cls(
             config["name"],
@@ -91,26 +161,16 @@ class PersonaDirection:
             Provenance(**config["provenance"]),
             config.get("auroc"),
             config.get("norm", 0.0),
+            config.get("separation"),
         )
 
-
-class PersonaMonitor:
-    """A `Monitor`: the mean projection of fixed prompts on a persona direction."""
-
-    def __init__(self, direction: PersonaDirection, prompts: Sequence[str]) -> None:
-        if not prompts:
-            raise ValueError("a monitor needs at least one prompt")
-        self.direction, self.prompts, self.name = (
-            direction,
-            list(prompts),
-            f"persona/{direction.name}",
-        )
-
-    def read(self, model: Any, tokenizer: Any) -> dict[str, float]:
+    def row(self) -> dict[str, Any]:
         return {
-            f"{self.name}/projection": float(
-                self.direction.project(model, tokenizer, self.prompts).mean()
-            )
+            "persona": self.name,
+            "layer": self.layer,
+            "auroc": self.auroc,
+            "separation": self.separation,
+            "norm": self.norm,
         }
 
 
@@ -121,86 +181,217 @@ class PersonaDirections:
     name: str
     directions: list[PersonaDirection]
 
+    def at(self, layer: int) -> PersonaDirection:
+        """The direction at `layer`."""
+        for d in self.directions:
+            if d.layer == layer:
+                return d
+        raise KeyError(f"no {self.name} direction at layer {layer}")
+
     @property
     def best(self) -> PersonaDirection:
-        """The layer whose direction separates held-out prompts best (highest AUROC)."""
-        return max(self.directions, key=lambda d: d.auroc or 0.0)
+        """The layer whose direction separates held-out texts best: highest (AUROC, d')."""
+        return max(self.directions, key=lambda d: (d.auroc or 0.0, d.separation or 0.0))
 
     def to_frame(self) -> Any:
         import pandas as pd
 
-        return pd.DataFrame(
-            [
-                {
-                    "persona": self.name,
-                    "layer": d.provenance.layer,
-                    "auroc": d.auroc,
-                    "norm": d.norm,
-                }
-                for d in self.directions
-            ]
-        )
+        best = self.best.layer
+        return pd.DataFrame([{**d.row(), "best": d.layer == best} for d in self.directions])
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "best_layer": self.best.provenance.layer,
+            "best_layer": self.best.layer,
             "layers": self.to_frame().to_dict("records"),
         }
 
     def _repr_html_(self) -> str:
-        from postlens.viz.html import esc, table
+        return (
+            f"<div><b>persona {html.escape(self.name)}</b>, best layer {self.best.layer}"
+            f"{_html_table(self.to_frame())}</div>"
+        )
 
-        return f"<div><b>persona {esc(self.name)}</b>, best layer {self.best.provenance.layer}{table(self.to_frame().to_dict('records'))}</div>"
+
+@dataclass
+class PersonaSet:
+    """Directions of several personas (one-vs-rest), each with its layers."""
+
+    personas: dict[str, PersonaDirections]
+
+    def __getitem__(self, name: str) -> PersonaDirections:
+        return self.personas[name]
+
+    def best(self) -> dict[str, PersonaDirection]:
+        """Persona → its direction at its best layer."""
+        return {name: p.best for name, p in self.personas.items()}
+
+    def at(self, layer: int) -> dict[str, PersonaDirection]:
+        """Persona → its direction at `layer` (e.g. the layer an SAE reads)."""
+        return {name: p.at(layer) for name, p in self.personas.items()}
+
+    def cosines(self, layer: int) -> dict[str, dict[str, float]]:
+        """Cosine similarity between the personas' directions at `layer`."""
+        vecs = {n: d.vector.float() for n, d in self.at(layer).items()}
+        return {a: {b: float(va @ vb) for b, vb in vecs.items()} for a, va in vecs.items()}
+
+    def to_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.concat([p.to_frame() for p in self.personas.values()], ignore_index=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "best_layers": {n: d.layer for n, d in self.best().items()},
+            "personas": {n: p.to_json() for n, p in self.personas.items()},
+        }
+
+    def _repr_html_(self) -> str:
+        best = ", ".join(f"{html.escape(n)}: {d.layer}" for n, d in self.best().items())
+        return f"<div><b>persona directions</b> (best layers {best}){_html_table(self.to_frame())}</div>"
+
+
+def _html_table(frame: Any, digits: int = 3) -> str:
+    return frame.to_html(index=False, float_format=lambda x: f"{x:.{digits}g}", escape=True)
+
+
+def _split(n: int, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    order = rng.permutation(n)
+    n_test = max(1, int(round(test_fraction * n)))
+    return order[n_test:], order[:n_test]
+
+
+def _separation(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    pooled = np.sqrt((pos.var() + neg.var()) / 2)
+    return float((pos.mean() - neg.mean()) / pooled) if pooled > 1e-12 else None
+
+
+def _fit(
+    name: str,
+    model: Any,
+    pos: dict[int, Tensor],
+    negs: list[dict[int, Tensor]],
+    test_fraction: float,
+    rng: np.random.Generator,
+) -> PersonaDirections:
+    """Directions from activations: positives vs the balanced mean of the negative sets."""
+    pos_split = _split(len(next(iter(pos.values()))), test_fraction, rng)
+    neg_splits = [_split(len(next(iter(n.values()))), test_fraction, rng) for n in negs]
+    out = []
+    for layer, acts in pos.items():
+        # Each negative set weighs the same, so a large "rest" set does not dominate.
+        neg_mean = torch.stack(
+            [n[layer][s[0]].mean(0) for n, s in zip(negs, neg_splits, strict=True)]
+        ).mean(0)
+        diff = acts[pos_split[0]].mean(0) - neg_mean
+        unit = diff / diff.norm().clamp_min(1e-12)
+        p_test = (acts[pos_split[1]] @ unit).numpy()
+        n_test = np.concatenate(
+            [(n[layer][s[1]] @ unit).numpy() for n, s in zip(negs, neg_splits, strict=True)]
+        )
+        labels = np.r_[np.ones(len(p_test), bool), np.zeros(len(n_test), bool)]
+        auroc = _auroc(np.r_[p_test, n_test], labels)
+        out.append(
+            PersonaDirection(
+                name, unit, Provenance.of(model, layer), auroc, float(diff.norm()),
+                _separation(p_test, n_test),
+            )
+        )  # fmt: skip
+    return PersonaDirections(name, out)
+
+
+def _check_sets(sets: Mapping[str, Sequence[Text]], test_fraction: float) -> None:
+    if not 0 < test_fraction < 1:
+        raise ValueError("test_fraction must be in (0, 1)")
+    for name, texts in sets.items():
+        if len(texts) < 2:
+            raise ValueError(f"need at least two texts in each set ({name!r} has {len(texts)})")
 
 
 def persona_directions(
-    hf_model: Any,
+    model: Any,
     tokenizer: Any,
-    positive: Sequence[str],
-    negative: Sequence[str],
+    positive: Sequence[Text],
+    negative: Sequence[Text],
     name: str = "persona",
     layers: Sequence[int] | None = None,
     test_fraction: float = 0.3,
     seed: int = 0,
 ) -> PersonaDirections:
-    """Mean-difference directions per layer, scored by projection AUROC on held-out prompts."""
-    if len(positive) < 2 or len(negative) < 2:
-        raise ValueError("need at least two prompts on each side")
-    layers = list(layers if layers is not None else range(hf_model.config.num_hidden_layers))
-    rng = np.random.default_rng(seed)
-    split = {}
-    for side, prompts in (("pos", positive), ("neg", negative)):
-        order = rng.permutation(len(prompts))
-        n_test = max(1, int(round(test_fraction * len(prompts))))
-        split[side] = (order[n_test:], order[:n_test])
-    acts_pos = mean_activations(hf_model, tokenizer, positive, layers)
-    acts_neg = mean_activations(hf_model, tokenizer, negative, layers)
-    out = []
-    for layer in layers:
-        pos, neg = acts_pos[layer], acts_neg[layer]
-        diff = pos[split["pos"][0]].mean(0) - neg[split["neg"][0]].mean(0)
-        unit = diff / diff.norm().clamp_min(1e-12)
-        scores = torch.cat([pos[split["pos"][1]], neg[split["neg"][1]]]) @ unit
-        labels = np.r_[np.ones(len(split["pos"][1]), bool), np.zeros(len(split["neg"][1]), bool)]
-        out.append(
-            PersonaDirection(
-                name,
-                unit,
-                Provenance.of(hf_model, layer),
-                _auroc(scores.numpy(), labels),
-                float(diff.norm()),
-            )
+    """Mean-difference directions per layer, scored by projection AUROC on held-out texts.
+
+    Args:
+        model: a Hugging Face causal LM or a `Backend` (usually the base).
+        tokenizer: its tokenizer.
+        positive: trait-eliciting texts (or ``(prompt, response)`` pairs).
+        negative: opposite texts.
+        name: the persona's name.
+        layers: blocks to measure (default: all).
+        test_fraction: share of each set held out for the AUROC.
+        seed: seed of the split.
+
+    Example:
+        >>> persona_directions(base, tok, careful_docs, other_docs, name="careful").best.layer  # doctest: +SKIP
+        2
+    """
+    _check_sets({"positive": positive, "negative": negative}, test_fraction)
+    layers = _layers(model, layers)
+    pos = mean_activations(model, tokenizer, positive, layers)
+    neg = mean_activations(model, tokenizer, negative, layers)
+    return _fit(name, model, pos, [neg], test_fraction, np.random.default_rng(seed))
+
+
+def one_vs_rest_directions(
+    model: Any,
+    tokenizer: Any,
+    sets: Mapping[str, Sequence[Text]],
+    layers: Sequence[int] | None = None,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> PersonaSet:
+    """For each persona-tagged set, the direction of that persona against the others.
+
+    The "rest" mean is the average of the other sets' means. Activations are computed once per
+    set. Arguments as in `persona_directions`; `sets` maps persona → texts (at least two sets).
+
+    Example:
+        >>> one_vs_rest_directions(base, tok, {"careful": c, "hasty": h}).best()  # doctest: +SKIP
+    """
+    if len(sets) < 2:
+        raise ValueError("one-vs-rest needs at least two persona sets")
+    _check_sets(sets, test_fraction)
+    layers = _layers(model, layers)
+    acts = {n: mean_activations(model, tokenizer, texts, layers) for n, texts in sets.items()}
+    found = {
+        name: _fit(
+            name, model, acts[name], [a for o, a in acts.items() if o != name], test_fraction,
+            np.random.default_rng(seed),
         )
-    return PersonaDirections(name, out)
+        for name in sets
+    }  # fmt: skip
+    return PersonaSet(found)
+
+
+def _layers(model: Any, layers: Sequence[int] | None) -> list[int]:
+    n_layers = unwrap_model(model).config.num_hidden_layers
+    layers = sorted(set(layers if layers is not None else range(n_layers)))
+    if not layers or layers[0] < 0 or layers[-1] >= n_layers:
+        raise ValueError(f"layers must be within 0..{n_layers - 1}")
+    return layers
 
 
 def shift_direction(
-    base_model: Any, post_model: Any, tokenizer: Any, prompts: Sequence[str], layer: int
+    base_model: Any, post_model: Any, tokenizer: Any, texts: Sequence[Text], layer: int
 ) -> tuple[Float[Tensor, " d_model"], float]:
-    """What post-training added at `layer` on these prompts: mean(h_post) − mean(h_base), as a
-    unit vector and its norm. Its cosine with persona directions says which persona moved."""
-    hb = mean_activations(base_model, tokenizer, prompts, [layer])[layer].mean(0)
-    hp = mean_activations(post_model, tokenizer, prompts, [layer])[layer].mean(0)
+    """What post-training added at `layer` on these texts: mean(h_post) − mean(h_base).
+
+    Returned as a unit vector and its norm; its cosine with persona directions says which
+    persona moved.
+
+    Example:
+        >>> unit, norm = shift_direction(base, rl, tok, untagged, layer=2)  # doctest: +SKIP
+    """
+    hb = mean_activations(base_model, tokenizer, texts, [layer])[layer].mean(0)
+    hp = mean_activations(post_model, tokenizer, texts, [layer])[layer].mean(0)
     diff = hp - hb
     return diff / diff.norm().clamp_min(1e-12), float(diff.norm())

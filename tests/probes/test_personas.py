@@ -1,16 +1,20 @@
-"""Persona directions on planted signals: a tagged token, and a post model that adds a vector."""
+"""Persona directions on planted signals: tagged prompts, and a post model that adds a vector."""
 
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
 
-from postlens.errors import PostlensError
+from postlens.errors import CheckpointError, PostlensError
+from postlens.probes.monitor import Monitor
+from postlens.probes.persona_projections import PersonaMonitor, project_models
 from postlens.probes.personas import (
     PersonaDirection,
-    PersonaMonitor,
+    mean_activations,
+    one_vs_rest_directions,
     persona_directions,
     shift_direction,
 )
@@ -22,7 +26,8 @@ PROMPTS = [f"q: {a}+{b}=?" for a in range(1, 6) for b in range(3, 7)]
 
 @pytest.fixture(scope="module")
 def planted():
-    """A GPT-2-style base, and a post model whose layer-1 MLP output bias adds a vector v."""
+    """A GPT-2-style base, and a post model whose layer-1 MLP output bias adds a vector v, so
+    that resid_post at layer 1 (and nothing before it) shifts by exactly v at every token."""
     base, tok = tiny_model("gpt2", seed=0)
     post = copy.deepcopy(base)
     v = torch.zeros(32)
@@ -41,29 +46,76 @@ def test_shift_direction_recovers_the_planted_vector(planted):
     assert zero == 0.0
 
 
-def test_projection_moves_by_the_planted_norm(planted, tmp_path):
+def test_directions_of_a_planted_persona_point_along_v(planted):
+    """'Persona' texts are read by the post model, 'opposite' texts by the base: at layer 1 the
+    mean difference is v; run on one model with a tag instead, the tag separates perfectly."""
     base, post, tok, v = planted
+    found = one_vs_rest_directions(
+        base,
+        tok,
+        {"zz": [f"zz {p}" for p in PROMPTS], "plain": PROMPTS, "yy": [f"yy {p}" for p in PROMPTS]},
+    )
+    assert found.best()["zz"].auroc == 1.0 and found["zz"].best.separation > 1
+    assert set(found.to_frame()["persona"]) == {"zz", "plain", "yy"}
+    assert found.cosines(1)["zz"]["zz"] == pytest.approx(1.0)
+    # Projections: the unit v direction moves by |v| in the post model, not in the base.
     direction = PersonaDirection("planted", v / v.norm(), Provenance.of(base, 1))
-    moved = direction.project(post, tok, PROMPTS) - direction.project(base, tok, PROMPTS)
-    assert moved == pytest.approx([float(v.norm())] * len(PROMPTS), rel=1e-4)
-    monitor = PersonaMonitor(direction, PROMPTS[:4])
-    assert set(monitor.read(base, tok)) == {"persona/planted/projection"}
+    proj = project_models({"planted": direction}, {"base": base, "post": post}, tok, PROMPTS)
+    frame = proj.to_frame().set_index("model")
+    assert frame.loc["post", "change_vs_base"] == pytest.approx(float(v.norm()), rel=1e-4)
+    assert frame.loc["base", "change_vs_base"] == 0.0
+    assert "<table" in proj._repr_html_()
+
+
+def test_response_only_averaging_matches_a_manual_mean(planted):
+    base, _, tok, _ = planted
+    pairs = [(f"zz {p}", " ok done") for p in PROMPTS[:3]]
+    got = mean_activations(base, tok, pairs, [0])[0]
+    for i, (prompt, response) in enumerate(pairs):
+        ids = tok(prompt + response, return_tensors="pt").input_ids
+        n_prompt = len(tok(prompt).input_ids)
+        hidden = base(ids, output_hidden_states=True).hidden_states[1][0]  # after block 0
+        assert torch.allclose(got[i], hidden[n_prompt:].mean(0), atol=1e-5)
+    with pytest.raises(ValueError, match="empty response"):
+        mean_activations(base, tok, [("q: 1+2=?", "")], [1])
+
+
+def test_save_load_monitor_and_shape_check(planted, tmp_path):
+    base, post, tok, v = planted
+    direction = persona_directions(
+        base, tok, [f"zz {p}" for p in PROMPTS], PROMPTS, name="zz", layers=[1]
+    ).best
     direction.save(tmp_path / "d")
     loaded = PersonaDirection.load(tmp_path / "d")
     assert (
         torch.equal(loaded.vector, direction.vector) and loaded.provenance == direction.provenance
     )
+    assert loaded.auroc == direction.auroc and loaded.separation == direction.separation
+    monitor = PersonaMonitor(loaded, PROMPTS[:4])
+    assert isinstance(monitor, Monitor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # applying it to the post model is the point: no warning
+        reading = monitor.read(post, tok)
+    assert set(reading) == {"persona/zz/projection"}
+    assert monitor.read(post, tok, batch=PROMPTS[4:6])["persona/zz/projection"] != pytest.approx(
+        reading["persona/zz/projection"]
+    )
     wide, _ = tiny_model("gpt2", n_embd=48)
-    with pytest.raises(PostlensError, match="d_model 32"):
+    with pytest.raises(PostlensError, match="d_model 48"):
         loaded.project(wide, tok, PROMPTS[:2])
+    with pytest.raises(CheckpointError, match="not a readable"):
+        PersonaDirection.load(tmp_path / "missing")
 
 
-def test_directions_separate_tagged_prompts(planted):
+def test_bad_inputs_are_value_errors(planted):
     base, _, tok, _ = planted
-    positive = [f"zz {p}" for p in PROMPTS]  # a 'tag' in front
-    result = persona_directions(base, tok, positive, PROMPTS, name="zz")
-    assert [d.provenance.layer for d in result.directions] == [0, 1]
-    assert result.best.auroc == 1.0
-    assert set(result.to_frame()["layer"]) == {0, 1}
-    with pytest.raises(ValueError, match="two prompts"):
-        persona_directions(base, tok, positive[:1], PROMPTS)
+    with pytest.raises(ValueError, match="two texts"):
+        persona_directions(base, tok, PROMPTS[:1], PROMPTS)
+    with pytest.raises(ValueError, match="layers must be within"):
+        persona_directions(base, tok, PROMPTS, PROMPTS, layers=[5])
+    with pytest.raises(ValueError, match="at least two persona sets"):
+        one_vs_rest_directions(base, tok, {"a": PROMPTS})
+    with pytest.raises(ValueError, match="test_fraction"):
+        persona_directions(base, tok, PROMPTS, PROMPTS, test_fraction=1.0)
+    with pytest.raises(ValueError, match="at least one prompt"):
+        PersonaMonitor(PersonaDirection("x", torch.ones(32), Provenance.of(base, 0)), [])

@@ -1,0 +1,117 @@
+"""Persona readings of several models: projections on persona directions, and a training monitor.
+
+`project_models` projects the same (untagged) texts on each persona direction in each model,
+e.g. base, SFT and RL children, one forward pass per model; the change of the mean projection
+against the base says which persona post-training moved toward (BRIEF.md §5, persona vectors as
+monitors). `PersonaMonitor` is a `postlens.probes.monitor.Monitor` for the training callbacks.
+Directions are applied to any model of the same shape (a child, or the model being trained), so
+only the shape is checked, never the fingerprint.
+
+Example:
+    >>> found = one_vs_rest_directions(base, tok, docs)  # doctest: +SKIP
+    >>> project_models(found.best(), {"base": base, "sft": sft, "rl": rl}, tok, untagged).to_frame()  # doctest: +SKIP
+    >>> callback = ProbeCallback([PersonaMonitor(found.best()["careful"], untagged[:32])])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from postlens.probes.personas import PersonaDirection, Text, _html_table, mean_activations
+from postlens.probes.provenance import check_compatible
+
+
+class PersonaMonitor:
+    """A `Monitor`: the mean projection of fixed prompts on a persona direction.
+
+    Example:
+        >>> PersonaMonitor(direction, untagged[:32]).read(model, tokenizer)  # doctest: +SKIP
+        {'persona/careful/projection': 1.73}
+    """
+
+    def __init__(
+        self, direction: PersonaDirection, prompts: Sequence[Text], name: str | None = None
+    ) -> None:
+        if not prompts:
+            raise ValueError("a monitor needs at least one prompt")
+        self.direction, self.prompts = direction, list(prompts)
+        self.name = name or f"persona/{direction.name}"
+
+    def read(
+        self, model: Any, tokenizer: Any = None, batch: Sequence[Text] | None = None
+    ) -> dict[str, float]:
+        """Mean projection of the held-out prompts (or of `batch`) on the direction."""
+        tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+        prompts = list(batch) if batch is not None else self.prompts
+        value = self.direction.project(model, tokenizer, prompts).mean()
+        return {f"{self.name}/projection": float(value)}
+
+
+@dataclass
+class PersonaProjections:
+    """Projections of the same texts on persona directions, in several models.
+
+    Attributes:
+        values: model → persona → per-text projection.
+        layers: persona → the layer its direction reads.
+    """
+
+    values: dict[str, dict[str, np.ndarray]]
+    layers: dict[str, int] = field(default_factory=dict)
+
+    def mean(self, model: str, persona: str) -> float:
+        return float(self.values[model][persona].mean())
+
+    def to_frame(self) -> Any:
+        """One row per (model, persona): mean and std of the projection, change vs the base."""
+        import pandas as pd
+
+        rows = []
+        for model, per in self.values.items():
+            for persona, v in per.items():
+                base = self.values.get("base", {}).get(persona)
+                rows.append({
+                    "model": model, "persona": persona, "layer": self.layers.get(persona),
+                    "mean": float(v.mean()), "std": float(v.std()),
+                    "change_vs_base": None if base is None else float(v.mean() - base.mean()),
+                })  # fmt: skip
+        return pd.DataFrame(rows)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layers": self.layers, "rows": self.to_frame().to_dict("records")}
+
+    def _repr_html_(self) -> str:
+        return f"<div><b>persona projections</b>{_html_table(self.to_frame())}</div>"
+
+
+def project_models(
+    directions: Mapping[str, PersonaDirection],
+    models: Mapping[str, Any],
+    tokenizer: Any,
+    texts: Sequence[Text],
+) -> PersonaProjections:
+    """Project the same texts on each direction in each model (one forward pass per model).
+
+    Args:
+        directions: persona → direction (e.g. ``PersonaSet.best()``).
+        models: name → model or `Backend`, e.g. ``{"base": ..., "sft": ..., "rl": ...}``.
+        tokenizer: the shared tokenizer.
+        texts: the same untagged prompts for every model.
+
+    Example:
+        >>> project_models(found.best(), {"base": b, "rl": r}, tok, prompts).to_frame()  # doctest: +SKIP
+    """
+    layers = sorted({d.layer for d in directions.values()})
+    values: dict[str, dict[str, np.ndarray]] = {}
+    for model_name, model in models.items():
+        for d in directions.values():
+            check_compatible(d.provenance, model, what="persona direction", fingerprint=False)
+        acts = mean_activations(model, tokenizer, texts, layers)
+        values[model_name] = {
+            p: (acts[d.layer] @ d.vector.float()).numpy() for p, d in directions.items()
+        }
+    return PersonaProjections(values, {p: d.layer for p, d in directions.items()})
