@@ -163,3 +163,23 @@ def test_compatibility_checks_and_artifact_errors(tmp_path):
     probe.save(tmp_path / "p")
     probe.save(tmp_path / "p")  # overwriting an artifact leaves no temporary folder behind
     assert sorted(x.name for x in tmp_path.iterdir()) == ["bad", "p"]
+
+
+def test_logistic_probe_fits_rates_and_keeps_its_link(tmp_path):
+    model, _ = tiny_model("llama")
+    g = torch.Generator().manual_seed(2)
+    acts = torch.randn(900, 32, generator=g)
+    rates = torch.sigmoid(acts @ torch.randn(32, generator=g) / 2)
+    labels = torch.binomial(torch.full_like(rates, 8.0), rates, generator=g) / 8
+    prov = Provenance.of(model, 1)
+    logistic = ConfidenceProbe.fit(acts[:600], labels[:600], prov, method="logistic")
+    ridge = ConfidenceProbe.fit(acts[:600], labels[:600], prov)
+    assert logistic.link == "sigmoid" and logistic.cv_mse is not None
+    assert np.corrcoef(logistic.predict(acts[600:]).numpy(), rates[600:].numpy())[0, 1] > 0.97
+    assert logistic.cv_mse < ridge.cv_mse  # the right link for a logistic signal
+    logistic.save(tmp_path / "p")
+    loaded = ConfidenceProbe.load(tmp_path / "p")
+    assert loaded.link == "sigmoid"
+    assert torch.allclose(loaded.predict(acts[:5]), logistic.predict(acts[:5]))
+    with pytest.raises(ValueError, match="method"):
+        ConfidenceProbe.fit(acts, labels, prov, method="svm")
