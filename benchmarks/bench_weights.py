@@ -60,7 +60,9 @@ def write_checkpoint(
         chunk = dict(items[s * per : (s + 1) * per])
         save_file(chunk, str(folder / shard))
         weight_map |= dict.fromkeys(chunk, shard)
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    total = sum(t.numel() * t.element_size() for _, t in items)
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     config = {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",

@@ -68,6 +68,7 @@ def _common_args(out: Path, seed: int) -> dict[str, Any]:
         "logging_steps": 10,
         "disable_tqdm": False,
         "dataloader_num_workers": 0,
+        "gradient_checkpointing": False,  # TRL defaults to True: pure overhead for a 1M model
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -70,6 +71,7 @@ def _seed_everything(seed: int, threads: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _save(model: Any, tokenizer: Any, path: Path) -> None:
@@ -88,6 +90,11 @@ def _save(model: Any, tokenizer: Any, path: Path) -> None:
     tokenizer.save_pretrained(path)
 
 
+def _cpu_time(log: dict[str, Any], cpu_start: float) -> dict[str, Any]:
+    """Add the process CPU seconds of a stage (robust to other jobs on a shared machine)."""
+    return {**log, "cpu_seconds": time.process_time() - cpu_start, "load_avg": os.getloadavg()}
+
+
 def run_recipe(out: Path, seed: int = 0, config: RecipeConfig | None = None) -> dict[str, Any]:
     """Train and evaluate base, sft and rl; returns the evaluation record written to eval.json."""
     config = config or RecipeConfig()
@@ -101,26 +108,32 @@ def run_recipe(out: Path, seed: int = 0, config: RecipeConfig | None = None) -> 
         exclude=set(held_out),
     )
     timings: dict[str, Any] = {}
+    cpu = time.process_time()
     base, timings["pretrain"] = pretrain(config.pretrain, tokenizer, seed, set(held_out))
+    timings["pretrain"] = _cpu_time(timings["pretrain"], cpu)
     _save(base, tokenizer, out / "base")
     sft_problems = train_problems[: config.sft.n_examples]
     rl_problems = train_problems[config.sft.n_examples :]
     _seed_everything(seed, config.threads)
+    cpu = time.process_time()
     sft, timings["sft"] = run_sft(base, tokenizer, sft_problems, config.sft, out / "_sft_run", seed)
+    timings["sft"] = _cpu_time(timings["sft"], cpu)
     _save(sft, tokenizer, out / "sft")
     _seed_everything(seed, config.threads)
+    cpu = time.process_time()
     rl, timings["rl"] = run_grpo(
         out / "base", tokenizer, rl_problems, config.rl, out / "_rl_run", seed
     )
+    timings["rl"] = _cpu_time(timings["rl"], cpu)
     _save(rl, tokenizer, out / "rl")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     evals = {
         name: evaluate_model(
             model, tokenizer, held_out, config.eval_samples, seed, desc=f"evaluating {name}"
         ).to_json()
         for name, model in (("base", base), ("sft", sft), ("rl", rl))
     }
-    timings["evaluation"] = {"seconds": time.perf_counter() - start}
+    timings["evaluation"] = _cpu_time({"seconds": time.perf_counter() - start}, cpu)
     for scratch in ("_sft_run", "_rl_run"):  # trainer output dirs; nothing is checkpointed there
         shutil.rmtree(out / scratch, ignore_errors=True)
     record = {"seed": seed, "config": asdict(config), "timings": timings, "eval": evals}
