@@ -1,134 +1,183 @@
 """Read a checkpoint tensor by tensor, memory-mapped, without building the model.
 
-Single-file and sharded (``model.safetensors.index.json``) safetensors checkpoints are opened
-with ``safe_open`` (memory-mapped; a tensor's bytes are read only when it is asked for).
-``.bin`` checkpoints are read with ``torch.load(weights_only=True, mmap=True)``: nothing is
-unpickled beyond tensors, but the whole state dict is mapped at once (a slower path).
+Safetensors files (single or sharded with ``model.safetensors.index.json``) are read by parsing
+their JSON header ourselves and mapping each tensor's byte range on its own with ``mmap``: a
+tensor is a zero-copy view of the page cache, and its mapping is released as soon as the tensor
+is dropped, so resident memory stays at the tensors in use instead of growing to the whole
+checkpoint (as one long-lived mapping per file does). Headers are validated up front: a
+truncated file or a corrupted header raises `CheckpointError` naming the file.
+
+``.bin`` checkpoints are read with ``torch.load(weights_only=True, mmap=True)``: nothing but
+tensors is unpickled, but a whole file is mapped at once and kept until the reader is dropped
+(the slower, heavier path; prefer safetensors).
 
 Example:
     >>> reader = open_checkpoint("organism:base")  # doctest: +SKIP
     >>> reader.get("model.norm.weight").shape  # doctest: +SKIP
+    torch.Size([64])
 """
 
 from __future__ import annotations
 
 import json
+import mmap
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from postlens.errors import CheckpointError
-from postlens.loading import check_safetensors_file
+from postlens.safetensors_header import TensorInfo, read_header
 from postlens.specs import resolve_spec
+
+SAFE_INDEX, BIN_INDEX, BIN_SINGLE = (
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
 
 
 @dataclass
 class CheckpointReader:
-    """Lazy access to a checkpoint's tensors.
+    """Lazy, memory-mapped access to a checkpoint's tensors.
 
     Attributes:
         root: the checkpoint folder.
-        files: tensor name → file holding it.
+        infos: tensor name → where it lives (header information only).
         tie_word_embeddings: the config says the unembedding is the embedding.
     """
 
     root: Path
-    files: dict[str, Path]
+    infos: dict[str, TensorInfo]
     tie_word_embeddings: bool = False
-    _handles: dict[Path, Any] = field(default_factory=dict, repr=False)
     _bin: dict[Path, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def names(self) -> list[str]:
-        return list(self.files)
-
-    def _handle(self, path: Path) -> Any:
-        if path not in self._handles:
-            from safetensors import safe_open
-
-            try:
-                self._handles[path] = safe_open(str(path), framework="pt")
-            except Exception as err:  # safetensors raises its own error types
-                raise CheckpointError(f"{path}: cannot open safetensors file ({err})") from None
-        return self._handles[path]
+        """Tensor names in storage order."""
+        return list(self.infos)
 
     def get(self, name: str) -> torch.Tensor:
-        """One tensor, as stored (dtype unchanged)."""
-        path = self.files[name]
-        if path.suffix == ".bin":
-            if path not in self._bin:
-                self._bin[path] = _load_bin(path)
-            return self._bin[path][name]
-        try:
-            return self._handle(path).get_tensor(name)
-        except Exception as err:
-            raise CheckpointError(f"{path}: cannot read tensor {name!r} ({err})") from None
+        """One tensor as stored (dtype unchanged), a read-only view of the mapped file.
+
+        Do not write into it: the mapping is shared with the page cache.
+        """
+        info = self.infos[name]
+        if info.start is None:
+            if info.file not in self._bin:
+                self._bin[info.file] = _load_bin(info.file)
+            return self._bin[info.file][name]
+        return _map_tensor(info, name)
+
+
+def _map_tensor(info: TensorInfo, name: str) -> torch.Tensor:
+    assert info.start is not None
+    if info.nbytes == 0:
+        return torch.empty(info.shape, dtype=info.dtype)
+    aligned = info.start - info.start % mmap.ALLOCATIONGRANULARITY
+    try:
+        with open(info.file, "rb") as f:
+            buf = mmap.mmap(
+                f.fileno(), info.start + info.nbytes - aligned, mmap.MAP_SHARED, mmap.PROT_READ,
+                offset=aligned,
+            )  # fmt: skip
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{info.file}: cannot map tensor {name!r} ({err})") from None
+    with warnings.catch_warnings():
+        # Read-only on purpose: the tensor is a view of the page cache, never written.
+        warnings.simplefilter("ignore", UserWarning)
+        flat = torch.frombuffer(
+            buf, dtype=torch.uint8, count=info.nbytes, offset=info.start - aligned
+        )
+    if info.start % info.dtype.itemsize:
+        flat = flat.clone()  # misaligned for its dtype (never written so by safetensors)
+    return flat.view(info.dtype).view(info.shape)
 
 
 def _load_bin(path: Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
+    except Exception as err:  # pickle, zip and mmap errors alike
         raise CheckpointError(f"{path}: cannot read .bin checkpoint safely ({err})") from None
 
 
-def _safetensors_names(path: Path) -> list[str]:
-    check_safetensors_file(path)
-    with path.open("rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-    return [k for k in header if k != "__metadata__"]
+def _bin_infos(path: Path, names: set[str] | None = None) -> dict[str, TensorInfo]:
+    state = _load_bin(path)
+    return {
+        k: TensorInfo(path, v.dtype, tuple(v.shape), None, v.numel() * v.element_size())
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and (names is None or k in names)
+    }
 
 
-def _index_files(root: Path, index_name: str) -> dict[str, Path]:
+def _from_index(root: Path, index_name: str) -> dict[str, TensorInfo]:
     index = root / index_name
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError) as err:
-        raise CheckpointError(f"{index}: not a valid checkpoint index ({err})") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{index}: not a valid checkpoint index ({err!r})") from None
+    infos: dict[str, TensorInfo] = {}
     for shard in sorted(set(weight_map.values())):
         if not (root / shard).is_file():
             raise CheckpointError(f"{index}: shard {shard} is missing")
-        if shard.endswith(".safetensors"):
-            check_safetensors_file(root / shard)
-    return {name: root / shard for name, shard in weight_map.items()}
+        wanted = {k for k, v in weight_map.items() if v == shard}
+        found = (
+            read_header(root / shard)
+            if shard.endswith(".safetensors")
+            else _bin_infos(root / shard, wanted)
+        )
+        if missing := sorted(wanted - set(found)):
+            raise CheckpointError(f"{root / shard}: lacks {missing[0]!r} that {index_name} lists")
+        infos |= {k: found[k] for k in wanted}
+    # Storage order (shard, then offset) keeps the reads sequential.
+    return dict(sorted(infos.items(), key=lambda kv: (str(kv[1].file), kv[1].start or 0)))
 
 
-def _find_files(root: Path) -> dict[str, Path]:
-    if (root / "model.safetensors.index.json").is_file():
-        return _index_files(root, "model.safetensors.index.json")
+def find_tensors(root: Path) -> dict[str, TensorInfo]:
+    """Every tensor of the checkpoint folder `root`, from headers and index files only."""
+    if (root / SAFE_INDEX).is_file():
+        return _from_index(root, SAFE_INDEX)
     singles = sorted(root.glob("*.safetensors"))
     if singles:
-        return {name: f for f in singles for name in _safetensors_names(f)}
-    if (root / "pytorch_model.bin.index.json").is_file():
-        return _index_files(root, "pytorch_model.bin.index.json")
-    if (root / "pytorch_model.bin").is_file():
-        path = root / "pytorch_model.bin"
-        return dict.fromkeys(_load_bin(path), path)
+        infos = {k: v for f in singles for k, v in read_header(f).items()}
+        return dict(sorted(infos.items(), key=lambda kv: (str(kv[1].file), kv[1].start or 0)))
+    if (root / BIN_INDEX).is_file():
+        return _from_index(root, BIN_INDEX)
+    if (root / BIN_SINGLE).is_file():
+        return _bin_infos(root / BIN_SINGLE)
     raise CheckpointError(f"{root}: no safetensors or .bin weights found")
 
 
 def open_checkpoint(spec: str | Path) -> CheckpointReader:
-    """Open a checkpoint folder (or any model spec) for streaming.
+    """Open a checkpoint (any model spec: folder, ``organism:<name>``, hub id) for streaming.
 
     Raises:
+        SpecError: the spec cannot be resolved.
         CheckpointError: no weights, a truncated or corrupted file, a broken index.
     """
     resolved = resolve_spec(spec)
-    resolved_path = _download(resolved.location) if resolved.path is None else resolved.path
+    root = _download(resolved.location) if resolved.path is None else resolved.path
     tie = False
-    config = resolved_path / "config.json"
+    config = root / "config.json"
     if config.is_file():
-        tie = bool(json.loads(config.read_text()).get("tie_word_embeddings", False))
-    return CheckpointReader(resolved_path, _find_files(resolved_path), tie)
+        try:
+            tie = bool(json.loads(config.read_text()).get("tie_word_embeddings", False))
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{config}: not valid JSON ({err})") from None
+    return CheckpointReader(root, find_tensors(root), tie)
 
 
 def _download(repo_id: str) -> Path:
-    """Fetch only the safetensors and JSON files of a hub model (works where a hub is reachable)."""
+    """Fetch only the safetensors and JSON files of a hub model (where a hub is reachable)."""
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo_id, allow_patterns=["*.safetensors", "*.json"]))
-    except Exception as err:
+    except Exception as err:  # network, auth and missing-repo errors alike
         raise CheckpointError(f"{repo_id}: cannot download from the hub ({err})") from None
+
+
+def file_size(reader: CheckpointReader) -> int:
+    """Total bytes of the weight files (for progress and throughput)."""
+    return sum(os.path.getsize(f) for f in {i.file for i in reader.infos.values()})

@@ -22,11 +22,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from postlens.diffs.checkpoint_io import CheckpointReader, open_checkpoint
 from postlens.diffs.weight_names import classify, is_tied_unembedding
-from postlens.diffs.weight_stats import PairedUpdates, RankStats, UpdateStats, chunks, rank_stats
+from postlens.diffs.weight_rank import RankStats, rank_stats
+from postlens.diffs.weight_stats import UpdateStats, stream_updates
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class TensorDiff:
     nan_count: int = 0
     inf_count: int = 0
     effective_rank: float | None = None
+    entropy_rank: float | None = None
     subspace_overlap: float | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -158,30 +161,17 @@ class WeightDiff:
         return f"<div>{head}{table(rows, ['module', 'numel', 'rel_norm', 'frac_changed_tol', 'max_abs'])}</div>"
 
 
-def _tensor_diff(
-    name: str, base: Any, post: Any, cfg: WeightDiffConfig, other: Any = None
-) -> tuple[TensorDiff, UpdateStats, PairedUpdates | None]:
-    """Stream one tensor pair (and optionally a second child's tensor) through the stats."""
-    stats, paired = UpdateStats(), (PairedUpdates() if other is not None else None)
-    base_chunks, post_chunks = chunks(base), chunks(post)
-    other_chunks = chunks(other) if other is not None else [None] * len(base_chunks)
-    for b, p, o in zip(base_chunks, post_chunks, other_chunks, strict=True):
-        b32 = b.float()
-        diff = stats.add(b32, p.float(), cfg.atol)
-        if paired is not None:
-            paired.add(diff, (o.float() - b32).nan_to_num(0.0, 0.0, 0.0))
+def _row(
+    name: str, shape: tuple[int, ...], stats: UpdateStats, rank: RankStats | None
+) -> TensorDiff:
+    """The reported figures of one tensor's update."""
     layer, module = classify(name)
     n = max(1, stats.numel)
-    rank: RankStats | None = None
-    if cfg.rank:
-        rank = rank_stats(
-            base.float(), (post.float() - base.float()).nan_to_num(0.0, 0.0, 0.0), cfg.rank_r
-        )
-    diff_row = TensorDiff(
+    return TensorDiff(
         name=name,
         layer=layer,
         module=module,
-        shape=tuple(base.shape),
+        shape=shape,
         numel=stats.numel,
         rel_norm=stats.rel_norm,
         max_abs=stats.max_abs,
@@ -193,9 +183,17 @@ def _tensor_diff(
         nan_count=stats.nan_base + stats.nan_post,
         inf_count=stats.inf_base + stats.inf_post,
         effective_rank=rank.effective_rank if rank else None,
+        entropy_rank=rank.entropy_rank if rank else None,
         subspace_overlap=rank.subspace_overlap if rank else None,
     )
-    return diff_row, stats, paired
+
+
+def _rank(base: Tensor, post: Tensor, cfg: WeightDiffConfig) -> RankStats | None:
+    """Spectral figures of a 2-D update (needs ΔW whole: one float32 copy of the tensor)."""
+    if not cfg.rank or base.ndim != 2 or min(base.shape) < 2:
+        return None
+    diff = (post.float() - base.float()).nan_to_num(0.0, 0.0, 0.0)
+    return rank_stats(base, diff, cfg.rank_r)
 
 
 def _names_to_compare(
@@ -301,13 +299,15 @@ def compare_children(
                 mismatches[k].append(f"{name}: base {tuple(w_base.shape)} vs {k} {tuple(w.shape)}")
             else:
                 loaded[k] = w
-        for k, w in loaded.items():
-            other = loaded.get(pair[1]) if pair and k == pair[0] else None
-            row, st, paired = _tensor_diff(name, w_base, w, cfg, other)
-            rows[k].append(row)
+        # The cosine pair goes first: stream_updates pairs the first two children it is given.
+        with_pair = pair is not None and all(k in loaded for k in pair)
+        keys = [*pair, *(k for k in loaded if k not in pair)] if with_pair else list(loaded)
+        per_child, paired = stream_updates(w_base, [loaded[k] for k in keys], cfg.atol)
+        for k, st in zip(keys, per_child, strict=True):
+            rows[k].append(_row(name, tuple(w_base.shape), st, _rank(w_base, loaded[k], cfg)))
             stats[k].append(st)
-            if paired is not None:
-                cosines[f"{pair[0]}_{pair[1]}"][name] = paired.cosine
+        if with_pair and paired is not None:
+            cosines[f"{pair[0]}_{pair[1]}"][name] = paired.cosine
     seconds = time.perf_counter() - start
     result = {
         k: WeightDiff(

@@ -7,9 +7,7 @@ read through transformers with ``weights_only=True`` semantics (torch >= 2.6 ref
 
 from __future__ import annotations
 
-import json
 import logging
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ from postlens.specs import ResolvedSpec, resolve_spec
 logger = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-_MAX_HEADER = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,25 +54,11 @@ def check_safetensors_file(path: Path) -> None:
     """Validate a safetensors file's header without reading its tensors.
 
     Raises:
-        CheckpointError: the file is truncated or its header is not valid JSON, naming the file.
+        CheckpointError: the file is truncated or its header is corrupted, naming the file.
     """
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
-        (n,) = struct.unpack("<Q", raw)
-        if n > min(size - 8, _MAX_HEADER):
-            raise CheckpointError(f"{path}: corrupted safetensors header (declares {n} bytes)")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{path}: corrupted safetensors header ({err})") from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if 8 + n + end > size:
-        raise CheckpointError(
-            f"{path}: truncated safetensors file: tensors need {8 + n + end} bytes, file has {size}"
-        )
+    from postlens.safetensors_header import read_header  # imports torch: only when loading
+
+    read_header(path)
 
 
 def check_model_folder(path: Path) -> None:

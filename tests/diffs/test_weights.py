@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from postlens.cli import app
 from postlens.diffs.weight_names import classify
+from postlens.diffs.weight_stats import CHUNK
 from postlens.diffs.weights import WeightDiffConfig, compare_children, compare_weights
 from postlens.errors import CheckpointError
 
@@ -133,6 +134,26 @@ def test_nan_missing_and_mismatched_tensors_are_reported(tmp_path):
     assert diff.missing_in_post == [EMB] and diff.missing_in_base == ["extra.weight"]
     assert diff.shape_mismatches == [f"{DOWN}: base (10, 10) vs post (5, 5)"]
     assert not diff.ok and DOWN not in rows
+
+
+def test_multi_chunk_tensor_with_nan_matches_float64(tmp_path):
+    # Longer than one chunk with a ragged tail, bf16 against fp32.
+    g = torch.Generator().manual_seed(2)
+    n = CHUNK + CHUNK // 3 + 7
+    base = {DOWN: torch.randn(n, generator=g).bfloat16()}
+    post = {DOWN: base[DOWN].float() + 1e-3 * (torch.rand(n, generator=g) < 0.3)}
+    post[DOWN][5], post[DOWN][n - 1] = float("nan"), 2.0  # one NaN, one large change in the tail
+    row = compare_weights(
+        str(_save(tmp_path, "b", base)), str(_save(tmp_path, "p", post)), progress=False
+    ).tensors[0]
+    b64, p64 = base[DOWN].double(), post[DOWN].double()
+    keep = p64.isfinite()
+    d = (p64 - b64)[keep]
+    assert row.nan_count == 1 and row.numel == n
+    assert row.rel_norm == pytest.approx(float(d.norm() / b64[keep].norm()), rel=1e-5)
+    assert row.max_abs == pytest.approx(float(d.abs().max()), rel=1e-6)
+    assert row.frac_changed_exact == pytest.approx(int((d != 0).sum()) / n)
+    assert row.frac_changed_tol == pytest.approx(int((d.abs() > 1e-5).sum()) / n)
 
 
 def test_truncated_file_names_the_file(tmp_path, planted):
