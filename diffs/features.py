@@ -32,41 +32,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
-from postlens.diffs.sae import check_sae, sae_hook
+from postlens.diffs.sae import sae_hook
+from postlens.diffs.sae_latents import (  # noqa: F401  (encode_prompts, top_contexts re-exported)
+    encode_prompts,
+    encode_texts,
+    latent_stats,
+    spearman,
+    tagged_contrasts,
+    top_contexts,
+)
 from postlens.errors import PostlensError
-from postlens.probes.metrics import _auroc, _rank
-
-
-@torch.no_grad()
-def encode_prompts(
-    sae: Any, backend: Any, prompts: Sequence[str], batch_size: int = 32
-) -> list[Float[Tensor, "pos d_sae"]]:
-    """SAE latent activations of every prompt's tokens: one ``[pos, d_sae]`` tensor per prompt.
-
-    Example:
-        >>> feats = encode_prompts(sae, pair.base, ["Q: 1+2=?\\n"])  # doctest: +SKIP
-    """
-    hook = check_sae(sae, backend.hf_model)
-    device = sae.W_dec.device
-    out = []
-    for acts, mask in backend.iter_activations(prompts, hook, batch_size):
-        feats = sae.encode(acts.float().to(device)).cpu()
-        out.extend(feats[i, : int(m.sum())] for i, m in enumerate(mask))
-    return out
-
-
-def _stats(feats: list[Tensor]) -> tuple[np.ndarray, np.ndarray]:
-    flat = torch.cat(feats)
-    return (flat > 0).float().mean(0).numpy(), flat.mean(0).numpy()
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < 2 or a.std() == 0 or b.std() == 0:
-        return None
-    return float(np.corrcoef(_rank(a), _rank(b))[0, 1])
+from postlens.probes.metrics import _auroc
+from postlens.probes.personas import Text
 
 
 @dataclass
@@ -148,7 +127,7 @@ class FeatureDiff:
             "children": [a, b],
             "top_n": self.top_n,
             "jaccard_top_n": len(sa & sb) / len(sa | sb),
-            "spearman_change": _spearman(ca, cb),
+            "spearman_change": spearman(ca, cb),
             "same_sign_top_union": float(np.mean(np.sign(ca[union]) == np.sign(cb[union]))),
             f"top_only_{a}": by_a(sa - sb),
             f"top_only_{b}": by_b(sb - sa),
@@ -156,6 +135,49 @@ class FeatureDiff:
             f"moved_only_{b}": by_b(np.nonzero(mb & ~ma)[0].tolist()),
             "moved_by_both": int((ma & mb).sum()),
         }
+
+    def summary(self, fraction: float = 0.5) -> dict[str, Any]:
+        """The answer in numbers: which child moved more latents, and did the children move
+        the same persona features the same way (first two children)?
+
+        Example:
+            >>> diff.summary()["moved_more"]  # doctest: +SKIP
+            'sft'
+        """
+        moved = {c: self.moved(c, fraction) for c in self.children}
+        l1 = {c: self.l1_change(c) for c in self.children}
+        labels = {
+            c: {
+                d: sorted(i for i, f in self.flags.items() if f.get(c) == d)
+                for d in ("amplified", "suppressed")
+            }
+            for c in self.children
+        }
+        out: dict[str, Any] = {
+            "moved": moved,
+            "l1_change": l1,
+            "moved_more": max(self.children, key=lambda c: (moved[c], l1[c])),
+            "flagged": len(self.flags),
+            "flagged_in_top": {
+                c: [i for i in self.top(c) if i in self.flags] for c in self.children
+            },
+            "persona_flags": labels,
+        }
+        if len(self.children) >= 2:
+            a, b = self.children[:2]
+            touched = [i for i, f in self.flags.items() if "unchanged" not in (f.get(a), f.get(b))]
+            same = [i for i in touched if self.flags[i][a] == self.flags[i][b]]
+            ov = self.overlap(fraction)
+            out |= {
+                "jaccard_top_n": ov["jaccard_top_n"],
+                "spearman_change": ov["spearman_change"],
+                "flagged_moved_by_both": len(touched),
+                "flagged_same_direction": len(same) / len(touched) if touched else None,
+                "flagged_in_both_tops": sorted(
+                    set(out["flagged_in_top"][a]) & set(out["flagged_in_top"][b])
+                ),
+            }
+        return out
 
     def flag_personas(
         self,
@@ -193,7 +215,7 @@ class FeatureDiff:
             cos = (w_dec @ direction.vector.float().cpu()).numpy()
             for i in np.nonzero(np.abs(cos) >= cos_threshold)[0]:
                 self._flag(int(i), name, {"decoder_cosine": float(cos[i])})
-        for name, (pos, neg) in _contrasts(tagged or {}, untagged).items():
+        for name, (pos, neg) in tagged_contrasts(tagged or {}, untagged).items():
             labels = np.r_[np.ones(len(pos), bool), np.zeros(len(neg), bool)]
             scores = np.r_[pos, neg]
             for i in np.nonzero(scores.std(0) > 0)[0]:
@@ -264,6 +286,7 @@ class FeatureDiff:
             "moved": {c: self.moved(c) for c in self.children},
             "l1_change": {c: self.l1_change(c) for c in self.children},
             "overlap": self.overlap(),
+            "summary": self.summary(),
             "flags": {str(k): v for k, v in self.flags.items()},
             "contexts": {str(k): v for k, v in self.contexts.items()},
         }
@@ -300,23 +323,8 @@ class FeatureDiff:
         )
 
 
-def _contrasts(
-    tagged: Mapping[str, list[Tensor]], untagged: list[Tensor] | None
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Persona → (per-text mean latents of its texts, of the contrasting texts)."""
-    means = {n: torch.stack([f.mean(0) for f in fs]).numpy() for n, fs in tagged.items() if fs}
-    if untagged:
-        neg = torch.stack([f.mean(0) for f in untagged]).numpy()
-        return {n: (m, neg) for n, m in means.items()}
-    if len(means) < 2:
-        return {}
-    return {
-        n: (m, np.concatenate([o for k, o in means.items() if k != n])) for n, m in means.items()
-    }
-
-
 def diff_features(
-    sae: Any, pairs: Any, prompts: Sequence[str], top_n: int = 20, batch_size: int = 32
+    sae: Any, pairs: Any, prompts: Sequence[Text], top_n: int = 20, batch_size: int = 32
 ) -> tuple[FeatureDiff, dict[str, list[Tensor]]]:
     """Encode the same prompts with the base and each child.
 
@@ -324,7 +332,8 @@ def diff_features(
         sae: an SAE trained on the base (checked against the model's width and layers).
         pairs: one `ModelPair` (its child is named ``"post"``) or child name → `ModelPair`
             sharing the base (the first pair's base is used).
-        prompts: the same untagged prompts for every model.
+        prompts: the same untagged prompts for every model (``(prompt, response)`` pairs
+            count their response tokens only; ``("", text)`` leaves out the BOS token).
         top_n: size of the top sets compared.
         batch_size: prompts per forward pass.
 
@@ -338,10 +347,10 @@ def diff_features(
     if not pairs or not prompts:
         raise ValueError("need at least one child and one prompt")
     first = next(iter(pairs.values()))
-    feats = {"base": encode_prompts(sae, first.base, prompts, batch_size)}
+    feats = {"base": encode_texts(sae, first.base, prompts, batch_size)}
     for child, pair in pairs.items():
-        feats[child] = encode_prompts(sae, pair.post, prompts, batch_size)
-    stats = {k: _stats(v) for k, v in feats.items()}
+        feats[child] = encode_texts(sae, pair.post, prompts, batch_size)
+    stats = {k: latent_stats(v) for k, v in feats.items()}
     diff = FeatureDiff(
         {k: s[0] for k, s in stats.items()}, {k: s[1] for k, s in stats.items()}, top_n
     )
@@ -351,9 +360,9 @@ def diff_features(
 def persona_features(
     sae: Any,
     pairs: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[Text],
     directions: Mapping[str, Any] | None = None,
-    tagged: Mapping[str, Sequence[str]] | None = None,
+    tagged: Mapping[str, Sequence[Text]] | None = None,
     corpus: Sequence[str] | None = None,
     top_n: int = 20,
     cos_threshold: float = 0.3,
@@ -365,7 +374,9 @@ def persona_features(
     Args:
         sae, pairs, prompts, top_n: as in `diff_features`.
         directions: persona → direction at the SAE's hook (e.g. ``PersonaSet.at(layer)``).
-        tagged: persona → tagged texts (each persona against the others, encoded by the base).
+        tagged: persona → tagged texts or ``(tag prompt, text)`` pairs (each persona against
+            the others, encoded by the base; a pair counts its text's tokens only, so the same
+            text under different tags isolates the persona from the content).
         corpus: texts whose top activating contexts are shown (default: `prompts`), for the
             flagged latents and each child's top 10 movers.
         cos_threshold, auroc_threshold: see `FeatureDiff.flag_personas`.
@@ -376,40 +387,11 @@ def persona_features(
     """
     diff, feats = diff_features(sae, pairs, prompts, top_n)
     first = next(iter(pairs.values())) if not hasattr(pairs, "post") else pairs
-    tagged_feats = {n: encode_prompts(sae, first.base, list(t)) for n, t in (tagged or {}).items()}
+    tagged_feats = {n: encode_texts(sae, first.base, list(t)) for n, t in (tagged or {}).items()}
     diff.flag_personas(sae, directions, tagged_feats, None, cos_threshold, auroc_threshold)
-    corpus_feats = feats["base"] if corpus is None else encode_prompts(sae, first.base, corpus)
+    if corpus is None:  # contexts are shown on whole texts
+        corpus = [t if isinstance(t, str) else t[0] + t[1] for t in prompts]
+    corpus_feats = encode_prompts(sae, first.base, corpus)
     latents = set(diff.flags) | {i for c in diff.children for i in diff.top(c, 10)}
-    diff.add_contexts(corpus_feats, corpus or prompts, first.tokenizer, sorted(latents), n_contexts)
+    diff.add_contexts(corpus_feats, corpus, first.tokenizer, sorted(latents), n_contexts)
     return diff
-
-
-def top_contexts(
-    feats: list[Tensor],
-    prompts: Sequence[str],
-    tokenizer: Any,
-    latent: int,
-    k: int = 5,
-    width: int = 12,
-) -> list[dict[str, Any]]:
-    """The `k` prompts where `latent` fires hardest, each at its strongest token.
-
-    Each context has the activation, the prompt index, the position, the token, the text of
-    up to `width` tokens before it, and those tokens as a list (``tokens``, the last one firing).
-    """
-    best = []
-    for p, f in enumerate(feats):
-        pos = int(f[:, latent].argmax())
-        best.append((float(f[pos, latent]), p, pos))
-    out = []
-    for value, p, pos in sorted(best, key=lambda t: (-t[0], t[1]))[:k]:
-        if value <= 0:
-            break
-        ids = tokenizer(prompts[p]).input_ids[max(0, pos - width) : pos + 1]
-        out.append({
-            "activation": value, "prompt": p, "position": pos,
-            "token": tokenizer.decode(ids[-1:]),
-            "context": tokenizer.decode(ids, skip_special_tokens=True),
-            "tokens": tokenizer.convert_ids_to_tokens(ids),
-        })  # fmt: skip
-    return out

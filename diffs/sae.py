@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,7 +245,10 @@ def load_sae(source: str | Path, sae_id: str | None = None, device: str = "cpu")
     path = Path(source)
     if path.exists():
         try:
-            return SAE.load_from_disk(str(path), device=device)
+            with warnings.catch_warnings():
+                # SAELens suggests HookedSAETransformer kwargs; postlens runs the SAE itself.
+                warnings.filterwarnings("ignore", message=".*model_from_pretrained_kwargs")
+                return SAE.load_from_disk(str(path), device=device)
         except Exception as err:
             raise CheckpointError(f"{path}: not an SAELens SAE folder ({err})") from None
     if sae_id is None:
