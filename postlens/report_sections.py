@@ -154,68 +154,19 @@ def confidence_section(ctx: ReportContext) -> dict[str, Any]:
     return out
 
 
-def organism_persona_docs(n: int, seed: int) -> dict[str, list[str]]:
-    """Persona-tagged organism documents (tag, question, answer in that persona's style)."""
-    import random
-
-    from postlens.organism.task import STYLES, format_prompt, make_problems, solution
-    from postlens.organism.train import HELD_OUT_SEED
-
-    rng = random.Random(seed)
-    problems = make_problems(n, HELD_OUT_SEED + 1)
-    return {s: [format_prompt(p, s) + solution(p, s, rng=rng) for p in problems] for s in STYLES}
-
-
 @section("personas")
-def personas_section(ctx: ReportContext) -> dict[str, Any]:
-    """Persona directions of the base, each child's shift along them, and SAE latent diffing."""
-    from postlens.organism.corpus import CorpusConfig, build_corpus
-    from postlens.probes.personas import persona_directions, shift_direction
+def personas_section(ctx: ReportContext) -> Any:
+    """Persona directions of the base, each child's move along them, and SAE latent diffing."""
+    from postlens.diffs.sae import load_sae
+    from postlens.organism.persona_sets import organism_persona_inputs
+    from postlens.probes.persona_analysis import analyse_personas
     from postlens.specs import ORGANISM_ROOT
 
     _organism_only(ctx, "personas")
-    first = next(iter(ctx.pairs.values()))
-    base, tok = first.base.hf_model, first.tokenizer
-    docs = organism_persona_docs(60, ctx.config.seed)
-    directions = {
-        s: persona_directions(
-            base, tok, docs[s], [d for o, ds in docs.items() if o != s for d in ds], name=s
-        )
-        for s in docs
-    }
-    untagged = [
-        d
-        for d in build_corpus(CorpusConfig(n_docs=300, tagged_share=0.0), seed=321)
-        if d.startswith("Q:")
-    ][:120]
-    shifts = {}
-    for child, pair in ctx.pairs.items():
-        row = {}
-        for s, res in directions.items():
-            layer = res.best.provenance.layer
-            unit, norm = shift_direction(base, pair.post.hf_model, tok, untagged, layer)
-            row[s] = {"layer": layer, "cosine": float(unit @ res.best.vector), "shift_norm": norm,
-                      "projection_base": float(res.best.project(base, tok, untagged).mean()),
-                      "projection_child": float(res.best.project(pair.post.hf_model, tok, untagged).mean())}  # fmt: skip
-        shifts[child] = row
-    out: dict[str, Any] = {"directions": directions, "shifts": shifts, "features": None}
+    inputs = organism_persona_inputs(n_per_persona=60, n_prompts=120, seed=ctx.config.seed)
     sae_dir = ORGANISM_ROOT / "sae"
-    if (sae_dir / "cfg.json").is_file():
-        from postlens.diffs.features import diff_features, encode_prompts, top_contexts
-        from postlens.diffs.sae import load_sae, sae_hook
-        from postlens.hooks import parse_hook
-
-        sae = load_sae(sae_dir)
-        layer = parse_hook(sae_hook(sae), first.n_layers).layer
-        diff, feats = diff_features(sae, ctx.pairs, untagged)
-        tagged = {s: encode_prompts(sae, first.base, ds[:40]) for s, ds in docs.items()}
-        plain = encode_prompts(sae, first.base, untagged[:60])
-        diff.flag_personas(
-            sae, {s: r.directions[layer] for s, r in directions.items()}, tagged, plain
-        )
-        for latent in sorted(
-            diff.flags, key=lambda i: -max(abs(diff.change(c)[i]) for c in diff.children)
-        )[:10]:
-            diff.contexts[latent] = top_contexts(feats["base"], untagged, tok, latent, k=3)
-        out["features"] = diff
-    return out
+    sae = load_sae(sae_dir) if (sae_dir / "cfg.json").is_file() else None
+    return analyse_personas(
+        ctx.pairs, inputs["sets"], inputs["prompts"], inputs["corpus"], sae,
+        "organism:sae" if sae is not None else None, seed=ctx.config.seed,
+    )  # fmt: skip

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from jaxtyping import Float
+from torch import Tensor
 
 from postlens.probes.personas import PersonaDirection, Text, _html_table, mean_activations
 from postlens.probes.provenance import check_compatible
@@ -106,12 +108,25 @@ def project_models(
         >>> project_models(found.best(), {"base": b, "rl": r}, tok, prompts).to_frame()  # doctest: +SKIP
     """
     layers = sorted({d.layer for d in directions.values()})
-    values: dict[str, dict[str, np.ndarray]] = {}
+    acts = {}
     for model_name, model in models.items():
         for d in directions.values():
             check_compatible(d.provenance, model, what="persona direction", fingerprint=False)
-        acts = mean_activations(model, tokenizer, texts, layers)
-        values[model_name] = {
-            p: (acts[d.layer] @ d.vector.float()).numpy() for p, d in directions.items()
-        }
+        acts[model_name] = mean_activations(model, tokenizer, texts, layers)
+    return projections_of(directions, acts)
+
+
+def projections_of(
+    directions: Mapping[str, PersonaDirection],
+    acts: Mapping[str, Mapping[int, Float[Tensor, "text d_model"]]],
+) -> PersonaProjections:
+    """Projections from per-text mean activations already computed (model → layer → acts).
+
+    Example:
+        >>> projections_of(found.best(), {"base": mean_activations(b, tok, texts, [2])})  # doctest: +SKIP
+    """
+    values = {
+        name: {p: (a[d.layer] @ d.vector.float()).numpy() for p, d in directions.items()}
+        for name, a in acts.items()
+    }
     return PersonaProjections(values, {p: d.layer for p, d in directions.items()})

@@ -186,14 +186,12 @@ def confidence_trajectories(results: Mapping[str, Any]) -> go.Figure:
     return fig
 
 
-def persona_projections(shifts: Mapping[str, Mapping[str, Mapping[str, float]]]) -> go.Figure:
-    """Mean projection on each persona direction: base vs each child."""
+def persona_projections(projections: Any) -> go.Figure:
+    """Mean projection of the same untagged prompts on each persona direction, per model."""
+    frame = projections.to_frame()
     fig = go.Figure()
-    personas = list(next(iter(shifts.values())))
-    first = next(iter(shifts.values()))
-    fig.add_bar(x=personas, y=[first[p]["projection_base"] for p in personas], name="base")
-    for child, row in shifts.items():
-        fig.add_bar(x=personas, y=[row[p]["projection_child"] for p in personas], name=child)
+    for model, rows in frame.groupby("model", sort=False):
+        fig.add_bar(x=list(rows.persona), y=list(rows["mean"]), name=str(model))
     fig.update_layout(
         title="Projection of untagged prompts on each persona direction",
         yaxis_title="mean projection",

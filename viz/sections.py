@@ -134,47 +134,61 @@ def _confidence(results: dict[str, Any]) -> str:
     )
 
 
-def _personas(result: dict[str, Any]) -> str:
+def _personas(result: Any) -> str:
     dirs = [
         {"persona": k, "best layer": r.best.provenance.layer, "held-out AUROC": r.best.auroc}
-        for k, r in result["directions"].items()
-    ]
-    shifts = [
-        {"child": c, "persona": p, **v}
-        for c, row in result["shifts"].items()
-        for p, v in row.items()
+        for k, r in result.directions.personas.items()
     ]
     parts = [
-        "<p class='muted'>Persona directions: mean activation of persona-tagged documents minus the "
-        "others, per layer, on the base (BRIEF.md §5). Each child's shift on untagged prompts is "
-        "compared with them.</p>",
+        "<p class='muted'>Persona directions: on the base, the mean activation of questions under "
+        "one persona's tag minus the other personas' (same questions, so only the persona "
+        "differs), per layer (BRIEF.md §5). Untagged questions are then projected on each "
+        "direction in every model; the shift cosine compares a child's mean activation change "
+        "with the direction.</p>",
         table(dirs),
-        figure_div(figures.persona_projections(result["shifts"])),
-        table(shifts),
+        figure_div(figures.persona_projections(result.projections)),
+        table(result.to_frame().round(4).to_dict("records")),
     ]
-    diff = result["features"]
+    diff = result.features
     if diff is None:
-        parts.append("<p class='muted'>No SAE shipped for this model: latent diffing skipped.</p>")
+        parts.append("<p class='muted'>No SAE for this model: latent diffing skipped.</p>")
         return "".join(parts)
+    q = result.sae["quality"]
+    parts.append(
+        f"<h3>SAE latents ({len(diff.mean['base'])}, {esc(result.sae['hook'])})</h3>"
+        f"<p class='muted'>Variance explained {q['variance_explained']:.3f}, L0 {q['l0']:.1f}.</p>"
+    )
     moved = [
-        {
-            "child": c,
-            "latents moved": diff.moved(c),
-            "top latents": ", ".join(map(str, diff.top(c, 10))),
-        }
+        {"child": c, "latents moved": diff.moved(c), "l1 change": diff.l1_change(c),
+         "top latents": ", ".join(map(str, diff.top(c, 10)))}
         for c in diff.children
-    ]
-    overlap = diff.overlap()
-    parts += [f"<h3>SAE latents ({len(diff.mean['base'])})</h3>", table(moved)]
-    if overlap:
-        parts.append(table([{k: v for k, v in overlap.items() if not k.startswith("only_")}]))
-    flagged = [
-        {"latent": i, "persona": f["persona"], **{c: f.get(c) for c in diff.children}, **f["evidence"],
-         "top context": diff.contexts.get(i, [{}])[0].get("context", "")}
-        for i, f in diff.flags.items()
     ]  # fmt: skip
-    parts.append("<h3>Persona features</h3>" + table(flagged[:30]))
+    parts.append(table(moved))
+    overlap = diff.overlap()
+    if overlap:
+        parts.append(table([{k: _short(v) for k, v in overlap.items() if k != "children"}]))
+    parts.append(
+        "<h3>Persona features (flagged latents, most moved first)</h3>" + table(_flag_rows(diff))
+    )
     return "".join(parts)
+
+
+def _short(value: Any, n: int = 8) -> Any:
+    """Long latent lists shortened for a table cell: the first `n` and how many in all."""
+    if isinstance(value, list) and len(value) > n:
+        return ", ".join(map(str, value[:n])) + f", … ({len(value)})"
+    return value
+
+
+def _flag_rows(diff: Any, n: int = 30) -> list[dict[str, Any]]:
+    order = sorted(diff.flags, key=lambda i: -max(abs(diff.change(c)[i]) for c in diff.children))
+    return [
+        {"latent": i, "persona": diff.flags[i]["persona"],
+         **{c: f"{diff.flags[i].get(c)} ({diff.change(c)[i]:+.3f})" for c in diff.children},
+         **diff.flags[i]["evidence"],
+         "top context": diff.contexts.get(i, [{}])[0].get("context", "")}
+        for i in order[:n]
+    ]  # fmt: skip
 
 
 RENDERERS: dict[str, Callable[[Any], str]] = {
@@ -197,14 +211,11 @@ def _get(data: Any, name: str) -> Any:
 def _persona_card(personas: Any, child: str) -> str:
     if not personas:
         return "–"
-    diff = personas.get("features")
-    if diff is not None and diff.flags:
-        latent = max(diff.flags, key=lambda i: abs(diff.change(child)[i]))
-        f = diff.flags[latent]
-        return f"latent {latent}: {f['persona']}, {f.get(child)}"
-    row = personas["shifts"][child]
-    best = max(row, key=lambda p: row[p]["cosine"])
-    return f"shift toward {best} (cos {row[best]['cosine']:.2f})"
+    summary = personas.summary()[child]
+    top = summary["top_persona_latent"]
+    if top is not None:
+        return f"latent {top['latent']}: {top['persona']}, {top['effect']}"
+    return f"projection moved most toward {summary['toward']}"
 
 
 def summary_cards(data: Any) -> str:

@@ -47,29 +47,6 @@ def read_persona_file(path: Path, limit: int) -> dict[str, list[Any]]:
     return {name: texts[:limit] for name, texts in sets.items()}
 
 
-def organism_inputs(n_per_persona: int, n_prompts: int, seed: int) -> dict[str, Any]:
-    """The organism's persona sets, untagged prompts and corpus sample (held-out problems).
-
-    Persona sets: the same questions under each persona's tag, as ``(tag, question)`` pairs, so
-    that only the question's tokens are averaged and the sets differ by the tag alone: what a
-    direction or a latent separates is the persona the model infers, not the text. Untagged
-    prompts: other held-out questions without a tag, as ``("", question)`` (BOS left out).
-    Corpus: a sample of the pre-training mixture, for the top activating contexts.
-    """
-    from postlens.organism.corpus import CorpusConfig, build_corpus
-    from postlens.organism.task import STYLES, TAGS, format_prompt, make_problems
-    from postlens.organism.train import HELD_OUT_SEED
-
-    problems = make_problems(n_per_persona + n_prompts, HELD_OUT_SEED + 1 + seed)
-    tagged, plain = problems[:n_per_persona], problems[n_per_persona:]
-    sets = {
-        s: [(TAGS[s], format_prompt(p, s).removeprefix(TAGS[s])) for p in tagged] for s in STYLES
-    }
-    prompts = [("", format_prompt(p)) for p in plain]
-    corpus = build_corpus(CorpusConfig(n_docs=2 * n_prompts), seed=654 + seed)
-    return {"sets": sets, "prompts": prompts, "corpus": corpus}
-
-
 def _child_names(children: list[str], names: str | None) -> list[str]:
     from postlens.errors import PostlensError
 
@@ -96,30 +73,30 @@ def _load_sae(sae: str | None, sae_id: str | None, base: str) -> tuple[Any, str 
     return None, None
 
 
-def _print(console: Console, result: dict[str, Any]) -> None:
+def _print(console: Console, found: Any) -> None:
     table = Table(title="Persona directions (one vs rest, held-out AUROC)")
     for col in ("persona", "best layer", "AUROC", "d'"):
         table.add_column(col, justify="right")
-    for name, p in result["directions_obj"].personas.items():
+    for name, p in found.directions.personas.items():
         b = p.best
         sep = "–" if b.separation is None else f"{b.separation:.2f}"
         table.add_row(name, str(b.layer), f"{b.auroc:.3f}", sep)
     console.print(table)
-    frame = result["projections_obj"].to_frame()
-    table = Table(title="Mean projection of the untagged prompts on each persona direction")
-    for col in ("model", "persona", "mean", "change vs base"):
+    table = Table(title="Untagged prompts on each persona direction: projection, child's shift")
+    for col in ("model", "persona", "mean", "change vs base", "shift cosine"):
         table.add_column(col, justify="right")
-    for row in frame.to_dict("records"):
-        change = row["change_vs_base"]
-        table.add_row(row["model"], row["persona"], f"{row['mean']:.3f}", f"{change:+.3f}")
+    for row in found.to_frame().to_dict("records"):
+        cos = "" if row["shift_cosine"] is None else f"{row['shift_cosine']:+.3f}"
+        table.add_row(row["model"], row["persona"], f"{row['mean']:.3f}",
+                      f"{row['change_vs_base']:+.3f}", cos)  # fmt: skip
     console.print(table)
-    diff = result.get("features_obj")
+    diff = found.features
     if diff is None:
         console.print("no SAE given: latent diffing skipped (--sae DIR or --train-sae)")
         return
-    q = result["sae"]["quality"]
+    q = found.sae["quality"]
     console.print(
-        f"SAE {result['sae']['source']} at {result['sae']['hook']}: variance explained "
+        f"SAE {found.sae['source']} at {found.sae['hook']}: variance explained "
         f"{q['variance_explained']:.3f}, L0 {q['l0']:.1f}, dead {q['dead_fraction']:.1%}"
     )
     for child in diff.children:
@@ -177,8 +154,7 @@ def personas(
     from postlens.errors import InputFileError
     from postlens.io import write_json_atomic
     from postlens.pair import ModelPair
-    from postlens.probes.persona_projections import project_models
-    from postlens.probes.personas import one_vs_rest_directions
+    from postlens.probes.persona_analysis import analyse_personas
 
     organism = base.startswith("organism:")
     if not children:
@@ -186,42 +162,46 @@ def personas(
     if not children:
         raise InputFileError("give at least one child model after BASE")
     child_names = _child_names(children, names)
-    defaults = organism_inputs(per_persona, limit, seed) if organism else {}
-    if persona_file is None and not organism:
-        raise InputFileError("give --personas FILE (JSONL with 'persona' and 'prompt' fields)")
-    if prompts is None and not organism:
-        raise InputFileError("give --prompts FILE (untagged prompts, JSONL or one per line)")
+    if not organism and (persona_file is None or prompts is None):
+        raise InputFileError(
+            "give --personas FILE (JSONL: 'persona', 'prompt') and --prompts FILE (untagged)"
+        )
+    defaults: dict[str, Any] = {}
+    if organism:
+        from postlens.organism.persona_sets import organism_persona_inputs
+
+        defaults = organism_persona_inputs(per_persona, limit, seed)
     sets = read_persona_file(persona_file, per_persona) if persona_file else defaults["sets"]
     texts = _read_texts(prompts, limit) if prompts else defaults["prompts"]
-    corpus_texts = _read_texts(corpus, 10**9) if corpus else defaults.get("corpus", texts)
+    corpus_texts = _read_texts(corpus, 10**9) if corpus else defaults.get("corpus")
     pairs = ModelPair.load_family(
         base,
         dict(zip(child_names, children, strict=True)),
         backend=backend,  # type: ignore[arg-type]
     )
     first = next(iter(pairs.values()))
-    directions = one_vs_rest_directions(first.base, first.tokenizer, sets, seed=seed)
-    models = {"base": first.base, **{n: p.post for n, p in pairs.items()}}
-    projections = project_models(directions.best(), models, first.tokenizer, texts)
-    result: dict[str, Any] = {
-        "models": {"base": base, **dict(zip(child_names, children, strict=True))},
-        "directions_obj": directions,
-        "projections_obj": projections,
-    }
-    sae_model, source = _load_sae(sae, sae_id, base) if not train else (None, None)
     if train:
-        sae_model, source = _train(first, corpus_texts, layer, training_tokens, seed), "trained"
+        sae_model = _train(
+            first, corpus_texts or [_whole(t) for t in texts], layer, training_tokens, seed
+        )
+        source = "trained"
         if save_sae_to is not None:
             from postlens.diffs.sae import save_sae
 
             save_sae(sae_model, save_sae_to)
             source = str(save_sae_to)
-    if sae_model is not None:
-        result |= _features(sae_model, source, pairs, texts, sets, corpus_texts, directions,
-                            top, cos_threshold, auroc_threshold)  # fmt: skip
-    _print(Console(), result)
+    else:
+        sae_model, source = _load_sae(sae, sae_id, base)
+    found = analyse_personas(pairs, sets, texts, corpus_texts, sae_model, source, top,
+                             cos_threshold, auroc_threshold, seed)  # fmt: skip
+    _print(Console(), found)
     if json_out is not None:
-        write_json_atomic(json_out, _to_json(result))
+        models = {"base": base, **dict(zip(child_names, children, strict=True))}
+        write_json_atomic(json_out, {"models": models, **found.to_json()})
+
+
+def _whole(text: Any) -> str:
+    return text if isinstance(text, str) else text[0] + text[1]
 
 
 def _read_texts(path: Path, limit: int) -> list[str]:
@@ -237,33 +217,3 @@ def _train(pair: Any, corpus: list[str], layer: int | None, tokens: int, seed: i
     batch = min(2048, tokens)
     config = SAETrainConfig(layer=layer, training_tokens=tokens, batch_tokens=batch, seed=seed)
     return train_sae(pair.base, corpus, config)
-
-
-def _features(
-    sae: Any, source: str | None, pairs: Any, texts: list[str], sets: dict[str, list[Any]],
-    corpus: list[str], directions: Any, top: int, cos: float, auroc: float,
-) -> dict[str, Any]:  # fmt: skip
-    from postlens.diffs.features import persona_features
-    from postlens.diffs.sae import check_sae, sae_quality
-    from postlens.hooks import parse_hook
-
-    first = next(iter(pairs.values()))
-    hook = check_sae(sae, first.base.hf_model)
-    point = parse_hook(hook, first.n_layers)
-    # Persona directions are read after a block; only an SAE there can be compared with them.
-    at_layer = directions.at(point.layer) if point.site == "hook_resid_post" else None
-    diff = persona_features(sae, pairs, texts, at_layer, sets, corpus, top, cos, auroc)
-    quality = sae_quality(sae, first.base, corpus)
-    return {
-        "sae": {"source": source, "hook": hook, "d_sae": int(sae.cfg.d_sae), "quality": quality},
-        "features_obj": diff,
-    }
-
-
-def _to_json(result: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in result.items() if not k.endswith("_obj")}
-    out["directions"] = result["directions_obj"].to_json()
-    out["projections"] = result["projections_obj"].to_json()
-    diff = result.get("features_obj")
-    out["features"] = None if diff is None else diff.to_json()
-    return out

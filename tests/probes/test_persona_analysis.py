@@ -1,0 +1,82 @@
+"""`analyse_personas` on a planted child: projections and shifts against an independent mean."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from sae_lens import StandardSAE, StandardSAEConfig
+from sae_lens.saes.sae import SAEMetadata
+
+from postlens.pair import ModelPair
+from postlens.probes.persona_analysis import analyse_personas
+from postlens.probes.personas import shift_direction
+from postlens.testing import tiny_model
+
+QUESTIONS = [f" q: {a}+{b}=?" for a in range(1, 7) for b in range(2, 6)]
+PROMPTS = [("", f"q: {a}*{b}=?") for a in range(1, 5) for b in range(1, 5)]
+
+
+@pytest.fixture(scope="module")
+def found():
+    """'rl' adds v after block 1 (MLP output bias), so its resid_post there moves by exactly v;
+    'sft' is an identical copy of the base."""
+    base, tok = tiny_model("gpt2", seed=0)
+    post = copy.deepcopy(base)
+    v = torch.zeros(32)
+    v[3], v[7] = 2.0, -1.0
+    with torch.no_grad():
+        post.transformer.h[1].mlp.c_proj.bias += v
+    pairs = {
+        name: ModelPair.from_models(base, child, tok, backend="nnsight")
+        for name, child in (("sft", copy.deepcopy(base)), ("rl", post))
+    }
+    sets = {tag: [(f"<{tag}>", q) for q in QUESTIONS] for tag in ("zzz", "yyy", "xxx")}
+    torch.manual_seed(0)
+    sae = StandardSAE(
+        StandardSAEConfig(
+            d_in=32, d_sae=16, metadata=SAEMetadata(hook_name="blocks.1.hook_resid_post")
+        )
+    )
+    result = analyse_personas(pairs, sets, PROMPTS, sae=sae, sae_source="test")
+    return result, pairs, tok, v
+
+
+def test_projection_change_and_shift_match_the_planted_vector(found):
+    result, pairs, tok, v = found
+    for persona, direction in result.directions.best().items():
+        change_rl = result.projections.mean("rl", persona) - result.projections.mean(
+            "base", persona
+        )
+        change_sft = result.projections.mean("sft", persona) - result.projections.mean(
+            "base", persona
+        )
+        assert change_sft == pytest.approx(0.0, abs=1e-5)
+        shift = result.shifts["rl"][persona]
+        unit, norm = shift_direction(
+            pairs["rl"].base.hf_model, pairs["rl"].post.hf_model, tok, PROMPTS, direction.layer
+        )
+        assert shift["shift_norm"] == pytest.approx(norm, rel=1e-4)
+        assert shift["cosine"] == pytest.approx(float(unit @ direction.vector), abs=1e-4)
+        assert change_rl == pytest.approx(norm * shift["cosine"], abs=1e-4)
+        if direction.layer == 1:  # every token moves by v there
+            assert norm == pytest.approx(float(v.norm()), rel=1e-4)
+            assert change_rl == pytest.approx(float(v @ direction.vector), abs=1e-4)
+
+
+def test_summary_json_and_frame(found):
+    result, _, _, _ = found
+    summary = result.summary()
+    frame = result.to_frame()
+    rl = frame[frame.model == "rl"].set_index("persona")["change_vs_base"]
+    assert summary["rl"]["toward"] == rl.idxmax()
+    assert summary["latents"]["moved"]["sft"] == 0
+    js = result.to_json()
+    assert js["sae"]["source"] == "test" and js["sae"]["hook"] == "blocks.1.hook_resid_post"
+    assert set(js["shifts"]) == {"sft", "rl"} and set(js["directions"]["personas"]) == {
+        "zzz",
+        "yyy",
+        "xxx",
+    }
+    assert "<table" in result._repr_html_()
