@@ -247,7 +247,7 @@ def load_sae(source: str | Path, sae_id: str | None = None, device: str = "cpu")
         try:
             with warnings.catch_warnings():
                 # SAELens suggests HookedSAETransformer kwargs; postlens runs the SAE itself.
-                warnings.filterwarnings("ignore", message=".*model_from_pretrained_kwargs")
+                warnings.filterwarnings("ignore", message="(?s).*model_from_pretrained_kwargs")
                 return SAE.load_from_disk(str(path), device=device)
         except Exception as err:
             raise CheckpointError(f"{path}: not an SAELens SAE folder ({err})") from None

@@ -85,6 +85,7 @@ section{background:#fff;border:1px solid #e1e4e8;border-radius:8px;padding:16px 
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
 .card{flex:1 1 170px;background:#fff;border:1px solid #e1e4e8;border-radius:8px;padding:12px}
 .card .v{font-size:24px;font-weight:600}.card .k{font-size:12px;color:#6a737d}
+.verdict{line-height:1.5;margin:8px 0 4px 0}.verdict li{margin:4px 0}
 .pl-table{border-collapse:collapse;font-size:13px;margin:8px 0}
 .pl-table td,.pl-table th{border:1px solid #e1e4e8;padding:3px 8px;text-align:right}
 .pl-table th{background:#f1f3f5}

@@ -8,6 +8,7 @@ from typing import Any
 from postlens.viz import figures
 from postlens.viz.html import esc, figure_div, table
 from postlens.viz.tokens import token_view
+from postlens.viz.verdict import verdict
 
 TITLES = {
     "weights": "Weight shifts",
@@ -238,11 +239,14 @@ def summary_cards(data: Any) -> str:
             ]
         if acts:
             layer = acts[child].parting_layer()
-            cards.append(("layer where activations part", "–" if layer is None else str(layer)))
+            label = "first layer whose patch recovers half the output KL"
+            cards.append((label, "–" if layer is None else str(layer)))
         cards.append(("most-moved persona feature", _persona_card(_get(data, "personas"), child)))
         html = "".join(
             f"<div class='card'><div class='v'>{esc(v)}</div><div class='k'>{esc(k)}</div></div>"
             for k, v in cards
         )
         rows.append(f"<h2>{esc(child)}</h2><div class='cards'>{html}</div>")
-    return f"<section id='summary'><h2>Summary: what changed</h2>{''.join(rows)}</section>"
+    words = "".join(f"<li>{esc(t)}</li>" for t in verdict(data))
+    words = f"<ul class='verdict'>{words}</ul>" if words else ""
+    return f"<section id='summary'><h2>Summary: what changed</h2>{words}{''.join(rows)}</section>"
