@@ -17,7 +17,8 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-TINYSTORIES = REPO.parent / "shared" / "models" / "tinystories-656k"
+# Shipped with the case studies (Apache-2.0, with its licence and notice).
+TINYSTORIES = REPO / "case_studies" / "models" / "tinystories-656k"
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +39,7 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def tinystories_dir() -> Path:
-    """The real third-party base (Apache-2.0), when the shared folder is present."""
+    """The real third-party base (Apache-2.0) shipped in `case_studies/models`."""
     if not (TINYSTORIES / "config.json").is_file():
         pytest.skip(f"third-party checkpoint not present at {TINYSTORIES}")
     return TINYSTORIES
