@@ -117,9 +117,11 @@ print(0.0)
 
 def run(script: str, *args: str) -> tuple[float, float]:
     """(seconds reported by the script, peak RSS in MiB of its process)."""
-    wrapper = (
-        script
-        + "\nimport resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    # VmHWM, not ru_maxrss: ru_maxrss survives fork+exec, so every child would report this
+    # (checkpoint-building) process's peak instead of its own.
+    wrapper = script + (
+        "\nimport re, pathlib; print(int(re.search(r'VmHWM:\\s+(\\d+)',"
+        " pathlib.Path('/proc/self/status').read_text()).group(1)) / 1024)"
     )
     out = subprocess.run(
         [sys.executable, "-c", wrapper, *args], capture_output=True, text=True, check=True
