@@ -45,7 +45,7 @@ from postlens.diffs.sae_latents import (  # noqa: F401  (encode_prompts, top_con
 )
 from postlens.errors import PostlensError
 from postlens.probes.metrics import _auroc
-from postlens.probes.personas import Text
+from postlens.probes.personas import Text, full_text
 
 
 @dataclass
@@ -390,7 +390,7 @@ def persona_features(
     tagged_feats = {n: encode_texts(sae, first.base, list(t)) for n, t in (tagged or {}).items()}
     diff.flag_personas(sae, directions, tagged_feats, None, cos_threshold, auroc_threshold)
     if corpus is None:  # contexts are shown on whole texts
-        corpus = [t if isinstance(t, str) else t[0] + t[1] for t in prompts]
+        corpus = [full_text(t) for t in prompts]
     corpus_feats = encode_prompts(sae, first.base, corpus)
     latents = set(diff.flags) | {i for c in diff.children for i in diff.top(c, 10)}
     diff.add_contexts(corpus_feats, corpus, first.tokenizer, sorted(latents), n_contexts)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from postlens.diffs.sae import check_sae
 from postlens.probes.metrics import _rank
-from postlens.probes.personas import Text
+from postlens.probes.personas import Text, full_text
 
 
 @torch.no_grad()
@@ -51,7 +51,7 @@ def encode_texts(
     Example:
         >>> encode_texts(sae, pair.base, [("<careful>", " Q: 1+2=?\\n")])[0].shape  # doctest: +SKIP
     """
-    full = [t if isinstance(t, str) else t[0] + t[1] for t in texts]
+    full = [full_text(t) for t in texts]
     feats = encode_prompts(sae, backend, full, batch_size)
     tok = backend.tokenizer
     return [

@@ -92,3 +92,26 @@ def save_model(model: Any, tokenizer: Any, path: str | Path) -> Path:
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path
+
+
+def planted_shift_model(seed: int = 0) -> tuple[Any, Any, Any, Any]:
+    """A tiny GPT-2-style base and a post model whose resid_post at layer 1 moves by a known v.
+
+    The post model's layer-1 MLP output bias adds v (v[3] = 2, v[7] = −1, d_model 32), so
+    resid_post at layer 1 shifts by exactly v at every token and nothing before it changes:
+    a direction, a shift or an SAE latent aligned with v has a known right answer.
+
+    Returns:
+        ``(base, post, tokenizer, v)``.
+    """
+    import copy
+
+    import torch
+
+    base, tok = tiny_model("gpt2", seed=seed)
+    post = copy.deepcopy(base)
+    v = torch.zeros(base.config.n_embd)
+    v[3], v[7] = 2.0, -1.0
+    with torch.no_grad():
+        post.transformer.h[1].mlp.c_proj.bias += v
+    return base, post, tok, v

@@ -31,6 +31,7 @@ from postlens.probes.personas import (
     PersonaSet,
     Text,
     _html_table,
+    full_text,
     mean_activations,
     one_vs_rest_directions,
 )
@@ -187,9 +188,7 @@ def _add_features(
     point = parse_hook(hook, first.n_layers)
     # Directions are read after a block: only an SAE at hook_resid_post compares with them.
     at_layer = result.directions.at(point.layer) if point.site == "hook_resid_post" else None
-    texts = list(corpus) if corpus is not None else [
-        t if isinstance(t, str) else t[0] + t[1] for t in prompts
-    ]  # fmt: skip
+    texts = list(corpus) if corpus is not None else [full_text(t) for t in prompts]
     top_n, cos, auroc = thresholds
     result.features = persona_features(
         sae, pairs, prompts, at_layer, sets, texts, top_n, cos, auroc

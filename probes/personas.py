@@ -53,9 +53,14 @@ from postlens.probes.provenance import (
 Text = str | tuple[str, str]
 
 
+def full_text(text: Text) -> str:
+    """The whole text a `Text` stands for (a pair's prompt and response joined)."""
+    return text if isinstance(text, str) else text[0] + text[1]
+
+
 def _encode(tokenizer: Any, texts: Sequence[Text]) -> tuple[dict[str, Tensor], Tensor]:
     """Right-padded ids of the full texts, and the mask of the tokens each text averages."""
-    full = [t if isinstance(t, str) else t[0] + t[1] for t in texts]
+    full = [full_text(t) for t in texts]
     old_side, tokenizer.padding_side = tokenizer.padding_side, "right"
     try:
         enc = tokenizer(full, return_tensors="pt", padding=True)

@@ -155,6 +155,7 @@ def personas(
     from postlens.io import write_json_atomic
     from postlens.pair import ModelPair
     from postlens.probes.persona_analysis import analyse_personas
+    from postlens.probes.personas import full_text
 
     organism = base.startswith("organism:")
     if not children:
@@ -182,7 +183,7 @@ def personas(
     first = next(iter(pairs.values()))
     if train:
         sae_model = _train(
-            first, corpus_texts or [_whole(t) for t in texts], layer, training_tokens, seed
+            first, corpus_texts or [full_text(t) for t in texts], layer, training_tokens, seed
         )
         source = "trained"
         if save_sae_to is not None:
@@ -198,10 +199,6 @@ def personas(
     if json_out is not None:
         models = {"base": base, **dict(zip(child_names, children, strict=True))}
         write_json_atomic(json_out, {"models": models, **found.to_json()})
-
-
-def _whole(text: Any) -> str:
-    return text if isinstance(text, str) else text[0] + text[1]
 
 
 def _read_texts(path: Path, limit: int) -> list[str]:

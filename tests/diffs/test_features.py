@@ -28,7 +28,7 @@ from postlens.errors import CheckpointError, PostlensError
 from postlens.pair import ModelPair
 from postlens.probes.personas import PersonaDirection
 from postlens.probes.provenance import Provenance
-from postlens.testing import tiny_model
+from postlens.testing import planted_shift_model, tiny_model
 
 PROMPTS = [f"q: {a}+{b}=?" for a in range(1, 6) for b in range(3, 7)]
 TEXTS = [f"q: {a}+{b}=? {a + b}" for a in range(40) for b in range(10)]
@@ -56,12 +56,7 @@ def _planted_sae(v):
 @pytest.fixture(scope="module")
 def planted():
     """Base; 'rl' adds v to resid_post at layer 1 (MLP output bias); 'sft' changes nothing."""
-    base, tok = tiny_model("gpt2", seed=0)
-    post = copy.deepcopy(base)
-    v = torch.zeros(32)
-    v[3], v[7] = 2.0, -1.0
-    with torch.no_grad():
-        post.transformer.h[1].mlp.c_proj.bias += v
+    base, post, tok, v = planted_shift_model(seed=0)
     other = copy.deepcopy(base)
     pairs = {
         name: ModelPair.from_models(base, child, tok, backend="nnsight")

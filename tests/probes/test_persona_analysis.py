@@ -12,7 +12,7 @@ from sae_lens.saes.sae import SAEMetadata
 from postlens.pair import ModelPair
 from postlens.probes.persona_analysis import analyse_personas
 from postlens.probes.personas import shift_direction
-from postlens.testing import tiny_model
+from postlens.testing import planted_shift_model
 
 QUESTIONS = [f" q: {a}+{b}=?" for a in range(1, 7) for b in range(2, 6)]
 PROMPTS = [("", f"q: {a}*{b}=?") for a in range(1, 5) for b in range(1, 5)]
@@ -22,12 +22,7 @@ PROMPTS = [("", f"q: {a}*{b}=?") for a in range(1, 5) for b in range(1, 5)]
 def found():
     """'rl' adds v after block 1 (MLP output bias), so its resid_post there moves by exactly v;
     'sft' is an identical copy of the base."""
-    base, tok = tiny_model("gpt2", seed=0)
-    post = copy.deepcopy(base)
-    v = torch.zeros(32)
-    v[3], v[7] = 2.0, -1.0
-    with torch.no_grad():
-        post.transformer.h[1].mlp.c_proj.bias += v
+    base, post, tok, v = planted_shift_model(seed=0)
     pairs = {
         name: ModelPair.from_models(base, child, tok, backend="nnsight")
         for name, child in (("sft", copy.deepcopy(base)), ("rl", post))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import pytest
@@ -19,7 +18,7 @@ from postlens.probes.personas import (
     shift_direction,
 )
 from postlens.probes.provenance import Provenance
-from postlens.testing import tiny_model
+from postlens.testing import planted_shift_model, tiny_model
 
 PROMPTS = [f"q: {a}+{b}=?" for a in range(1, 6) for b in range(3, 7)]
 
@@ -28,13 +27,7 @@ PROMPTS = [f"q: {a}+{b}=?" for a in range(1, 6) for b in range(3, 7)]
 def planted():
     """A GPT-2-style base, and a post model whose layer-1 MLP output bias adds a vector v, so
     that resid_post at layer 1 (and nothing before it) shifts by exactly v at every token."""
-    base, tok = tiny_model("gpt2", seed=0)
-    post = copy.deepcopy(base)
-    v = torch.zeros(32)
-    v[3], v[7] = 2.0, -1.0
-    with torch.no_grad():
-        post.transformer.h[1].mlp.c_proj.bias += v
-    return base, post, tok, v
+    return planted_shift_model(seed=0)
 
 
 def test_shift_direction_recovers_the_planted_vector(planted):
