@@ -27,10 +27,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from postlens.batch import TokenBatch
 from postlens.diffs.divergence import position_stats
 from postlens.pair import ModelPair
 
 logger = logging.getLogger(__name__)
+WHICH = ("base", "post")
 LOW_ENTROPY, HIGH_ENTROPY = 0.01, 0.672  # nats, the thresholds quoted in BRIEF.md §1
 #: Positions × vocabulary above which `ForkConfig(compile=None)` fuses the statistics: the
 #: fused kernel saves ~15-20 ns per entry on CPU, the compilation costs ~4-8 s once.
@@ -191,12 +193,28 @@ def _batch(
     return ids, mask, scored
 
 
+def _scored_logits(
+    pair: ModelPair, batch: TokenBatch, scored: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """Both models' logits for the scored positions, and which of their rows to reduce.
+
+    Where the backends can split the unembedding off (`Backend.final_hidden`), only the scored
+    positions are unembedded, into contiguous rows: the unembedding is most of the work with a
+    large vocabulary, and prompt positions need none. Otherwise the full logits are flattened
+    and the scored rows named.
+    """
+    hidden = [pair[w].final_hidden(batch.input_ids, batch.attention_mask) for w in WHICH]
+    if all(h is not None for h in hidden):
+        keep = scored.to(hidden[0].device)
+        return [pair[w].unembed(h[keep]) for w, h in zip(WHICH, hidden, strict=True)], None
+    logits = [pair.run(w, batch).logits.flatten(0, 1) for w in WHICH]
+    return logits, scored.flatten().nonzero().squeeze(-1).to(logits[0].device)
+
+
 def score_forks(
     pair: ModelPair, seqs: list[Sequence], config: ForkConfig | None = None, progress: bool = True
 ) -> ForkResult:
     """Teacher-force both models on `seqs` and reduce every completion position to statistics."""
-    from postlens.batch import TokenBatch
-
     cfg = config or ForkConfig()
     context = context_length(pair)
     if context:
@@ -224,14 +242,8 @@ def score_forks(
     for start in tqdm(batches, desc="scoring forks", disable=not progress):
         chunk = seqs[start : start + cfg.batch_size]
         ids, mask, scored = _batch(pair, chunk)
-        batch = TokenBatch(ids, mask, [])
-        logits = [pair.run(w, batch).logits for w in ("base", "post")]
-        stats = position_stats(
-            *(x.flatten(0, 1) for x in logits),
-            cfg.top,
-            compiled=compiled,
-            rows=scored.flatten().nonzero().squeeze(-1).to(logits[0].device),
-        )
+        logits, rows = _scored_logits(pair, TokenBatch(ids, mask, []), scored)
+        stats = position_stats(*logits, cfg.top, compiled=compiled, rows=rows)
         del logits  # the batch's logits go before the next batch's forward
         rows, cols_idx = scored.nonzero(as_tuple=True)
         for c in _COLUMNS:

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 
 MODULE_KINDS = (
@@ -42,6 +43,7 @@ _GLOBAL_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)  # called per tensor and per child
 def classify(name: str) -> tuple[int | None, str]:
     """The layer index (``None`` outside the blocks) and module kind of a tensor name."""
     match = _LAYER_RE.search(name)

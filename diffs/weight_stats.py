@@ -2,11 +2,14 @@
 
 Each tensor is cut into flat chunks of `CHUNK` entries (in storage order). A chunk is converted
 to float32 whatever its storage dtype (so bf16 against fp32 compares in fp32) and reduced to
-Σ ΔW², Σ W², Σ |ΔW|, max |ΔW| and the two change counts with a few in-place ops (2 MB per operand
-stays in cache). Chunk sums are float32 reductions over ≤ `CHUNK` entries (relative error
-≲ 4e-7 against float64), accumulated across chunks in float64. A chunk holding NaN or Inf goes
-through a float64 masked path: non-finite entries are counted per side and left out of every
-other figure (they count as unchanged).
+Σ ΔW², Σ W², Σ |ΔW|, max |ΔW| and the two change counts; chunk sums are accumulated across
+chunks in float64. A chunk holding NaN or Inf goes through a float64 masked path: non-finite
+entries are counted per side and left out of every other figure (they count as unchanged).
+
+Two producers give the same per-chunk sums: the C kernel `postlens._kernels` (one pass over the
+bytes, bf16 converted in registers, chunks shared among threads; float32 and bfloat16 storage)
+and, where it is not built or for other dtypes, a few in-place torch ops per chunk (2 MB per
+operand stays in cache; float32 reductions over ≤ `CHUNK` entries, relative error ≲ 4e-7).
 
 Example:
     >>> import torch
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -77,6 +82,75 @@ def cross_sums(b: Tensor, p: Tensor, o: Tensor, ws: Workspace | None = None) -> 
     return torch.stack([torch.dot(dp, do), torch.dot(dp, dp), torch.dot(do, do)]).double()
 
 
+_KERNEL_CODES = {torch.float32: 0, torch.bfloat16: 1}  # dtype codes of postlens/_kernels.c
+
+
+def _kernels() -> Any | None:
+    """The compiled kernels, or ``None`` where the optional C extension was not built."""
+    try:
+        from postlens import _kernels
+    except ImportError:
+        return None
+    return _kernels
+
+
+def fused_chunk_sums(tensors: list[Tensor], atol: float = 0.0) -> Tensor | None:
+    """Per-chunk sums of (base, post) [k, 6] or (base, post, other) [k, 3] from the C kernel.
+
+    Rows are those of `pair_sums` and `cross_sums` for the chunks of `flat_chunks`. ``None``
+    when the kernel is not built or a tensor is not a float32/bfloat16 CPU tensor.
+    """
+    kernels = _kernels()
+    if kernels is None or any(t.dtype not in _KERNEL_CODES or t.is_cuda for t in tensors):
+        return None
+    flat = [t.reshape(-1).contiguous() for t in tensors]  # mapped tensors: views, no copy
+    n = flat[0].numel()
+    if any(f.numel() != n for f in flat):
+        raise ValueError(f"tensors differ in size: {[f.numel() for f in flat]}")
+    out = torch.empty(-(-n // CHUNK), 6 if len(flat) == 2 else 3, dtype=torch.float64)
+    kernels.chunk_sums(
+        tuple(f.data_ptr() for f in flat),
+        tuple(_KERNEL_CODES[f.dtype] for f in flat),
+        n,
+        CHUNK,
+        atol,
+        out.data_ptr(),
+        max(1, min(torch.get_num_threads(), 64)),
+    )
+    return out
+
+
+def chunk_sums(base: Tensor, post: Tensor, atol: float, ws: Workspace | None = None) -> Tensor:
+    """`pair_sums` of every chunk, [k, 6] float64: from the C kernel when it can, else torch."""
+    fused = fused_chunk_sums([base, post], atol)
+    if fused is not None:
+        return fused
+    ws = ws or Workspace()
+    rows = [
+        pair_sums(b, p, atol, ws) for b, p in zip(flat_chunks(base), flat_chunks(post), strict=True)
+    ]
+    return torch.stack(rows) if rows else torch.zeros(0, 6, dtype=torch.float64)
+
+
+def chunk_cross_sums(b: Tensor, p: Tensor, o: Tensor, ws: Workspace | None = None) -> Tensor:
+    """`cross_sums` of every chunk, [k, 3] float64: from the C kernel when it can, else torch."""
+    fused = fused_chunk_sums([b, p, o])
+    if fused is not None:
+        return fused
+    ws = ws or Workspace()
+    chunks = zip(flat_chunks(b), flat_chunks(p), flat_chunks(o), strict=True)
+    rows = [cross_sums(*c, ws) for c in chunks]
+    return torch.stack(rows) if rows else torch.zeros(0, 3, dtype=torch.float64)
+
+
+def _split_finite(sums: Tensor) -> tuple[np.ndarray, list[int]]:
+    """The finite rows of per-chunk sums, and the indices of the others (numpy: a tensor has
+    a few dozen rows, where torch's per-call overhead would cost more than the sums)."""
+    rows = sums.numpy()
+    finite = np.isfinite(rows).all(1)
+    return rows[finite], np.flatnonzero(~finite).tolist()
+
+
 @dataclass
 class UpdateStats:
     """Running sums over the entries of one tensor's update (float64 across chunks)."""
@@ -93,9 +167,9 @@ class UpdateStats:
     inf_base: int = 0
     inf_post: int = 0
 
-    def add(self, sums: Tensor, numel: int) -> bool:
-        """Fold one chunk's six sums in; False (nothing folded) when they are not finite."""
-        sq_d, sq_b, abs_d, max_a, exact, tol = sums.tolist()
+    def add(self, sums: list[float], numel: int) -> bool:
+        """Fold six sums (over `numel` entries) in; False (nothing folded) when not finite."""
+        sq_d, sq_b, abs_d, max_a, exact, tol = sums
         if not math.isfinite(sq_d + sq_b + abs_d + max_a):
             return False
         self.numel += numel
@@ -106,6 +180,15 @@ class UpdateStats:
         self.changed_exact += int(exact)
         self.changed_tol += int(tol)
         return True
+
+    def add_chunks(self, sums: Tensor, b: list[Tensor], p: list[Tensor], atol: float) -> None:
+        """Fold the per-chunk sums of a whole tensor in (chunks `b`, `p` for the masked path)."""
+        good, bad = _split_finite(sums)
+        if len(good):
+            folded = [*good[:, :3].sum(0), good[:, 3].max(), *good[:, 4:].sum(0)]
+            self.add(folded, sum(c.numel() for c in b) - sum(b[i].numel() for i in bad))
+        for i in bad:
+            self.add_masked(b[i], p[i], atol)
 
     def add_masked(self, b: Tensor, p: Tensor, atol: float) -> None:
         """Fold a chunk holding NaN/Inf in: count them per side, leave them out of the rest."""
@@ -143,12 +226,14 @@ class PairedUpdates:
     sq_a: float = 0.0
     sq_b: float = 0.0
 
-    def add(self, sums: Tensor, b: Tensor, p: Tensor, o: Tensor) -> None:
-        """Fold one chunk in; entries non-finite in any of the three are left out."""
-        dot, sq_a, sq_b = sums.tolist()
-        if not math.isfinite(dot + sq_a + sq_b):
-            finite = b.isfinite() & p.isfinite() & o.isfinite()
-            dot, sq_a, sq_b = cross_sums(b[finite], p[finite], o[finite]).tolist()
+    def add_chunks(self, sums: Tensor, b: list[Tensor], p: list[Tensor], o: list[Tensor]) -> None:
+        """Fold per-chunk sums in; entries non-finite in any of the three are left out."""
+        good, bad = _split_finite(sums)
+        dot, sq_a, sq_b = good.sum(0).tolist()
+        for i in bad:
+            finite = b[i].isfinite() & p[i].isfinite() & o[i].isfinite()
+            d, a, c = cross_sums(b[i][finite], p[i][finite], o[i][finite]).tolist()
+            dot, sq_a, sq_b = dot + d, sq_a + a, sq_b + c
         self.dot, self.sq_a, self.sq_b = self.dot + dot, self.sq_a + sq_a, self.sq_b + sq_b
 
     @property
@@ -164,7 +249,7 @@ def flat_chunks(t: Tensor) -> list[Tensor]:
     flat = t.reshape(-1)
     if flat.dtype not in _FLOATS:
         flat = flat.float()  # integer or boolean buffers: compared as numbers
-    return list(flat.split(CHUNK))
+    return list(flat.split(CHUNK)) if flat.numel() else []
 
 
 def stream_updates(
@@ -182,11 +267,13 @@ def stream_updates(
         0.0
     """
     stats, ws = [UpdateStats() for _ in posts], Workspace()
-    paired = PairedUpdates() if len(posts) >= 2 else None
-    for b, *ps in zip(flat_chunks(base), *map(flat_chunks, posts), strict=True):
-        for s, p in zip(stats, ps, strict=True):
-            if not s.add(pair_sums(b, p, atol, ws), b.numel()):
-                s.add_masked(b, p, atol)
-        if paired is not None:
-            paired.add(cross_sums(b, ps[0], ps[1], ws), b, ps[0], ps[1])
+    b_chunks = flat_chunks(base)
+    p_chunks = [flat_chunks(p) for p in posts]
+    for s, p, chunks in zip(stats, posts, p_chunks, strict=True):
+        s.add_chunks(chunk_sums(base, p, atol, ws), b_chunks, chunks, atol)
+    if len(posts) < 2:
+        return stats, None
+    paired = PairedUpdates()
+    sums = chunk_cross_sums(base, posts[0], posts[1], ws)
+    paired.add_chunks(sums, b_chunks, p_chunks[0], p_chunks[1])
     return stats, paired

@@ -46,6 +46,7 @@ class Backend(ABC):
         cfg = hf_model.config
         self.n_layers: int = cfg.num_hidden_layers
         self.d_model: int = cfg.hidden_size
+        self._split_unembedding_ok: bool | None = None
 
     @property
     def device(self) -> torch.device:
@@ -63,6 +64,48 @@ class Backend(ABC):
 
         Captured activations are taken after any intervention at the same hook.
         """
+
+    @torch.no_grad()
+    def final_hidden(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+    ) -> Float[Tensor, "batch pos d_model"] | None:
+        """The final norm's output from the plain backbone, skipping the unembedding.
+
+        Lets a caller unembed only the positions it needs (with a large vocabulary the
+        unembedding is most of a small model's forward pass). ``None`` when that split is not
+        exact for this model: its causal-LM head does more than one linear map (logit
+        scaling, soft-capping...) or the model does not run locally. Checked once, on the first
+        call, against the full forward's logits.
+        """
+        if self._split_unembedding_ok is None:
+            self._split_unembedding_ok = self._check_unembedding_split(input_ids[:1])
+        if not self._split_unembedding_ok:
+            return None
+        return self._backbone(input_ids, attention_mask)
+
+    def unembed(self, hidden: Float[Tensor, "n d_model"]) -> Float[Tensor, "n vocab"]:
+        """Logits of final-norm hidden states (the model's own unembedding)."""
+        return self.hf_model.get_output_embeddings()(hidden)
+
+    def _backbone(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
+        mask = None if attention_mask is None else attention_mask.to(self.device)
+        out = self.hf_model.base_model(input_ids=input_ids.to(self.device), attention_mask=mask)
+        return out.last_hidden_state
+
+    def _check_unembedding_split(self, ids: Tensor) -> bool:
+        if (
+            self.hf_model.base_model is self.hf_model
+            or self.hf_model.get_output_embeddings() is None
+        ):
+            return False
+        try:
+            split = self.unembed(self._backbone(ids, None))
+        except (TypeError, ValueError, AttributeError):  # a backbone with another signature
+            return False
+        full = self.run(ids).logits
+        return split.shape == full.shape and torch.allclose(split, full, rtol=1e-4, atol=1e-4)
 
     @torch.no_grad()
     def iter_activations(

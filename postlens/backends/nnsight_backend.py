@@ -65,6 +65,15 @@ class NNsightBackend(Backend):
             warnings.simplefilter("ignore")
             self.model = TransformersModel(hf_model, task="text-generation", tokenizer=tokenizer)
 
+    def final_hidden(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+    ) -> Tensor | None:
+        if self.remote:  # the weights live on NDIF, not here
+            return None
+        return super().final_hidden(input_ids, attention_mask)
+
     def _module(self, path: str, layer: int | None = None) -> Any:
         envoy = self.model
         if layer is not None:

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from postlens.cli import app
+from postlens.diffs import weight_stats
 from postlens.diffs.weight_names import classify
 from postlens.diffs.weight_stats import CHUNK
 from postlens.diffs.weights import WeightDiffConfig, compare_children, compare_weights
@@ -48,6 +49,16 @@ def _save(tmp_path, name, tensors, config=None):
     save_file(tensors, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(config or {"model_type": "llama"}))
     return folder
+
+
+@pytest.fixture(autouse=True, params=["c_kernel", "torch"])
+def producer(request, monkeypatch):
+    """Every test runs on both producers of the chunk sums: the C kernel and the torch ops."""
+    if request.param == "torch":
+        monkeypatch.setattr(weight_stats, "_kernels", lambda: None)
+    elif weight_stats._kernels() is None:
+        pytest.skip("the optional C kernels are not built")
+    return request.param
 
 
 @pytest.fixture
