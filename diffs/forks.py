@@ -194,19 +194,27 @@ def _batch(
 
 
 def _scored_logits(
-    pair: ModelPair, batch: TokenBatch, scored: torch.Tensor
+    pair: ModelPair, batch: TokenBatch, scored: torch.Tensor, buffers: dict[str, torch.Tensor]
 ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """Both models' logits for the scored positions, and which of their rows to reduce.
 
     Where the backends can split the unembedding off (`Backend.final_hidden`), only the scored
-    positions are unembedded, into contiguous rows: the unembedding is most of the work with a
-    large vocabulary, and prompt positions need none. Otherwise the full logits are flattened
-    and the scored rows named.
+    positions are unembedded, into contiguous rows of `buffers` reused across batches: the
+    unembedding is most of the work with a large vocabulary, and prompt positions need none.
+    Otherwise the full logits are flattened and the scored rows named.
     """
     hidden = [pair[w].final_hidden(batch.input_ids, batch.attention_mask) for w in WHICH]
     if all(h is not None for h in hidden):
         keep = scored.to(hidden[0].device)
-        return [pair[w].unembed(h[keep]) for w, h in zip(WHICH, hidden, strict=True)], None
+        logits = []
+        for w, h in zip(WHICH, hidden, strict=True):
+            rows = h[keep]
+            if w not in buffers or buffers[w].shape[0] < rows.shape[0]:
+                buffers.pop(w, None)  # free the old buffer before allocating its successor
+                vocab = pair[w].hf_model.config.vocab_size
+                buffers[w] = torch.empty(rows.shape[0], vocab, dtype=rows.dtype, device=rows.device)
+            logits.append(pair[w].unembed(rows, out=buffers[w]))
+        return logits, None
     logits = [pair.run(w, batch).logits.flatten(0, 1) for w in WHICH]
     return logits, scored.flatten().nonzero().squeeze(-1).to(logits[0].device)
 
@@ -238,11 +246,11 @@ def score_forks(
             "top_post_p",
         )
     }
-    batches = range(0, len(seqs), cfg.batch_size)
+    batches, buffers = range(0, len(seqs), cfg.batch_size), {}
     for start in tqdm(batches, desc="scoring forks", disable=not progress):
         chunk = seqs[start : start + cfg.batch_size]
         ids, mask, scored = _batch(pair, chunk)
-        logits, rows = _scored_logits(pair, TokenBatch(ids, mask, []), scored)
+        logits, rows = _scored_logits(pair, TokenBatch(ids, mask, []), scored, buffers)
         stats = position_stats(*logits, cfg.top, compiled=compiled, rows=rows)
         del logits  # the batch's logits go before the next batch's forward
         rows, cols_idx = scored.nonzero(as_tuple=True)

@@ -85,9 +85,24 @@ class Backend(ABC):
             return None
         return self._backbone(input_ids, attention_mask)
 
-    def unembed(self, hidden: Float[Tensor, "n d_model"]) -> Float[Tensor, "n vocab"]:
-        """Logits of final-norm hidden states (the model's own unembedding)."""
-        return self.hf_model.get_output_embeddings()(hidden)
+    @torch.no_grad()
+    def unembed(
+        self, hidden: Float[Tensor, "n d_model"], out: Tensor | None = None
+    ) -> Float[Tensor, "n vocab"]:
+        """Logits of final-norm hidden states (the model's own unembedding).
+
+        Args:
+            hidden: final-norm hidden states.
+            out: a buffer of at least ``n`` rows to write the logits into (used when the
+                unembedding is a plain linear map): with a large vocabulary, a fresh tensor per
+                batch costs as much in page faults as the matrix product itself.
+        """
+        head = self.hf_model.get_output_embeddings()
+        fits = out is not None and out.shape[0] >= hidden.shape[0]
+        if not fits or type(head) is not torch.nn.Linear or out.dtype != head.weight.dtype:
+            return head(hidden)
+        logits = torch.mm(hidden, head.weight.t(), out=out[: hidden.shape[0]])
+        return logits if head.bias is None else logits.add_(head.bias)
 
     def _backbone(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
         mask = None if attention_mask is None else attention_mask.to(self.device)

@@ -110,6 +110,28 @@ def test_logits_and_activations_match_plain_forward(tiny_dirs, arch, backend):
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_final_hidden_then_unembed_gives_the_plain_logits(tiny_dirs, arch, backend):
+    path = tiny_dirs[arch]
+    pair = ModelPair.load(str(path), str(path), backend=backend)
+    batch = pair.tokenize(TEXTS)
+    ref_logits, ref_acts = reference(path, batch.input_ids, batch.attention_mask)
+    hidden = pair["base"].final_hidden(batch.input_ids, batch.attention_mask)
+    mask = batch.attention_mask.bool()
+    _assert_close(hidden, ref_acts["ln_final.hook_normalized"], mask, "final hidden")
+    _assert_close(pair["base"].unembed(hidden[mask]), ref_logits[mask], ..., "logits")
+
+
+def test_final_hidden_refuses_a_head_that_is_not_the_unembedding(tiny_dirs, monkeypatch):
+    pair = ModelPair.load(str(tiny_dirs["llama"]), str(tiny_dirs["llama"]), backend="nnsight")
+    backend = pair["base"]
+    monkeypatch.setattr(backend, "unembed", lambda h: 2 * h @ backend.hf_model.lm_head.weight.T)
+    ids = pair.tokenize(TEXTS).input_ids
+    assert backend.final_hidden(ids) is None  # e.g. a logit scale or soft-cap after lm_head
+    assert backend.final_hidden(ids) is None  # decided once
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "hook",
     [

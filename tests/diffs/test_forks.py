@@ -50,9 +50,13 @@ def _reference(path, seqs):
 
 
 @pytest.mark.parametrize("backend", ["nnsight", "transformer_lens"])
-def test_forks_are_exactly_where_plain_argmaxes_differ(favoured_pair, backend):
+@pytest.mark.parametrize("split", [True, False], ids=["scored-rows-unembedded", "full-logits"])
+def test_forks_are_exactly_where_plain_argmaxes_differ(favoured_pair, backend, split, monkeypatch):
     base, post = favoured_pair
     pair = ModelPair.load(str(base), str(post), backend=backend)
+    if not split:  # the path for models whose unembedding cannot be split off
+        for which in ("base", "post"):
+            monkeypatch.setattr(pair[which], "final_hidden", lambda *a, **k: None)
     seqs = sample_sequences(pair, PROMPTS, n=3, max_new_tokens=12, seed=0, source="post")
     result = score_forks(pair, seqs, ForkConfig(js_threshold=0.69, batch_size=4), progress=False)
     lb, lp = _reference(base, seqs), _reference(post, seqs)
