@@ -11,8 +11,8 @@ peak memory, max RSS, is its own):
     statistics before the next batch; timed on a first call (including any `torch.compile`)
     and a second call in the same process, with the fused kernel and with eager reductions.
 
-Timings use one thread by default: this machine's two cores are shared with a training job,
-and two threads that compete with it make timings erratic (OpenMP oversubscription).
+Timings use one thread by default: on a two-core machine shared with anything else, two
+threads make timings erratic (OpenMP oversubscription).
 
 Usage: ``python benchmarks/bench_forks.py [--sequences 128] [--length 64] [--widths 64 256]``
 """
