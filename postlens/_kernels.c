@@ -45,7 +45,28 @@ static inline float ld_bf16(const void *x, int64_t i) {
     return f;
 }
 
-/* One instance per dtype combination: a dtype branch inside the loop would stop it vectorizing. */
+/* One entry's contribution to lane k (the vector body and the ragged tail share it). */
+#define PAIR_STEP(LB, LP, k, idx)                                                              \
+    do {                                                                                       \
+        float x = LB(b, idx), d = LP(p, idx) - x, a = fabsf(d);                                \
+        ad[k] += d * d;                                                                        \
+        ab[k] += x * x;                                                                        \
+        aa[k] += a;                                                                            \
+        am[k] = a > am[k] ? a : am[k];                                                         \
+        ne[k] += a != 0.0f;                                                                    \
+        nt[k] += a > atol;                                                                     \
+    } while (0)
+
+#define CROSS_STEP(LB, LP, LO, k, idx)                                                         \
+    do {                                                                                       \
+        float x = LB(b, idx), dp = LP(p, idx) - x, d_o = LO(o, idx) - x;                       \
+        ad[k] += dp * d_o;                                                                     \
+        ap[k] += dp * dp;                                                                      \
+        ao[k] += d_o * d_o;                                                                    \
+    } while (0)
+
+/* One instance per dtype combination: a dtype branch inside the loop would stop it vectorizing.
+ * The inner `for k` over independent lanes is what the compiler turns into SIMD. */
 #define PAIR_KERNEL(NAME, LB, LP)                                                              \
     MULTIVERSION static void NAME(const void *b, const void *p, int64_t n, float atol,         \
                                   double *out) {                                               \
@@ -55,33 +76,12 @@ static inline float ld_bf16(const void *x, int64_t i) {
             int64_t e = s + BLOCK < n ? s + BLOCK : n, i = s;                                  \
             float ad[LANES] = {0}, ab[LANES] = {0}, aa[LANES] = {0}, am[LANES] = {0};          \
             int32_t ne[LANES] = {0}, nt[LANES] = {0};                                          \
-            for (; i + LANES <= e; i += LANES) {                                               \
-                for (int k = 0; k < LANES; k++) {                                              \
-                    float x = LB(b, i + k), d = LP(p, i + k) - x, a = fabsf(d);                \
-                    ad[k] += d * d;                                                            \
-                    ab[k] += x * x;                                                            \
-                    aa[k] += a;                                                                \
-                    am[k] = a > am[k] ? a : am[k];                                             \
-                    ne[k] += a != 0.0f;                                                        \
-                    nt[k] += a > atol;                                                         \
-                }                                                                              \
-            }                                                                                  \
-            for (; i < e; i++) {                                                               \
-                float x = LB(b, i), d = LP(p, i) - x, a = fabsf(d);                            \
-                ad[0] += d * d;                                                                \
-                ab[0] += x * x;                                                                \
-                aa[0] += a;                                                                    \
-                am[0] = a > am[0] ? a : am[0];                                                 \
-                ne[0] += a != 0.0f;                                                            \
-                nt[0] += a > atol;                                                             \
-            }                                                                                  \
+            for (; i + LANES <= e; i += LANES)                                                 \
+                for (int k = 0; k < LANES; k++) PAIR_STEP(LB, LP, k, i + k);                   \
+            for (; i < e; i++) PAIR_STEP(LB, LP, 0, i);                                        \
             for (int k = 0; k < LANES; k++) {                                                  \
-                sd += ad[k];                                                                   \
-                sb += ab[k];                                                                   \
-                sa += aa[k];                                                                   \
+                sd += ad[k], sb += ab[k], sa += aa[k], ne_all += ne[k], nt_all += nt[k];       \
                 mx = am[k] > mx ? am[k] : mx;                                                  \
-                ne_all += ne[k];                                                               \
-                nt_all += nt[k];                                                               \
             }                                                                                  \
         }                                                                                      \
         out[0] = sd, out[1] = sb, out[2] = sa, out[3] = mx, out[4] = ne_all, out[5] = nt_all;  \
@@ -94,20 +94,9 @@ static inline float ld_bf16(const void *x, int64_t i) {
         for (int64_t s = 0; s < n; s += BLOCK) {                                               \
             int64_t e = s + BLOCK < n ? s + BLOCK : n, i = s;                                  \
             float ad[LANES] = {0}, ap[LANES] = {0}, ao[LANES] = {0};                           \
-            for (; i + LANES <= e; i += LANES) {                                               \
-                for (int k = 0; k < LANES; k++) {                                              \
-                    float x = LB(b, i + k), dp = LP(p, i + k) - x, d_o = LO(o, i + k) - x;     \
-                    ad[k] += dp * d_o;                                                         \
-                    ap[k] += dp * dp;                                                          \
-                    ao[k] += d_o * d_o;                                                        \
-                }                                                                              \
-            }                                                                                  \
-            for (; i < e; i++) {                                                               \
-                float x = LB(b, i), dp = LP(p, i) - x, d_o = LO(o, i) - x;                     \
-                ad[0] += dp * d_o;                                                             \
-                ap[0] += dp * dp;                                                              \
-                ao[0] += d_o * d_o;                                                            \
-            }                                                                                  \
+            for (; i + LANES <= e; i += LANES)                                                 \
+                for (int k = 0; k < LANES; k++) CROSS_STEP(LB, LP, LO, k, i + k);              \
+            for (; i < e; i++) CROSS_STEP(LB, LP, LO, 0, i);                                   \
             for (int k = 0; k < LANES; k++) dot += ad[k], sp += ap[k], so += ao[k];            \
         }                                                                                      \
         out[0] = dot, out[1] = sp, out[2] = so;                                                \
