@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from postlens.backends.arch import layout_for
 from postlens.batch import TokenBatch
 from postlens.diffs.divergence import CHUNK_FLOATS, kl_from_logits
-from postlens.diffs.forks import Sequence, _batch
+from postlens.diffs.sequences import Sequence, pad_batch
 from postlens.hooks import resid_post
 from postlens.pair import ModelPair
 
@@ -206,7 +206,7 @@ def _add_batch(
 ) -> None:
     """Run one batch through both models (and the patched base) and add it to `totals`."""
     hooks = [resid_post(i) for i in range(pair.n_layers)]
-    ids, mask, scored = _batch(pair, chunk)
+    ids, mask, scored = pad_batch(pair, chunk)
     batch = TokenBatch(ids, mask, [])
     run_b, run_p = pair.run("base", batch, hooks), pair.run("post", batch, hooks)
     device = run_p.logits.device

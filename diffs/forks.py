@@ -29,8 +29,26 @@ from tqdm.auto import tqdm
 
 from postlens.batch import TokenBatch
 from postlens.diffs.divergence import position_stats
+from postlens.diffs.sequences import (
+    Sequence,
+    context_length,
+    given_sequences,
+    pad_batch,
+    sample_sequences,
+    sequences_for,
+    truncate_to_context,
+)
 from postlens.pair import ModelPair
 
+__all__ = [  # the sequence helpers are re-exported: they are the inputs of fork scoring
+    "ForkConfig",
+    "ForkResult",
+    "Sequence",
+    "given_sequences",
+    "sample_sequences",
+    "score_forks",
+    "sequences_for",
+]
 logger = logging.getLogger(__name__)
 WHICH = ("base", "post")
 LOW_ENTROPY, HIGH_ENTROPY = 0.01, 0.672  # nats, the thresholds quoted in BRIEF.md §1
@@ -65,106 +83,6 @@ class ForkConfig:
             raise ValueError("batch_size and top must be positive")
 
 
-@dataclass
-class Sequence:
-    """A sequence to score: prompt tokens, then completion tokens (the positions scored)."""
-
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    source: str = "given"
-
-
-def context_length(pair: ModelPair) -> int | None:
-    """The base model's context length in tokens, when its config states one."""
-    return getattr(pair.base.hf_model.config, "max_position_embeddings", None)
-
-
-def fit_prompts(tokenizer: Any, prompts: list[str], max_tokens: int) -> list[str]:
-    """Prompts longer than `max_tokens` tokens keep their last ones; warns with the count."""
-    out, cut = [], 0
-    for text in prompts:
-        ids = tokenizer(text).input_ids
-        if len(ids) > max_tokens:
-            cut += 1
-            text = tokenizer.decode(ids[-max_tokens:], skip_special_tokens=True)
-        out.append(text)
-    if cut:
-        logger.warning(
-            "%d prompt(s) longer than the %d tokens the context leaves were truncated (kept "
-            "their last tokens)",
-            cut,
-            max_tokens,
-        )
-    return out
-
-
-def sample_sequences(
-    pair: ModelPair, prompts: list[str], n: int = 1, source: str = "post", **generate_kwargs: Any
-) -> list[Sequence]:
-    """Sample `n` completions per prompt from one model of the pair (``post`` or ``base``).
-
-    Prompts that leave no room for ``max_new_tokens`` in the model's context keep their last
-    tokens (one warning names how many were cut).
-    """
-    context = context_length(pair)
-    if context:
-        room = context - generate_kwargs.get("max_new_tokens", 64)
-        prompts = fit_prompts(pair.tokenizer, prompts, max(1, room))
-    samples = pair.generate(source, prompts, n=n, **generate_kwargs)  # type: ignore[arg-type]
-    return [Sequence(s.prompt_ids, s.completion_ids, source) for s in samples if s.completion_ids]
-
-
-def given_sequences(pair: ModelPair, pairs: list[tuple[str, str]]) -> list[Sequence]:
-    """Sequences from (prompt, completion) texts; the completion is tokenized on its own."""
-    tok = pair.tokenizer
-    return [
-        Sequence(tok(p).input_ids, tok(c, add_special_tokens=False).input_ids, "given")
-        for p, c in pairs
-    ]
-
-
-def sequences_for(
-    pair: ModelPair,
-    records: list[tuple[str, str | None]],
-    generate: int = 0,
-    source: str = "post",
-    **generate_kwargs: Any,
-) -> list[Sequence]:
-    """Sequences to score: `generate` samples per prompt, or the completions given (if 0).
-
-    Raises:
-        InputFileError: `generate` is 0 and no record has a completion.
-    """
-    if generate > 0:
-        return sample_sequences(
-            pair, [p for p, _ in records], n=generate, source=source, **generate_kwargs
-        )
-    given = [(p, c) for p, c in records if c is not None]
-    if not given:
-        from postlens.errors import InputFileError
-
-        raise InputFileError(
-            "no completions to score: add 'completion' fields or sample some (--generate N)"
-        )
-    return given_sequences(pair, given)
-
-
-def truncate_to_context(seqs: list[Sequence], context: int) -> list[Sequence]:
-    """Cut sequences longer than the model's context, with one warning naming how many."""
-    out, cut = [], 0
-    for s in seqs:
-        if len(s.prompt_ids) + len(s.completion_ids) > context:
-            cut += 1
-            keep = max(0, context - len(s.prompt_ids))
-            s = Sequence(s.prompt_ids[-context:], s.completion_ids[:keep], s.source)
-        out.append(s)
-    if cut:
-        logger.warning(
-            "%d sequence(s) longer than the context (%d tokens) were truncated", cut, context
-        )
-    return [s for s in out if s.completion_ids]
-
-
 def _share(mask: np.ndarray) -> float | None:
     return float(mask.mean()) if mask.size else None
 
@@ -173,24 +91,6 @@ _COLUMNS = (
     "entropy_base", "entropy_post", "kl", "js", "argmax_base", "argmax_post", "post_rank_in_base",
     "p_base_of_base", "p_base_of_post", "p_post_of_base", "p_post_of_post",
 )  # fmt: skip
-
-
-def _batch(
-    pair: ModelPair, seqs: list[Sequence]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids, mask, and the index of every scored position (predicting a completion token)."""
-    width = max(len(s.prompt_ids) + len(s.completion_ids) for s in seqs)
-    pad = pair.tokenizer.pad_token_id
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    scored = torch.zeros_like(ids, dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        full = s.prompt_ids + s.completion_ids
-        ids[i, : len(full)] = torch.tensor(full)
-        mask[i, : len(full)] = 1
-        # Position t predicts token t+1: the logits that predict completion tokens.
-        scored[i, len(s.prompt_ids) - 1 : len(full) - 1] = True
-    return ids, mask, scored
 
 
 def _scored_logits(
@@ -249,7 +149,7 @@ def score_forks(
     batches, buffers = range(0, len(seqs), cfg.batch_size), {}
     for start in tqdm(batches, desc="scoring forks", disable=not progress):
         chunk = seqs[start : start + cfg.batch_size]
-        ids, mask, scored = _batch(pair, chunk)
+        ids, mask, scored = pad_batch(pair, chunk)
         logits, rows = _scored_logits(pair, TokenBatch(ids, mask, []), scored, buffers)
         stats = position_stats(*logits, cfg.top, compiled=compiled, rows=rows)
         del logits  # the batch's logits go before the next batch's forward

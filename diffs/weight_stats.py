@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,14 +84,20 @@ def cross_sums(b: Tensor, p: Tensor, o: Tensor, ws: Workspace | None = None) -> 
     return torch.stack([torch.dot(dp, do), torch.dot(dp, dp), torch.dot(do, do)]).double()
 
 
+logger = logging.getLogger(__name__)
 _KERNEL_CODES = {torch.float32: 0, torch.bfloat16: 1}  # dtype codes of postlens/_kernels.c
 
 
+@functools.cache
 def _kernels() -> Any | None:
     """The compiled kernels, or ``None`` where the optional C extension was not built."""
     try:
         from postlens import _kernels
     except ImportError:
+        logger.info(
+            "postlens._kernels is not built (no C compiler at install time?): weight "
+            "statistics use torch ops, the same figures ~3-4x slower"
+        )
         return None
     return _kernels
 
