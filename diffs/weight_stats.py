@@ -32,6 +32,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+logger = logging.getLogger(__name__)
 #: Entries per chunk: 2 MB of float32 per operand, so a chunk's working set stays in cache.
 CHUNK = 1 << 19
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
@@ -84,7 +85,6 @@ def cross_sums(b: Tensor, p: Tensor, o: Tensor, ws: Workspace | None = None) -> 
     return torch.stack([torch.dot(dp, do), torch.dot(dp, dp), torch.dot(do, do)]).double()
 
 
-logger = logging.getLogger(__name__)
 _KERNEL_CODES = {torch.float32: 0, torch.bfloat16: 1}  # dtype codes of postlens/_kernels.c
 
 
@@ -109,7 +109,9 @@ def fused_chunk_sums(tensors: list[Tensor], atol: float = 0.0) -> Tensor | None:
     when the kernel is not built or a tensor is not a float32/bfloat16 CPU tensor.
     """
     kernels = _kernels()
-    if kernels is None or any(t.dtype not in _KERNEL_CODES or t.is_cuda for t in tensors):
+    if kernels is None or any(
+        t.dtype not in _KERNEL_CODES or t.device.type != "cpu" for t in tensors
+    ):
         return None
     flat = [t.reshape(-1).contiguous() for t in tensors]  # mapped tensors: views, no copy
     n = flat[0].numel()
@@ -175,11 +177,9 @@ class UpdateStats:
     inf_base: int = 0
     inf_post: int = 0
 
-    def add(self, sums: list[float], numel: int) -> bool:
-        """Fold six sums (over `numel` entries) in; False (nothing folded) when not finite."""
+    def add(self, sums: list[float], numel: int) -> None:
+        """Fold six finite sums (over `numel` entries) in."""
         sq_d, sq_b, abs_d, max_a, exact, tol = sums
-        if not math.isfinite(sq_d + sq_b + abs_d + max_a):
-            return False
         self.numel += numel
         self.sq_diff += sq_d
         self.sq_base += sq_b
@@ -187,7 +187,6 @@ class UpdateStats:
         self.max_abs = max(self.max_abs, max_a)
         self.changed_exact += int(exact)
         self.changed_tol += int(tol)
-        return True
 
     def add_chunks(self, sums: Tensor, b: list[Tensor], p: list[Tensor], atol: float) -> None:
         """Fold the per-chunk sums of a whole tensor in (chunks `b`, `p` for the masked path)."""
