@@ -98,8 +98,12 @@ class Backend(ABC):
                 batch costs as much in page faults as the matrix product itself.
         """
         head = self.hf_model.get_output_embeddings()
-        fits = out is not None and out.shape[0] >= hidden.shape[0]
-        if not fits or type(head) is not torch.nn.Linear or out.dtype != head.weight.dtype:
+        # The buffer path multiplies by the weight directly, so only where that is the whole
+        # head and the weight sits with the hidden states (not offloaded by accelerate hooks).
+        plain = type(head) is torch.nn.Linear and head.weight.device == hidden.device
+        if not plain or out is None or out.shape[0] < hidden.shape[0]:
+            return head(hidden)
+        if out.shape[1:] != head.weight.shape[:1] or out.dtype != head.weight.dtype:
             return head(hidden)
         logits = torch.mm(hidden, head.weight.t(), out=out[: hidden.shape[0]])
         return logits if head.bias is None else logits.add_(head.bias)

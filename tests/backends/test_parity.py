@@ -119,6 +119,10 @@ def test_final_hidden_then_unembed_gives_the_plain_logits(tiny_dirs, arch, backe
     mask = batch.attention_mask.bool()
     _assert_close(hidden, ref_acts["ln_final.hook_normalized"], mask, "final hidden")
     _assert_close(pair["base"].unembed(hidden[mask]), ref_logits[mask], ..., "logits")
+    rows, vocab = hidden[mask], ref_logits.shape[-1]
+    for buffer in (torch.empty(len(rows) + 3, vocab), torch.empty(len(rows), vocab + 1)):
+        # a roomy buffer is written into; one of the wrong width is ignored
+        _assert_close(pair["base"].unembed(rows, out=buffer), ref_logits[mask], ..., "buffered")
 
 
 def test_final_hidden_refuses_a_head_that_is_not_the_unembedding(tiny_dirs, monkeypatch):
