@@ -130,35 +130,38 @@ def fused_chunk_sums(tensors: list[Tensor], atol: float = 0.0) -> Tensor | None:
     return out
 
 
-def chunk_sums(base: Tensor, post: Tensor, atol: float, ws: Workspace | None = None) -> Tensor:
-    """`pair_sums` of every chunk, [k, 6] float64: from the C kernel when it can, else torch."""
-    fused = fused_chunk_sums([base, post], atol)
+def _per_chunk(tensors: list[Tensor], torch_sums: Any, width: int, atol: float = 0.0) -> Tensor:
+    """[k, width] float64 sums of the chunks of `tensors`: from the C kernel when it can, else
+    ``torch_sums(*chunks, workspace)`` chunk by chunk."""
+    fused = fused_chunk_sums(tensors, atol)
     if fused is not None:
         return fused
-    ws = ws or Workspace()
-    rows = [
-        pair_sums(b, p, atol, ws) for b, p in zip(flat_chunks(base), flat_chunks(post), strict=True)
-    ]
-    return torch.stack(rows) if rows else torch.zeros(0, 6, dtype=torch.float64)
+    ws = Workspace()
+    rows = [torch_sums(*c, ws) for c in zip(*map(flat_chunks, tensors), strict=True)]
+    return torch.stack(rows) if rows else torch.zeros(0, width, dtype=torch.float64)
 
 
-def chunk_cross_sums(b: Tensor, p: Tensor, o: Tensor, ws: Workspace | None = None) -> Tensor:
-    """`cross_sums` of every chunk, [k, 3] float64: from the C kernel when it can, else torch."""
-    fused = fused_chunk_sums([b, p, o])
-    if fused is not None:
-        return fused
-    ws = ws or Workspace()
-    chunks = zip(flat_chunks(b), flat_chunks(p), flat_chunks(o), strict=True)
-    rows = [cross_sums(*c, ws) for c in chunks]
-    return torch.stack(rows) if rows else torch.zeros(0, 3, dtype=torch.float64)
+def chunk_sums(base: Tensor, post: Tensor, atol: float) -> Tensor:
+    """`pair_sums` of every chunk, [k, 6] float64."""
+    return _per_chunk([base, post], lambda b, p, ws: pair_sums(b, p, atol, ws), 6, atol)
 
 
-def _split_finite(sums: Tensor) -> tuple[np.ndarray, list[int]]:
-    """The finite rows of per-chunk sums, and the indices of the others (numpy: a tensor has
-    a few dozen rows, where torch's per-call overhead would cost more than the sums)."""
+def chunk_cross_sums(base: Tensor, post: Tensor, other: Tensor) -> Tensor:
+    """`cross_sums` of every chunk, [k, 3] float64."""
+    return _per_chunk([base, post, other], cross_sums, 3)
+
+
+def _split_finite(sums: Tensor, *tensors: Tensor) -> tuple[np.ndarray, list[tuple[Tensor, ...]]]:
+    """The finite rows of the per-chunk sums of `tensors`, and the chunks of the other rows
+    (to redo on a masked path). Numpy: a tensor has a few dozen rows, where torch's per-call
+    overhead would cost more than the sums."""
     rows = sums.numpy()
     finite = np.isfinite(rows).all(1)
-    return rows[finite], np.flatnonzero(~finite).tolist()
+    bad = np.flatnonzero(~finite).tolist()
+    if not bad:  # the usual case: no need to cut the tensors into chunks
+        return rows, []
+    chunks = [flat_chunks(t) for t in tensors]
+    return rows[finite], [tuple(c[i] for c in chunks) for i in bad]
 
 
 @dataclass
@@ -188,14 +191,15 @@ class UpdateStats:
         self.changed_exact += int(exact)
         self.changed_tol += int(tol)
 
-    def add_chunks(self, sums: Tensor, b: list[Tensor], p: list[Tensor], atol: float) -> None:
-        """Fold the per-chunk sums of a whole tensor in (chunks `b`, `p` for the masked path)."""
-        good, bad = _split_finite(sums)
+    def add_chunks(self, sums: Tensor, base: Tensor, post: Tensor, atol: float) -> None:
+        """Fold the per-chunk sums (`chunk_sums`) of a whole tensor in; non-finite chunks of
+        `base` and `post` go through the masked path."""
+        good, bad = _split_finite(sums, base, post)
         if len(good):
             folded = [*good[:, :3].sum(0), good[:, 3].max(), *good[:, 4:].sum(0)]
-            self.add(folded, sum(c.numel() for c in b) - sum(b[i].numel() for i in bad))
-        for i in bad:
-            self.add_masked(b[i], p[i], atol)
+            self.add(folded, base.numel() - sum(b.numel() for b, _ in bad))
+        for b, p in bad:
+            self.add_masked(b, p, atol)
 
     def add_masked(self, b: Tensor, p: Tensor, atol: float) -> None:
         """Fold a chunk holding NaN/Inf in: count them per side, leave them out of the rest."""
@@ -233,13 +237,14 @@ class PairedUpdates:
     sq_a: float = 0.0
     sq_b: float = 0.0
 
-    def add_chunks(self, sums: Tensor, b: list[Tensor], p: list[Tensor], o: list[Tensor]) -> None:
-        """Fold per-chunk sums in; entries non-finite in any of the three are left out."""
-        good, bad = _split_finite(sums)
+    def add_chunks(self, sums: Tensor, base: Tensor, post: Tensor, other: Tensor) -> None:
+        """Fold the per-chunk sums (`chunk_cross_sums`) of a whole tensor in; entries
+        non-finite in any of the three are left out."""
+        good, bad = _split_finite(sums, base, post, other)
         dot, sq_a, sq_b = good.sum(0).tolist()
-        for i in bad:
-            finite = b[i].isfinite() & p[i].isfinite() & o[i].isfinite()
-            d, a, c = cross_sums(b[i][finite], p[i][finite], o[i][finite]).tolist()
+        for b, p, o in bad:
+            finite = b.isfinite() & p.isfinite() & o.isfinite()
+            d, a, c = cross_sums(b[finite], p[finite], o[finite]).tolist()
             dot, sq_a, sq_b = dot + d, sq_a + a, sq_b + c
         self.dot, self.sq_a, self.sq_b = self.dot + dot, self.sq_a + sq_a, self.sq_b + sq_b
 
@@ -264,23 +269,21 @@ def stream_updates(
     posts: list[Float[Tensor, "..."]],
     atol: float,
 ) -> tuple[list[UpdateStats], PairedUpdates | None]:
-    """Statistics of one tensor's update in each child, in one pass over the base's chunks.
+    """Statistics of one tensor's update in each child: one pass over base and child each.
 
-    With two or more children, also the sums for the cosine between the first two updates.
+    With two or more children, also the sums for the cosine between the first two updates
+    (one more pass over the three).
 
     Example:
         >>> stats, _ = stream_updates(torch.ones(3), [torch.ones(3)], 0.0)
         >>> stats[0].rel_norm
         0.0
     """
-    stats, ws = [UpdateStats() for _ in posts], Workspace()
-    b_chunks = flat_chunks(base)
-    p_chunks = [flat_chunks(p) for p in posts]
-    for s, p, chunks in zip(stats, posts, p_chunks, strict=True):
-        s.add_chunks(chunk_sums(base, p, atol, ws), b_chunks, chunks, atol)
+    stats = [UpdateStats() for _ in posts]
+    for s, post in zip(stats, posts, strict=True):
+        s.add_chunks(chunk_sums(base, post, atol), base, post, atol)
     if len(posts) < 2:
         return stats, None
     paired = PairedUpdates()
-    sums = chunk_cross_sums(base, posts[0], posts[1], ws)
-    paired.add_chunks(sums, b_chunks, p_chunks[0], p_chunks[1])
+    paired.add_chunks(chunk_cross_sums(base, *posts[:2]), base, *posts[:2])
     return stats, paired

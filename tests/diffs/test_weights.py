@@ -212,6 +212,29 @@ def test_three_way_cosine_of_updates(tmp_path):
     )
 
 
+def test_three_way_cosine_leaves_out_non_finite_entries(tmp_path):
+    # Two chunks and a tail; a NaN in one child's second chunk, an Inf in the other's tail.
+    g = torch.Generator().manual_seed(3)
+    n = 2 * CHUNK + 11
+    base = torch.randn(n, generator=g)
+    shared = torch.randn(n, generator=g)  # the two updates agree in part: cosine ~0.5
+    sft = base + 1e-2 * (shared + torch.randn(n, generator=g))
+    rl = base + 1e-2 * (shared + torch.randn(n, generator=g))
+    sft[CHUNK + 1], rl[n - 1] = float("nan"), float("inf")
+    family = compare_children(
+        str(_save(tmp_path, "b", {DOWN: base})),
+        {
+            "sft": str(_save(tmp_path, "s", {DOWN: sft})),
+            "rl": str(_save(tmp_path, "r", {DOWN: rl})),
+        },
+        progress=False,
+    )
+    keep = sft.isfinite() & rl.isfinite()
+    d_s, d_r = (sft - base)[keep].double(), (rl - base)[keep].double()
+    expected = float(d_s @ d_r / (d_s.norm() * d_r.norm()))
+    assert family.cosines["sft_rl"][DOWN] == pytest.approx(expected, rel=1e-5)
+
+
 def test_tied_unembedding_is_counted_once(tmp_path):
     base = _base() | {"lm_head.weight": _base()[EMB].clone()}
     config = {"model_type": "llama", "tie_word_embeddings": True}
