@@ -150,8 +150,8 @@ def score_forks(
     for start in tqdm(batches, desc="scoring forks", disable=not progress):
         chunk = seqs[start : start + cfg.batch_size]
         ids, mask, scored = pad_batch(pair, chunk)
-        logits, rows = _scored_logits(pair, TokenBatch(ids, mask, []), scored, buffers)
-        stats = position_stats(*logits, cfg.top, compiled=compiled, rows=rows)
+        logits, logit_rows = _scored_logits(pair, TokenBatch(ids, mask, []), scored, buffers)
+        stats = position_stats(*logits, cfg.top, compiled=compiled, rows=logit_rows)
         del logits  # the batch's logits go before the next batch's forward
         rows, cols_idx = scored.nonzero(as_tuple=True)
         for c in _COLUMNS:

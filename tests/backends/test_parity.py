@@ -79,6 +79,14 @@ def reference(model_dir: Path, input_ids, attention_mask, interventions=None):
     return logits, acts
 
 
+def _pair_and_reference(path, backend):
+    """A pair of the model at `path` with itself, a batch of TEXTS, and the plain forward's
+    logits and activations on it."""
+    pair = ModelPair.load(str(path), str(path), backend=backend)
+    batch = pair.tokenize(TEXTS)
+    return pair, batch, *reference(path, batch.input_ids, batch.attention_mask)
+
+
 def _assert_close(a, b, mask, what, atol=1e-4, rtol=1e-4):
     """float32 tolerance: |a - b| <= atol + rtol * |b| at every real (unpadded) position."""
     a, b = a.float()[mask], b.float()[mask]
@@ -89,12 +97,9 @@ def _assert_close(a, b, mask, what, atol=1e-4, rtol=1e-4):
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_logits_and_activations_match_plain_forward(tiny_dirs, arch, backend):
-    path = tiny_dirs[arch]
-    pair = ModelPair.load(str(path), str(path), backend=backend)
-    batch = pair.tokenize(TEXTS)
+    pair, batch, ref_logits, ref_acts = _pair_and_reference(tiny_dirs[arch], backend)
     names = pair.hook_names()
     out = pair.run("base", batch, hooks=names)
-    ref_logits, ref_acts = reference(path, batch.input_ids, batch.attention_mask)
     mask = batch.attention_mask.bool()
     _assert_close(out.logits, ref_logits, mask, "logits")
     assert set(out.activations) == set(names)
@@ -111,10 +116,7 @@ def test_logits_and_activations_match_plain_forward(tiny_dirs, arch, backend):
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_final_hidden_then_unembed_gives_the_plain_logits(tiny_dirs, arch, backend):
-    path = tiny_dirs[arch]
-    pair = ModelPair.load(str(path), str(path), backend=backend)
-    batch = pair.tokenize(TEXTS)
-    ref_logits, ref_acts = reference(path, batch.input_ids, batch.attention_mask)
+    pair, batch, ref_logits, ref_acts = _pair_and_reference(tiny_dirs[arch], backend)
     hidden = pair["base"].final_hidden(batch.input_ids, batch.attention_mask)
     mask = batch.attention_mask.bool()
     _assert_close(hidden, ref_acts["ln_final.hook_normalized"], mask, "final hidden")
