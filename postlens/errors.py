@@ -25,3 +25,11 @@ class IncompatibleModelsError(PostlensError):
 
 class InputFileError(PostlensError, ValueError):
     """A user-supplied input file (prompts, JSONL, ...) is malformed."""
+
+
+class ConfigError(PostlensError, ValueError):
+    """An option value is out of range or of the wrong kind (raised before any model loads)."""
+
+
+class NotSupportedError(PostlensError, NotImplementedError):
+    """A combination of inputs postlens does not handle yet; says what would work instead."""
