@@ -7,7 +7,10 @@ read through transformers with ``weights_only=True`` semantics (torch >= 2.6 ref
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,15 @@ from postlens.specs import ResolvedSpec, resolve_spec
 logger = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+#: How many tensor names an error lists before it says how many more there are.
+SHOWN_NAMES = 5
+#: How transformers' RuntimeErrors about a broken state dict begin (other RuntimeErrors are bugs).
+#: Unused buffers that older GPT-2-family checkpoints still store (a constant -1e4); harmless.
+_LEGACY_UNEXPECTED = (".masked_bias",)
+_STATE_DICT_ERRORS = (
+    "Error(s) in loading state_dict",
+    "We encountered some issues during automatic",
+)
 
 
 @dataclass(frozen=True)
@@ -71,14 +83,121 @@ def check_model_folder(path: Path) -> None:
         check_safetensors_file(file)
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars, log records and warnings inside the block.
+
+    Both settings are restored on exit, so a library user's own configuration survives. A
+    caller who raised transformers' verbosity to INFO or more (``postlens --verbose`` does,
+    through `postlens.cli.app.setup_logging`) asked to see the loading report: the block then
+    changes nothing.
+
+    Example:
+        >>> with quiet_transformers():  # doctest: +SKIP
+        ...     model = AutoModelForCausalLM.from_pretrained(folder)
+    """
+    from huggingface_hub import constants as hub_constants
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    if level <= logging.INFO:
+        yield
+        return
+    # HF_HUB_DISABLE_PROGRESS_BARS=0 is the user insisting on bars; hub would warn if overridden.
+    bars = (
+        hf_logging.is_progress_bar_enabled() and hub_constants.HF_HUB_DISABLE_PROGRESS_BARS is None
+    )
+    hf_logging.set_verbosity_error()
+    if bars:
+        hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            for module in (r"transformers(\.|$)", r"huggingface_hub(\.|$)"):
+                warnings.filterwarnings("ignore", module=module)
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _names(names: Iterable[str]) -> str:
+    """The first few names, sorted, and how many more (one line, for error messages)."""
+    names = sorted(names)
+    shown = ", ".join(names[:SHOWN_NAMES])
+    more = len(names) - SHOWN_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _shape(shape: Any) -> str:
+    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
+
+
+def check_loading_info(location: str, info: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose tensors do not match the model its config describes.
+
+    transformers fills a missing or wrong-shape tensor with fresh random values and goes on, so
+    every figure computed from such a model would be silently wrong. Tied weights (``lm_head``
+    tied to the embedding) and non-persistent buffers (rotary ``inv_freq``) are not in
+    transformers' ``missing_keys``, so valid checkpoints pass; neither is an extra tensor in
+    transformers' own ignore lists, nor the unused ``attn.masked_bias`` of old GPT-2 files.
+
+    Args:
+        location: the folder (or hub id) the model came from, named in the error.
+        info: the ``loading_info`` dict of ``from_pretrained(..., output_loading_info=True)``.
+
+    Raises:
+        CheckpointError: one line naming the folder, the tensors at fault (first few + count)
+            and, for a wrong shape, both shapes.
+
+    Example:
+        >>> check_loading_info("ckpt", {"missing_keys": {"lm_head.weight"}})
+        Traceback (most recent call last):
+        ...
+        postlens.errors.CheckpointError: ckpt: the checkpoint does not match its config.json: 1 tensor missing (lm_head.weight)
+    """
+    problems = []
+    missing = info.get("missing_keys") or ()
+    unexpected = [
+        k for k in info.get("unexpected_keys") or () if not k.endswith(_LEGACY_UNEXPECTED)
+    ]
+    mismatched = sorted(info.get("mismatched_keys") or (), key=lambda m: m[0])
+    if missing:
+        problems.append(f"{_count(missing)} missing ({_names(missing)})")
+    if unexpected:
+        problems.append(f"{_count(unexpected)} unexpected ({_names(unexpected)})")
+    if mismatched:
+        shapes = [
+            f"{name} is {_shape(ckpt)} in the checkpoint but {_shape(model)} in the model"
+            for name, ckpt, model in mismatched[:SHOWN_NAMES]
+        ]
+        more = len(mismatched) - SHOWN_NAMES
+        problems.append(
+            f"{_count(mismatched)} of the wrong shape ({'; '.join(shapes)}"
+            + (f"; and {more} more)" if more > 0 else ")")
+        )
+    if info.get("error_msgs"):
+        problems.append(" ".join(" ".join(info["error_msgs"]).split()))
+    if problems:
+        raise CheckpointError(
+            f"{location}: the checkpoint does not match its config.json: {'; '.join(problems)}"
+        )
+
+
+def _count(items: Any) -> str:
+    n = len(items)
+    return f"{n} tensor" if n == 1 else f"{n} tensors"
+
+
 def load_tokenizer(spec: ResolvedSpec, options: LoadOptions) -> Any:
     """Load a tokenizer with ``from_pretrained`` (TransformerBridge needs one loaded this way)."""
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(
-            spec.location, trust_remote_code=options.trust_remote_code
-        )
+        with quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(
+                spec.location, trust_remote_code=options.trust_remote_code
+            )
     except (OSError, ValueError) as err:
         raise SpecError(f"{spec.spec}: cannot load the tokenizer ({err})") from None
     if tok.pad_token is None:
@@ -88,7 +207,11 @@ def load_tokenizer(spec: ResolvedSpec, options: LoadOptions) -> Any:
 
 
 def load_hf_model(spec: str | ResolvedSpec, options: LoadOptions | None = None) -> Any:
-    """Load a causal LM from a spec, safely, in eval mode.
+    """Load a causal LM from a spec, safely, in eval mode, refusing a checkpoint that does not match.
+
+    Raises:
+        CheckpointError: missing weights, a corrupted file, or tensors missing, unexpected or of
+            the wrong shape for the model the config describes (named, with both shapes).
 
     Example:
         >>> model = load_hf_model("organism:base")  # doctest: +SKIP
@@ -102,16 +225,34 @@ def load_hf_model(spec: str | ResolvedSpec, options: LoadOptions | None = None) 
     kwargs: dict[str, Any] = {
         "dtype": options.torch_dtype(),
         "trust_remote_code": options.trust_remote_code,
+        "output_loading_info": True,
+        # Without it a wrong shape is a RuntimeError after a multi-line report; with it the shape
+        # lands in the loading info and `check_loading_info` refuses it in one line.
+        "ignore_mismatched_sizes": True,
     }
     if options.device_map is not None:
         kwargs["device_map"] = options.device_map
     if resolved.path is not None and any(resolved.path.glob("*.safetensors")):
         kwargs["use_safetensors"] = True
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.location, **kwargs)
+        with quiet_transformers():
+            model, info = AutoModelForCausalLM.from_pretrained(resolved.location, **kwargs)
     except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{resolved.spec}: cannot load the model ({err})") from None
+        raise CheckpointError(
+            f"{resolved.spec}: cannot load the model ({_one_line(err)})"
+        ) from None
+    except RuntimeError as err:
+        if not str(err).startswith(_STATE_DICT_ERRORS):
+            raise
+        raise CheckpointError(
+            f"{resolved.location}: cannot load the model ({_one_line(err)})"
+        ) from None
+    check_loading_info(resolved.location, info)
     if options.device_map is None:
         model.to(options.device or "cpu")
     model.eval()
     return model
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())

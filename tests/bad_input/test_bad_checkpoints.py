@@ -1,0 +1,98 @@
+"""Checkpoints that do not match their config are refused, in one line, before any compute."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from bad_inputs import BROKEN_CHECKPOINTS, leftovers
+from typer.testing import CliRunner
+
+from postlens.cli import app
+from postlens.errors import CheckpointError
+from postlens.loading import check_loading_info, load_hf_model, quiet_transformers
+from postlens.pair import ModelPair
+from postlens.testing import save_tiny_model
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_CHECKPOINTS))
+def test_load_refuses_broken_checkpoint(broken_dirs, name):
+    folder = broken_dirs[name]
+    with pytest.raises(CheckpointError) as err:
+        load_hf_model(str(folder))
+    message = str(err.value)
+    assert str(folder) in message
+    assert BROKEN_CHECKPOINTS[name][1] in message
+    assert "\n" not in message
+
+
+def test_pair_refuses_broken_post(tiny_dirs, broken_dirs):
+    with pytest.raises(CheckpointError, match=r"wrong_shape: .*model\.norm\.weight is \[31\]"):
+        ModelPair.load(str(tiny_dirs["llama"]), str(broken_dirs["wrong_shape"]), backend="nnsight")
+
+
+@pytest.mark.parametrize("name", ["missing", "wrong_shape"])
+def test_info_cli_is_one_line_and_writes_nothing(tiny_dirs, broken_dirs, tmp_path, name):
+    out = tmp_path / "out" / "info.json"
+    args = ["info", str(tiny_dirs["llama"]), str(broken_dirs[name]), "--json", str(out)]
+    result = runner.invoke(app, [*args, "--backend", "nnsight"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("postlens: error: ")
+    assert str(broken_dirs[name]) in lines[0] and BROKEN_CHECKPOINTS[name][1] in lines[0]
+    assert "Traceback" not in result.output and "LOAD REPORT" not in result.output
+    assert not out.parent.exists() or leftovers(out.parent) == []
+
+
+@pytest.mark.parametrize(
+    "spec, overrides",
+    [
+        ("organism:base", None),
+        ("organism:rl", None),
+        ("gpt2", {}),
+        ("llama", {}),
+        ("llama-tied", {"tie_word_embeddings": True}),
+    ],
+)
+def test_valid_checkpoints_still_load(tmp_path, spec, overrides):
+    """Tied heads and non-persistent buffers (rotary inv_freq) are not 'missing'."""
+    if overrides is not None:
+        spec = str(save_tiny_model(tmp_path / spec, arch=spec.split("-")[0], **overrides))
+    model = load_hf_model(spec)
+    assert not model.training
+
+
+def test_legacy_gpt2_buffer_is_not_unexpected():
+    check_loading_info("ckpt", {"unexpected_keys": {"transformer.h.0.attn.masked_bias"}})
+
+
+def test_many_names_are_counted():
+    keys = {f"model.layers.{i}.weight" for i in range(12)}
+    with pytest.raises(CheckpointError, match=r"12 tensors unexpected \(.*and 7 more\)$"):
+        check_loading_info("ckpt", {"unexpected_keys": keys})
+
+
+def test_loads_are_quiet_and_restore_transformers_settings(tiny_dirs, broken_dirs, capfd):
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    load_hf_model(str(tiny_dirs["gpt2"]))
+    with pytest.raises(CheckpointError):
+        load_hf_model(str(broken_dirs["missing"]))
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err and "LOAD REPORT" not in captured.err
+    assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()) == (level, bars)
+
+
+def test_verbose_transformers_is_left_alone():
+    from transformers.utils import logging as hf_logging
+
+    old = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_info()
+    try:
+        with quiet_transformers():
+            assert hf_logging.get_verbosity() == logging.INFO
+    finally:
+        hf_logging.set_verbosity(old)
