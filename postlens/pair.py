@@ -211,12 +211,22 @@ class ModelPair:
     # --- tokens ------------------------------------------------------------------------
     def tokenize(
         self,
-        texts: Sequence[str],
+        texts: str | Sequence[str],
         max_length: int | None = None,
         padding_side: Literal["left", "right"] = "right",
         add_special_tokens: bool = True,
     ) -> TokenBatch:
-        """Tokenize once for both models (they share the tokenizer)."""
+        """Tokenize once for both models (they share the tokenizer).
+
+        Args:
+            texts: the texts; a bare string is one text (not a sequence of characters).
+
+        Example:
+            >>> pair.tokenize("Q: 12 + 34 = ?").input_ids.shape[0]  # doctest: +SKIP
+            1
+        """
+        if isinstance(texts, str):
+            texts = [texts]
         tok = self.tokenizer
         old_side, tok.padding_side = tok.padding_side, padding_side
         try:
