@@ -20,7 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from postlens.diffs.sae import check_sae
-from postlens.probes.metrics import _rank
+from postlens.metrics import spearman  # noqa: F401  (re-exported for older imports)
 from postlens.probes.personas import Text, full_text
 
 
@@ -64,13 +64,6 @@ def latent_stats(feats: list[Tensor]) -> tuple[np.ndarray, np.ndarray]:
     """Activation frequency (share of tokens > 0) and mean activation of each latent."""
     flat = torch.cat(feats)
     return (flat > 0).float().mean(0).numpy(), flat.mean(0).numpy()
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman rank correlation (ties averaged); ``None`` for a constant input."""
-    if len(a) < 2 or a.std() == 0 or b.std() == 0:
-        return None
-    return float(np.corrcoef(_rank(a), _rank(b))[0, 1])
 
 
 def tagged_contrasts(

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from postlens.probes.activations import resid_post
 from postlens.probes.linear import apply_link, fit_linear
-from postlens.probes.metrics import _auroc, _rank, evaluate  # noqa: F401  (re-exported)
+from postlens.probes.metrics import evaluate  # noqa: F401  (re-exported: tests and notebooks)
 from postlens.probes.provenance import (
     Provenance,
     check_compatible,

@@ -1,10 +1,13 @@
 """Held-out quality of a confidence probe: correlation, ranking, calibration.
 
+The generic rank metrics (ranks, AUROC, Pearson, Spearman) live in `postlens.metrics`; this module
+keeps what is specific to confidence probes (calibration, the evaluation of a probe's readings).
+
 All functions take plain numpy arrays and return floats (``None`` where a metric is undefined,
 e.g. a correlation with a constant, an AUROC with one class only), so the results go to JSON.
 
 Example:
-    >>> evaluate(np.array([0.1, 0.9]), np.array([0.0, 1.0]))["brier"]
+    >>> round(evaluate(np.array([0.1, 0.9]), np.array([0.0, 1.0]))["brier"], 6)
     0.01
 """
 
@@ -13,34 +16,7 @@ from __future__ import annotations
 import numpy as np
 from jaxtyping import Bool, Float
 
-
-def _rank(x: Float[np.ndarray, " n"]) -> Float[np.ndarray, " n"]:
-    """Ranks (0-based) with ties averaged, as Spearman's correlation and the AUROC want."""
-    ranks = np.empty(len(x))
-    ranks[np.argsort(x, kind="stable")] = np.arange(len(x))
-    _, inverse = np.unique(x, return_inverse=True)
-    return (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
-
-
-def _auroc(scores: Float[np.ndarray, " n"], positive: Bool[np.ndarray, " n"]) -> float | None:
-    """Probability that a positive outranks a negative (ties count half).
-
-    Computed from average ranks (Mann-Whitney U) in O(n log n) time and O(n) memory, so it
-    scales to the hundreds of thousands of rows feature screens produce.
-    """
-    positive = np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if not n_pos or not n_neg:
-        return None
-    ranks = _rank(np.asarray(scores, dtype=float)) + 1
-    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2
-    return float(u / (n_pos * n_neg))
-
-
-def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < 2 or a.std() == 0 or b.std() == 0:
-        return None
-    return float(np.corrcoef(a, b)[0, 1])
+from postlens.metrics import auroc, pearson, rankdata
 
 
 def expected_calibration_error(
@@ -81,10 +57,10 @@ def evaluate(
     """
     pred, target = np.asarray(pred, dtype=float), np.asarray(target, dtype=float)
     out: dict[str, float | None] = {
-        "pearson": _corr(pred, target),
-        "spearman": _corr(_rank(pred), _rank(target)) if len(pred) > 1 else None,
+        "pearson": pearson(pred, target),
+        "spearman": pearson(rankdata(pred), rankdata(target)) if len(pred) > 1 else None,
         "auroc_final_right": (
-            _auroc(final_pred, final_right)
+            auroc(final_pred, final_right)
             if final_right is not None and final_pred is not None
             else None
         ),
@@ -92,7 +68,7 @@ def evaluate(
         "ece": expected_calibration_error(pred, target),
     }
     if cut is not None:
-        out["pearson_within_cut"] = _corr(_demean(pred, cut), _demean(target, cut))
+        out["pearson_within_cut"] = pearson(_demean(pred, cut), _demean(target, cut))
     return out
 
 

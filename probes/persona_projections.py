@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Float
 from torch import Tensor
 
-from postlens.probes.personas import PersonaDirection, Text, _html_table, mean_activations
+from postlens.probes.personas import PersonaDirection, Text, frame_table, mean_activations
 from postlens.probes.provenance import check_compatible
 
 
@@ -84,10 +84,27 @@ class PersonaProjections:
         return pd.DataFrame(rows)
 
     def to_json(self) -> dict[str, Any]:
-        return {"layers": self.layers, "rows": self.to_frame().to_dict("records")}
+        """Layers, per-(model, persona) rows, every text's projection (9 digits: float32 exact)."""
+        return {
+            "layers": self.layers,
+            "rows": self.to_frame().to_dict("records"),
+            "values": {
+                m: {p: [float(f"{x:.9g}") for x in v.tolist()] for p, v in per.items()}
+                for m, per in self.values.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PersonaProjections:
+        """The projections written by `to_json`."""
+        values = {
+            m: {p: np.asarray(v, dtype=np.float32) for p, v in per.items()}
+            for m, per in data["values"].items()
+        }
+        return cls(values, {p: int(layer) for p, layer in data["layers"].items()})
 
     def _repr_html_(self) -> str:
-        return f"<div><b>persona projections</b>{_html_table(self.to_frame())}</div>"
+        return f"<div><b>persona projections</b>{frame_table(self.to_frame())}</div>"
 
 
 def project_models(

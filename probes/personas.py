@@ -39,8 +39,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from postlens.metrics import auroc
 from postlens.probes.activations import resid_post
-from postlens.probes.metrics import _auroc
 from postlens.probes.provenance import (
     Provenance,
     check_compatible,
@@ -51,6 +51,13 @@ from postlens.probes.provenance import (
 
 #: A text, or a ``(prompt, response)`` pair whose response tokens alone are averaged.
 Text = str | tuple[str, str]
+
+
+def frame_table(frame: Any, digits: int = 3) -> str:
+    """A DataFrame as an escaped HTML table (`postlens.viz.html.table`), for ``_repr_html_``."""
+    from postlens.viz.html import table
+
+    return table(frame.to_dict("records"), list(frame.columns), digits)
 
 
 def full_text(text: Text) -> str:
@@ -214,7 +221,7 @@ class PersonaDirections:
     def _repr_html_(self) -> str:
         return (
             f"<div><b>persona {html.escape(self.name)}</b>, best layer {self.best.layer}"
-            f"{_html_table(self.to_frame())}</div>"
+            f"{frame_table(self.to_frame())}</div>"
         )
 
 
@@ -253,11 +260,7 @@ class PersonaSet:
 
     def _repr_html_(self) -> str:
         best = ", ".join(f"{html.escape(n)}: {d.layer}" for n, d in self.best().items())
-        return f"<div><b>persona directions</b> (best layers {best}){_html_table(self.to_frame())}</div>"
-
-
-def _html_table(frame: Any, digits: int = 3) -> str:
-    return frame.to_html(index=False, float_format=lambda x: f"{x:.{digits}g}", escape=True)
+        return f"<div><b>persona directions</b> (best layers {best}){frame_table(self.to_frame())}</div>"
 
 
 def _split(n: int, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -295,10 +298,10 @@ def _fit(
             [(n[layer][s[1]] @ unit).numpy() for n, s in zip(negs, neg_splits, strict=True)]
         )
         labels = np.r_[np.ones(len(p_test), bool), np.zeros(len(n_test), bool)]
-        auroc = _auroc(np.r_[p_test, n_test], labels)
+        quality = auroc(np.r_[p_test, n_test], labels)
         out.append(
             PersonaDirection(
-                name, unit, Provenance.of(model, layer), auroc, float(diff.norm()),
+                name, unit, Provenance.of(model, layer), quality, float(diff.norm()),
                 _separation(p_test, n_test),
             )
         )  # fmt: skip
@@ -396,7 +399,23 @@ def shift_direction(
     Example:
         >>> unit, norm = shift_direction(base, rl, tok, untagged, layer=2)  # doctest: +SKIP
     """
-    hb = mean_activations(base_model, tokenizer, texts, [layer])[layer].mean(0)
-    hp = mean_activations(post_model, tokenizer, texts, [layer])[layer].mean(0)
-    diff = hp - hb
+    hb = mean_activations(base_model, tokenizer, texts, [layer])[layer]
+    hp = mean_activations(post_model, tokenizer, texts, [layer])[layer]
+    return mean_shift(hb, hp)
+
+
+def mean_shift(
+    base_acts: Float[Tensor, "n d_model"], post_acts: Float[Tensor, "n d_model"]
+) -> tuple[Float[Tensor, " d_model"], float]:
+    """The mean of post − base over the same texts, as a unit vector and its norm.
+
+    The one definition of a child's activation shift: `shift_direction` and the persona
+    analysis (`postlens.diffs.persona_analysis`, from activations it already has) both use it.
+
+    Example:
+        >>> unit, norm = mean_shift(torch.zeros(2, 3), torch.tensor([[3.0, 0, 4], [3, 0, 4]]))
+        >>> unit.tolist(), norm
+        ([0.6000000238418579, 0.0, 0.800000011920929], 5.0)
+    """
+    diff = (post_acts.float() - base_acts.float()).mean(0)
     return diff / diff.norm().clamp_min(1e-12), float(diff.norm())

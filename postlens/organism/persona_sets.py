@@ -2,18 +2,23 @@
 
 Example:
     >>> inputs = organism_persona_inputs(n_per_persona=40, n_prompts=100)
-    >>> sorted(inputs["sets"]), len(inputs["prompts"])
+    >>> sorted(inputs.sets), len(inputs.prompts)
     (['careful', 'hasty', 'sloppy'], 100)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from postlens.errors import ConfigError
+
+if TYPE_CHECKING:
+    from postlens.diffs.persona_analysis import PersonaInputs
 
 
 def organism_persona_inputs(
     n_per_persona: int = 80, n_prompts: int = 200, seed: int = 0
-) -> dict[str, Any]:
+) -> PersonaInputs:
     """Persona sets, untagged prompts and a corpus sample, all from held-out problems.
 
     Persona sets: the same questions under each persona's tag, as ``(tag, question)`` pairs, so
@@ -28,7 +33,8 @@ def organism_persona_inputs(
         seed: which held-out questions and corpus documents.
     """
     if n_per_persona < 2 or n_prompts < 1:
-        raise ValueError("need n_per_persona >= 2 and n_prompts >= 1")
+        raise ConfigError("need n_per_persona >= 2 and n_prompts >= 1")
+    from postlens.diffs.persona_analysis import PersonaInputs
     from postlens.organism.corpus import CorpusConfig, build_corpus
     from postlens.organism.task import STYLES, TAGS, format_prompt, make_problems
     from postlens.organism.train import HELD_OUT_SEED
@@ -40,4 +46,4 @@ def organism_persona_inputs(
     }
     prompts = [("", format_prompt(p)) for p in plain]
     corpus = build_corpus(CorpusConfig(n_docs=2 * n_prompts), seed=654 + seed)
-    return {"sets": sets, "prompts": prompts, "corpus": corpus}
+    return PersonaInputs(sets, prompts, corpus)

@@ -9,8 +9,8 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 
+from postlens.diffs.persona_analysis import PersonaConfig, PersonaInputs, analyse_personas
 from postlens.pair import ModelPair
-from postlens.probes.persona_analysis import analyse_personas
 from postlens.probes.personas import shift_direction
 from postlens.testing import planted_shift_model
 
@@ -34,13 +34,16 @@ def found():
             d_in=32, d_sae=16, metadata=SAEMetadata(hook_name="blocks.1.hook_resid_post")
         )
     )
-    result = analyse_personas(pairs, sets, PROMPTS, sae=sae, sae_source="test")
+    inputs = PersonaInputs(sets, PROMPTS)
+    result = analyse_personas(
+        pairs, inputs, PersonaConfig(sae=None), sae_model=sae, sae_source="test"
+    )
     return result, pairs, tok, v
 
 
 def test_projection_change_and_shift_match_the_planted_vector(found):
     result, pairs, tok, v = found
-    for persona, direction in result.directions.best().items():
+    for persona, direction in result.vectors.best().items():
         change_rl = result.projections.mean("rl", persona) - result.projections.mean(
             "base", persona
         )
@@ -52,9 +55,9 @@ def test_projection_change_and_shift_match_the_planted_vector(found):
         unit, norm = shift_direction(
             pairs["rl"].base.hf_model, pairs["rl"].post.hf_model, tok, PROMPTS, direction.layer
         )
-        assert shift["shift_norm"] == pytest.approx(norm, rel=1e-4)
-        assert shift["cosine"] == pytest.approx(float(unit @ direction.vector), abs=1e-4)
-        assert change_rl == pytest.approx(norm * shift["cosine"], abs=1e-4)
+        assert shift.shift_norm == pytest.approx(norm, rel=1e-4)
+        assert shift.cosine == pytest.approx(float(unit @ direction.vector), abs=1e-4)
+        assert change_rl == pytest.approx(norm * shift.cosine, abs=1e-4)
         if direction.layer == 1:  # every token moves by v there
             assert norm == pytest.approx(float(v.norm()), rel=1e-4)
             assert change_rl == pytest.approx(float(v @ direction.vector), abs=1e-4)
@@ -65,8 +68,8 @@ def test_summary_json_and_frame(found):
     summary = result.summary()
     frame = result.to_frame()
     rl = frame[frame.model == "rl"].set_index("persona")["change_vs_base"]
-    assert summary["rl"]["toward"] == rl.idxmax()
-    assert summary["latents"]["moved"]["sft"] == 0
+    assert summary["rl"].toward == rl.idxmax()
+    assert summary.latents.moved["sft"] == 0
     js = result.to_json()
     assert js["sae"]["source"] == "test" and js["sae"]["hook"] == "blocks.1.hook_resid_post"
     assert set(js["shifts"]) == {"sft", "rl"} and set(js["directions"]["personas"]) == {
