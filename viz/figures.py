@@ -160,18 +160,19 @@ def pass_at_k_curves(result: Any) -> go.Figure:
     return fig
 
 
-def confidence_trajectories(results: Mapping[str, Any]) -> go.Figure:
-    """Mean behavioural confidence (solid) and the probe's reading (dashed) at each cut."""
+def confidence_trajectories(result: Any) -> go.Figure:
+    """Mean behavioural confidence (solid) and the probe's reading (dashed) at each cut.
+
+    `result` is a `postlens.probes.confidence_result.ConfidenceResult` (``fam.confidence()``).
+    """
     fig = go.Figure()
-    for name, r in results.items():
-        traj = r["trajectories"]
-        cuts = np.linspace(0, 1, traj.config.n_cuts + 1)
+    for name, m in result.models.items():
         fig.add_scatter(
-            x=cuts, y=traj.mean_trajectory, mode="lines+markers", name=f"{name}: behavioural"
+            x=m.cuts, y=m.mean_trajectory, mode="lines+markers", name=f"{name}: behavioural"
         )
         fig.add_scatter(
-            x=cuts,
-            y=r["probe_trajectory"],
+            x=m.cuts,
+            y=m.probe_trajectory,
             mode="lines",
             line={"dash": "dash"},
             name=f"{name}: probe",

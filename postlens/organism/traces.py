@@ -1,0 +1,60 @@
+"""Reasoning traces of the organism's models on its held-out problems, for confidence probes.
+
+Each model answers the same problems (sampled, seeded); its completion is split into the
+reasoning and the final ``answer N`` line, the reasoning kept as the trace, the organism's
+verifier as the check and the persona style the model wrote in as the label.
+
+Example:
+    >>> import postlens as pl
+    >>> from postlens.probes.confidence_result import ConfidenceConfig
+    >>> fam = pl.load("organism:base", rl="organism:rl")
+    >>> cfg = ConfidenceConfig(n_problems=3, max_new_tokens=60)
+    >>> traces = organism_traces({"rl": fam["rl"].post}, fam.tokenizer, cfg)
+    >>> len(traces["rl"]), traces["rl"][0].label in ("careful", "sloppy", "hasty", "other")
+    (3, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from postlens.inputs import organism_problems, organism_verifier
+from postlens.probes.trajectory import Trace
+
+#: Held-out problems of the confidence analysis: another set than pass@k's (offset 7).
+PROBLEM_OFFSET = 7
+
+
+def organism_traces(
+    models: Mapping[str, Any], tokenizer: Any, config: Any
+) -> dict[str, list[Trace]]:
+    """Model name → one trace per held-out problem, sampled from that model.
+
+    Args:
+        models: model name → `Backend` (e.g. ``fam.models()``).
+        tokenizer: their tokenizer.
+        config: a `ConfidenceConfig` (`n_problems`, `max_new_tokens`, `seed` are read).
+    """
+    from postlens.generation import sample_completions
+    from postlens.organism.task import classify_style
+
+    problems = organism_problems(config.n_problems, PROBLEM_OFFSET)
+    prompts = [p.prompt for p in problems]
+    out = {}
+    for name, backend in models.items():
+        done = sample_completions(
+            backend, tokenizer, prompts, max_new_tokens=config.max_new_tokens, seed=config.seed,
+            progress=False,
+        )  # fmt: skip
+        out[name] = [
+            # The final "answer N" line is what the suffix forces: it is not part of the trace.
+            Trace(
+                p.prompt,
+                s.completion.rsplit("answer", 1)[0].rstrip("\n"),
+                organism_verifier(p),
+                classify_style(s.completion),
+            )  # fmt: skip
+            for p, s in zip(problems, done, strict=True)
+        ]
+    return out
