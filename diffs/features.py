@@ -22,7 +22,8 @@ Example:
     >>> import postlens as pl
     >>> from postlens.diffs.sae import load_sae
     >>> fam = pl.load("organism:base", sft="organism:sft", rl="organism:rl")
-    >>> sae = load_sae("postlens/organism/checkpoints/sae")
+    >>> from postlens.specs import ORGANISM_ROOT
+    >>> sae = load_sae(ORGANISM_ROOT / "sae")
     >>> diff, _ = diff_features(sae, fam.pairs, ["Q: 12 + 34 = ?\\n", "Q: 50 + 7 = ?\\n"], top_n=5)
     >>> s = diff.summary()
     >>> s.moved_more in ("sft", "rl"), 0 <= s.jaccard_top_n <= 1

@@ -18,10 +18,20 @@ Without a bound trainer (the callback finds it on the call stack at ``on_train_b
 makes it explicit) the readings are merged in ``on_log`` into ``logs`` and the last
 ``log_history`` record instead, which reaches only the integrations that run after this callback.
 
-Example:
-    >>> callback = ProbeCallback([ConfidenceMonitor(probe, traces)], every=50)  # doctest: +SKIP
-    >>> trainer = GRPOTrainer(..., callbacks=[callback])  # doctest: +SKIP
-    >>> trainer.train()  # readings: trainer.state.log_history, "probe/confidence/..."  # doctest: +SKIP
+Example (with a trainer: ``GRPOTrainer(..., callbacks=[callback])``, then ``callback.bind(trainer)``;
+the readings land in ``trainer.state.log_history`` as ``probe/confidence/...``):
+    >>> import postlens as pl
+    >>> from postlens.probes.monitor import ConfidenceMonitor
+    >>> from postlens.probes.trajectory import Trace
+    >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+    >>> import torch
+    >>> from postlens.probes.confidence import ConfidenceProbe
+    >>> from postlens.probes.provenance import Provenance
+    >>> probe = ConfidenceProbe.fit(torch.randn(40, 128), torch.rand(40), Provenance.of(pair.post, 2), ridge=1.0)
+    >>> traces = [Trace("Q: 12 + 34 = ?\\n", "2+4+0=6 write 6 carry 0 got 6", lambda t: "46" in t)]
+    >>> callback = ProbeCallback([ConfidenceMonitor(probe, traces)], every=50)
+    >>> callback.monitor.every
+    50
 """
 
 from __future__ import annotations
@@ -55,9 +65,20 @@ class ProbeMonitor:
         strict: re-raise a failing monitor instead of logging and skipping it.
 
     Example:
-        >>> monitor = ProbeMonitor([ConfidenceMonitor(probe, traces)], tokenizer, every=10)  # doctest: +SKIP
-        >>> for step in range(steps):  # doctest: +SKIP
-        ...     train_step(); monitor.step(model, step)
+        >>> import postlens as pl
+        >>> from postlens.probes.monitor import ConfidenceMonitor
+        >>> from postlens.probes.trajectory import Trace
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> import torch
+        >>> from postlens.probes.confidence import ConfidenceProbe
+        >>> from postlens.probes.provenance import Provenance
+        >>> probe = ConfidenceProbe.fit(torch.randn(40, 128), torch.rand(40), Provenance.of(pair.post, 2), ridge=1.0)
+        >>> traces = [Trace("Q: 12 + 34 = ?\\n", "2+4+0=6 write 6 carry 0 got 6", lambda t: "46" in t)]
+        >>> monitor = ProbeMonitor([ConfidenceMonitor(probe, traces)], pair.tokenizer, every=10)
+        >>> for step in range(11):  # your training step goes here
+        ...     readings = monitor.step(pair.post.hf_model, step)
+        >>> [r["step"] for r in monitor.history], "confidence/overconfidence" in readings
+        ([0, 10], True)
     """
 
     def __init__(
@@ -124,8 +145,17 @@ class ProbeCallback(TrainerCallback):
         prefix: prepended to every reading's name in the trainer's log.
 
     Example:
-        >>> cb = ProbeCallback([ConfidenceMonitor(probe, traces)], every=50)  # doctest: +SKIP
-        >>> Trainer(model=model, args=args, train_dataset=data, callbacks=[cb]).train()  # doctest: +SKIP
+        >>> import torch
+        >>> from postlens.probes.monitor import ConfidenceMonitor
+        >>> from postlens.probes.trajectory import Trace
+        >>> from postlens.testing import tiny_model
+        >>> from postlens.probes.confidence import ConfidenceProbe
+        >>> from postlens.probes.provenance import Provenance
+        >>> model, tok = tiny_model("llama")
+        >>> probe = ConfidenceProbe.fit(torch.randn(20, 32), torch.rand(20), Provenance.of(model, 1), ridge=1.0)
+        >>> cb = ProbeCallback([ConfidenceMonitor(probe, [Trace("q: 1+2", " 3", bool)])], every=50)
+        >>> cb.monitor.every  # Trainer(model=model, args=args, train_dataset=data, callbacks=[cb]).train()
+        50
     """
 
     def __init__(
@@ -237,9 +267,18 @@ class ProbeReward:
         strict: re-raise a failing probe instead of returning no penalty.
 
     Example:
-        >>> reward = ProbeReward(probe, None, tokenizer, lam=0.5)  # doctest: +SKIP
-        >>> trainer = GRPOTrainer(..., reward_funcs=[correct, reward])  # doctest: +SKIP
-        >>> reward.bind(trainer)  # doctest: +SKIP
+        >>> import torch
+        >>> import postlens as pl
+        >>> from postlens.probes.confidence import ConfidenceProbe
+        >>> from postlens.probes.provenance import Provenance
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> probe = ConfidenceProbe.fit(torch.randn(40, 128), torch.rand(40), Provenance.of(pair.post, 2), ridge=1.0)
+        >>> reward = ProbeReward(probe, pair.post.hf_model, pair.tokenizer, lam=0.5)
+        >>> len(reward(["Q: 1 + 2 = ?\\n"], ["1+2+0=3 write 3 carry 0 got 3\\nanswer 3"]))
+        1
+
+        In TRL: ``GRPOTrainer(..., reward_funcs=[correct, reward])``, then ``reward.bind(trainer)``
+        (``model=None`` then reads the policy being trained).
     """
 
     __name__ = "probe_overconfidence_penalty"

@@ -13,8 +13,11 @@ error of the predicted rate, so the two methods' ``cv_mse`` are comparable.
   started from the previous one.
 
 Example:
-    >>> fit = fit_linear(x, y, method="ridge", groups=trace_ids)  # doctest: +SKIP
-    >>> fit.predict(x[:5])  # doctest: +SKIP
+    >>> x = torch.randn(60, 4)
+    >>> y = (x[:, 0] > 0).float()
+    >>> fit = fit_linear(x, y, method="ridge", groups=np.arange(60) // 3)
+    >>> fit.predict(x[:5]).shape
+    torch.Size([5])
 """
 
 from __future__ import annotations

@@ -7,9 +7,17 @@ probe needs different data), and ``batch`` overrides it for one call. Readings a
 ``"<monitor name>/<reading>"`` so that several monitors can share one log record.
 
 Example:
-    >>> monitor = ConfidenceMonitor(probe, held_out_traces)  # doctest: +SKIP
-    >>> monitor.read(model, tokenizer)  # doctest: +SKIP
-    {'confidence/cut_0.0': 0.12, ..., 'confidence/overconfidence': -0.21}
+    >>> import postlens as pl
+    >>> from postlens.probes.trajectory import Trace
+    >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+    >>> import torch
+    >>> from postlens.probes.confidence import ConfidenceProbe
+    >>> from postlens.probes.provenance import Provenance
+    >>> probe = ConfidenceProbe.fit(torch.randn(40, 128), torch.rand(40), Provenance.of(pair.post, 2), ridge=1.0)
+    >>> traces = [Trace("Q: 12 + 34 = ?\\n", "2+4+0=6 write 6 carry 0 got 6", lambda t: "46" in t)]
+    >>> monitor = ConfidenceMonitor(probe, traces)
+    >>> sorted(monitor.read(pair.post, None))[-1]
+    'confidence/overconfidence'
 """
 
 from __future__ import annotations
@@ -54,7 +62,15 @@ class ConfidenceMonitor:
         name: prefix of the readings.
 
     Example:
-        >>> ConfidenceMonitor(probe, traces[:32]).read(pair.post, None)  # doctest: +SKIP
+        >>> import torch
+        >>> import postlens as pl
+        >>> from postlens.probes.confidence import ConfidenceProbe
+        >>> from postlens.probes.provenance import Provenance
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> probe = ConfidenceProbe.fit(torch.randn(40, 128), torch.rand(40), Provenance.of(pair.post, 2), ridge=1.0)
+        >>> traces = [Trace("Q: 1 + 2 = ?\\n", "1+2+0=3 write 3 carry 0 got 3", lambda t: "3" in t)]
+        >>> len(ConfidenceMonitor(probe, traces).read(pair.post, None))
+        7
     """
 
     def __init__(
