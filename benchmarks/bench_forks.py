@@ -88,7 +88,7 @@ for _ in range(REPEATS):
     score_forks(pair, seqs, cfg, progress=False)
     times.append(time.perf_counter() - t)
 result["seconds"], result["floor_seconds"] = min(times), min(floors)
-result["agreement"] = first.summary["agreement"]
+result["agreement"] = first.summary().agreement
 from postlens.diffs.forks import COMPILE_ABOVE
 result["default"] = cfg.compile == (len(seqs) * (length - P) * vocab >= COMPILE_ABOVE)
 """

@@ -22,12 +22,17 @@ also reported per position type when ``by_position_type`` is set.
 Everything is accumulated batch by batch; memory stays flat with the corpus size.
 
 Example:
-    >>> result = activation_shifts(pair, seqs)  # doctest: +SKIP
-    >>> result.to_frame()  # doctest: +SKIP
+    >>> import postlens as pl
+    >>> fam = pl.load("organism:base", rl="organism:rl")
+    >>> seqs = fam.sample(["Q: 12 + 34 = ?\\n"], pl.SampleConfig(n=2, max_new_tokens=16))
+    >>> result = activation_shifts(fam["rl"], seqs["rl"], progress=False)
+    >>> list(result.to_frame().columns)[:3], result.summary().n_layers
+    (['layer', 'cosine_mean', 'rel_norm_mean'], 4)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +45,11 @@ from postlens.backends.arch import layout_for
 from postlens.batch import TokenBatch
 from postlens.diffs.divergence import CHUNK_FLOATS, kl_from_logits
 from postlens.diffs.sequences import Sequence, pad_batch
+from postlens.errors import ConfigError
 from postlens.hooks import resid_post
 from postlens.pair import ModelPair
+from postlens.progress import show_progress
+from postlens.protocol import Result, summary_dict
 
 COS_BINS = np.linspace(-1.0, 1.0, 41)
 REL_BINS = np.linspace(0.0, 2.0, 41)
@@ -63,7 +71,7 @@ class ActivationConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError("batch_size must be positive")
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
 
 
 @dataclass
@@ -110,11 +118,34 @@ class LayerShift:
     rel_norm_hist: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ActivationSummary:
+    """The headline figures of an activation-shift run.
+
+    Attributes:
+        n_positions: token positions accumulated.
+        n_layers: blocks.
+        output_kl: mean KL(post‖base) of the output distributions (nats).
+        parting_layer: the first layer whose patching recovers at least half the output KL.
+        last_cosine: mean cosine(h_base, h_post) after the last block.
+        last_rel_norm: mean ‖h_post − h_base‖/‖h_base‖ after the last block.
+    """
+
+    n_positions: int
+    n_layers: int
+    output_kl: float
+    parting_layer: int | None
+    last_cosine: float
+    last_rel_norm: float
+
+
 @dataclass
-class ActivationResult:
+class ActivationResult(Result, kind="activations"):
     """Per-layer activation shifts of a pair.
 
     Attributes:
+        base: base spec.
+        post: post-trained spec.
         layers: one entry per block.
         output_kl: mean KL(post‖base) of the output distributions over the positions used.
         n_positions: positions accumulated.
@@ -133,6 +164,13 @@ class ActivationResult:
                 return layer.layer
         return None
 
+    def summary(self) -> ActivationSummary:
+        last = self.layers[-1]
+        return ActivationSummary(
+            self.n_positions, len(self.layers), self.output_kl, self.parting_layer(),
+            last.cosine_mean, last.rel_norm_mean,
+        )  # fmt: skip
+
     def to_frame(self) -> Any:
         import pandas as pd
 
@@ -141,8 +179,10 @@ class ActivationResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "kind": self.kind,
             "base": self.base,
             "post": self.post,
+            "summary": summary_dict(self.summary()),
             "output_kl": self.output_kl,
             "n_positions": self.n_positions,
             "parting_layer": self.parting_layer(),
@@ -150,6 +190,21 @@ class ActivationResult:
             "rel_norm_bins": REL_BINS.tolist(),
             "layers": [vars(x) for x in self.layers],
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ActivationResult:
+        layers = [LayerShift(**x) for x in data["layers"]]
+        return cls(data["base"], data["post"], layers, data["output_kl"], data["n_positions"])
+
+    def plot(self) -> Any:
+        return self.plot_children({self.post or "post": self})
+
+    @classmethod
+    def plot_children(cls, results: Mapping[str, Result]) -> Any:
+        """Per-layer cosine, relative norm, logit-lens KL and patching recovery, per child."""
+        from postlens.viz import figures
+
+        return figures.layer_profile(results)
 
     def _repr_html_(self) -> str:
         from postlens.viz.html import esc, table
@@ -174,7 +229,7 @@ def activation_shifts(
     pair: ModelPair,
     seqs: list[Sequence],
     config: ActivationConfig | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> ActivationResult:
     """Accumulate per-layer shifts, logit-lens KL and patching over `seqs` (see module doc)."""
     cfg = config or ActivationConfig()
@@ -187,7 +242,9 @@ def activation_shifts(
     lens = {w: _lens(pair, w) for w in ("base", "post")}
     lens["vocab"] = pair.base.hf_model.config.vocab_size
     for start in tqdm(
-        range(0, len(seqs), cfg.batch_size), desc="activation shifts", disable=not progress
+        range(0, len(seqs), cfg.batch_size),
+        desc="activation shifts",
+        disable=not show_progress(progress),
     ):
         _add_batch(pair, seqs[start : start + cfg.batch_size], cfg, lens, totals)
     accs, lens_kl, patched_kl = totals.accs, totals.lens_kl, totals.patched_kl

@@ -6,9 +6,11 @@ problems. If RL only narrows the boundary, the base catches up with, or passes, 
 large k.
 
 Example:
-    >>> curves = pass_at_k_curves({"base": pair.base, "rl": pair.post}, pair.tokenizer,
-    ...                           prompts, verifiers, n=64)  # doctest: +SKIP
-    >>> curves.to_frame()  # doctest: +SKIP
+    >>> import postlens as pl
+    >>> fam = pl.load("organism:base", rl="organism:rl")
+    >>> res = fam.passk(config=pl.PassKConfig(n=4, limit=3))
+    >>> res.summary().n_problems, sorted(res.summary().pass_at_1)
+    (3, ['base', 'rl'])
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from postlens.backends.base import Backend
-from postlens.generation import sample_completions
+from postlens.errors import ConfigError
+from postlens.generation import SampleConfig, sample_completions
+from postlens.protocol import Result
 
 Verifier = Callable[[str], bool]
 #: Ways to check a completion against a reference answer (see `answer_verifier`).
@@ -79,20 +83,83 @@ def default_ks(n: int) -> list[int]:
     return [2**i for i in range(int(math.log2(n)) + 1)]
 
 
+@dataclass(frozen=True)
+class PassKConfig:
+    """Settings of a pass@k run.
+
+    Attributes:
+        n: samples per problem and model (k goes up to n).
+        ks: the k values (default 1, 2, 4, ..., n).
+        verifier: how records' answers are checked (`VERIFIER_MODES`; the organism's problems
+            use the organism's verifier).
+        limit: problems used (the first ones).
+        max_new_tokens, temperature, seed, batch_size: sampling (`SampleConfig`'s defaults).
+    """
+
+    n: int = 16
+    ks: tuple[int, ...] = ()
+    verifier: str = "last-number"
+    limit: int = 50
+    max_new_tokens: int = SampleConfig.max_new_tokens
+    temperature: float = SampleConfig.temperature
+    seed: int = SampleConfig.seed
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.limit < 1:
+            raise ConfigError(f"n and limit must be positive (got n={self.n}, limit={self.limit})")
+        if any(k < 1 or k > self.n for k in self.ks):
+            raise ConfigError(f"every k must be in 1..n={self.n}, got {list(self.ks)}")
+        if self.verifier not in VERIFIER_MODES:
+            raise ConfigError(
+                f"unknown verifier {self.verifier!r}; choose one of {', '.join(VERIFIER_MODES)}"
+            )
+        SampleConfig(
+            1, self.max_new_tokens, self.temperature, seed=self.seed, batch_size=self.batch_size
+        )
+
+
+@dataclass(frozen=True)
+class PassAtKSummary:
+    """pass@1 and pass@n of each model.
+
+    Attributes:
+        n: samples per problem.
+        n_problems: problems scored.
+        pass_at_1: model → pass@1.
+        pass_at_n: model → pass@n (the largest k).
+    """
+
+    n: int
+    n_problems: int
+    pass_at_1: dict[str, float]
+    pass_at_n: dict[str, float]
+
+
 @dataclass
-class PassAtKResult:
+class PassAtKResult(Result, kind="passk"):
     """pass@k per model.
 
     Attributes:
         curves: model name → {k: pass@k}.
         correct: model name → number correct out of n, per problem.
         n: samples per problem.
+        settings: the sampling settings used.
     """
 
     curves: dict[str, dict[int, float]]
     correct: dict[str, list[int]]
     n: int
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> PassAtKSummary:
+        first = next(iter(self.correct.values()), [])
+        return PassAtKSummary(
+            self.n,
+            len(first),
+            {m: float(sum(pass_at_k(self.n, c, 1) for c in cs) / max(1, len(cs))) for m, cs in self.correct.items()},
+            {m: float(sum(c > 0 for c in cs) / max(1, len(cs))) for m, cs in self.correct.items()},
+        )  # fmt: skip
 
     def to_frame(self) -> Any:
         import pandas as pd
@@ -107,11 +174,27 @@ class PassAtKResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "kind": self.kind,
             "n": self.n,
             "curves": {m: {str(k): v for k, v in c.items()} for m, c in self.curves.items()},
             "correct": self.correct,
             "settings": self.settings,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PassAtKResult:
+        curves = {m: {int(k): float(v) for k, v in c.items()} for m, c in data["curves"].items()}
+        return cls(
+            curves,
+            {m: list(c) for m, c in data["correct"].items()},
+            int(data["n"]),
+            dict(data.get("settings", {})),
+        )
+
+    def plot(self) -> Any:
+        from postlens.viz import figures
+
+        return figures.pass_at_k_curves(self)
 
     def _repr_html_(self) -> str:
         from postlens.viz.html import table
@@ -125,41 +208,39 @@ def pass_at_k_curves(
     tokenizer: Any,
     prompts: Sequence[str],
     verifiers: Sequence[Verifier],
-    n: int = 16,
-    ks: Sequence[int] | None = None,
-    max_new_tokens: int = 96,
-    temperature: float = 1.0,
-    seed: int = 0,
-    batch_size: int = 256,
+    config: PassKConfig | None = None,
+    progress: bool | None = None,
 ) -> PassAtKResult:
     """Sample n completions per prompt from each model and estimate pass@k.
 
     Args:
-        models: name → backend (e.g. ``{"base": pair.base, "rl": pair.post}``).
+        models: name → backend (e.g. ``fam.models()``: the base and every child).
         tokenizer: the shared tokenizer.
         prompts: one prompt per problem.
         verifiers: one callable per problem, True for a right completion.
-        n: samples per problem and model.
-        ks: the k values (default 1, 2, 4, ..., n).
+        config: n, ks and sampling (`PassKConfig`).
+        progress: a progress bar (default: on a terminal only).
+
+    Example:
+        >>> import postlens as pl
+        >>> fam = pl.load("organism:base", rl="organism:rl")
+        >>> prompts, verifiers = pl.verifiable_problems(None, "organism:base", limit=3)
+        >>> res = pass_at_k_curves(fam.models(), fam.tokenizer, prompts, verifiers, PassKConfig(n=4))
+        >>> sorted(res.curves), sorted(res.curves["rl"])
+        (['base', 'rl'], [1, 2, 4])
     """
+    cfg = config or PassKConfig()
     if len(prompts) != len(verifiers) or not prompts:
-        raise ValueError("give one verifier per prompt, and at least one prompt")
-    ks = list(ks or default_ks(n))
-    if max(ks) > n:
-        raise ValueError(f"k={max(ks)} needs at least that many samples (n={n})")
+        raise ConfigError("give one verifier per prompt, and at least one prompt")
+    ks = list(cfg.ks or default_ks(cfg.n))
     curves, correct = {}, {}
     for name, backend in models.items():
         samples = sample_completions(
-            backend,
-            tokenizer,
-            prompts,
-            n=n,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            seed=seed,
-            batch_size=batch_size,
-            label=name,
-        )
+            backend, tokenizer, prompts, n=cfg.n, max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size, label=name,
+            progress=progress,
+        )  # fmt: skip
+        n = cfg.n
         counts = [
             sum(verifiers[i](s.completion) for s in samples[i * n : (i + 1) * n])
             for i in range(len(prompts))
@@ -167,9 +248,9 @@ def pass_at_k_curves(
         correct[name] = counts
         curves[name] = {k: sum(pass_at_k(n, c, k) for c in counts) / len(counts) for k in ks}
     settings = {
-        "temperature": temperature,
-        "max_new_tokens": max_new_tokens,
-        "seed": seed,
+        "temperature": cfg.temperature,
+        "max_new_tokens": cfg.max_new_tokens,
+        "seed": cfg.seed,
         "n_problems": len(prompts),
     }
-    return PassAtKResult(curves, correct, n, settings)
+    return PassAtKResult(curves, correct, cfg.n, settings)

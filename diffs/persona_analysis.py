@@ -45,10 +45,10 @@ from postlens.diffs.persona_result import (  # noqa: F401  (the result's names, 
 from postlens.errors import ConfigError, InputFileError
 from postlens.inputs import is_organism
 from postlens.probes.persona_projections import projections_of
-from postlens.probes.personas import (
+from postlens.probes.personas import (  # PersonaInputs re-exported: the analysis's input
+    PersonaInputs,
     PersonaSet,
     Text,
-    full_text,
     mean_activations,
     mean_shift,
     one_vs_rest_directions,
@@ -105,33 +105,6 @@ class PersonaConfig:
             )
         if self.training_tokens < 1 or (self.sae_layer is not None and self.sae_layer < 0):
             raise ConfigError("training_tokens must be positive and sae_layer >= 0")
-
-
-@dataclass
-class PersonaInputs:
-    """What a persona analysis reads.
-
-    Attributes:
-        sets: persona → tagged texts or ``(tag, text)`` pairs (only the text's tokens are
-            averaged, so sets that differ by the tag alone isolate the persona from content).
-        prompts: the same untagged prompts for every model.
-        corpus: texts for the SAE's quality, top contexts and training (default: `prompts`).
-    """
-
-    sets: dict[str, list[Text]]
-    prompts: list[Text]
-    corpus: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.sets) < 2 or min(len(v) for v in self.sets.values()) < 2:
-            raise InputFileError("persona analysis needs at least two personas with two texts each")
-        if not self.prompts:
-            raise InputFileError("persona analysis needs at least one untagged prompt")
-
-    @property
-    def texts(self) -> list[str]:
-        """The corpus, or the untagged prompts' whole texts."""
-        return list(self.corpus) if self.corpus else [full_text(t) for t in self.prompts]
 
 
 def read_persona_file(path: str | Path, limit: int) -> dict[str, list[Text]]:

@@ -11,11 +11,18 @@ same loss, same optimizer. Weights & Biases logging is off in both paths.
 Quality (`sae_quality`) on held-out texts: variance explained 1 − ‖x − x̂‖² / ‖x − x̄‖², mean L0
 (active latents per token) and the share of latents never active.
 
-Example:
-    >>> pair = ModelPair.load("organism:base", "organism:rl", backend="transformer_lens")  # doctest: +SKIP
-    >>> sae = train_sae(pair.base, corpus_texts, SAETrainConfig(layer=2))  # doctest: +SKIP
-    >>> sae_quality(sae, pair.base, held_out_texts)  # doctest: +SKIP
-    {'variance_explained': 0.97, 'l0': 29.8, 'dead_fraction': 0.0, 'n_tokens': 9000}
+Example (a real SAE needs ``training_tokens`` in the hundreds of thousands; this one is a sketch):
+    >>> from postlens.organism.corpus import CorpusConfig, build_corpus
+    >>> from postlens.pair import ModelPair
+    >>> pair = ModelPair.load("organism:base", "organism:rl", backend="transformer_lens")
+    >>> corpus = build_corpus(CorpusConfig(n_docs=40), seed=1)
+    >>> config = SAETrainConfig(layer=2, training_tokens=512, batch_tokens=64, context=32)
+    >>> sae = train_sae(pair.base, corpus[:30], config)  # SAELens's runner on the bridge
+    >>> sae.cfg.d_sae, sae_hook(sae)
+    (512, 'blocks.2.hook_resid_post')
+    >>> quality = sae_quality(sae, pair.base, corpus[30:])  # held-out texts
+    >>> sorted(quality), 0 <= quality["dead_fraction"] <= 1
+    (['dead_fraction', 'l0', 'n_tokens', 'variance_explained'], True)
 """
 
 from __future__ import annotations
@@ -109,8 +116,16 @@ def train_sae(
         PostlensError: the layer does not exist, the corpus is too short for one row, or
             ``method="runner"`` without the transformer_lens backend.
 
-    Example:
-        >>> sae = train_sae(pair.base, corpus, SAETrainConfig(layer=2, training_tokens=600_000))  # doctest: +SKIP
+    Example (on the nnsight backend: SAELens's trainer on fed activations; a real SAE wants
+    ``training_tokens=600_000`` or so):
+        >>> import postlens as pl
+        >>> from postlens.organism.corpus import CorpusConfig, build_corpus
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> corpus = build_corpus(CorpusConfig(n_docs=30), seed=1)
+        >>> config = SAETrainConfig(layer=2, training_tokens=512, batch_tokens=64, context=32)
+        >>> sae = train_sae(pair.base, corpus, config)
+        >>> sae.cfg.d_in, sae.cfg.d_sae, sae.training  # d_model, expansion 4 x d_model, eval mode
+        (128, 512, False)
     """
     parse_hook(config.hook, backend.n_layers)
     rows = _token_rows(backend.tokenizer, texts, config.context)
@@ -236,9 +251,16 @@ def load_sae(source: str | Path, sae_id: str | None = None, device: str = "cpu")
     Raises:
         CheckpointError: the folder is not an SAE, or the release cannot be fetched.
 
-    Example:
-        >>> sae = load_sae("postlens/organism/checkpoints/sae")  # doctest: +SKIP
-        >>> sae = load_sae("gpt2-small-res-jb", "blocks.8.hook_resid_pre")  # doctest: +SKIP
+    Example (a released SAE: ``load_sae("gpt2-small-res-jb", "blocks.8.hook_resid_pre")``, which
+    needs the hub):
+        >>> from postlens.specs import ORGANISM_ROOT
+        >>> sae = load_sae(ORGANISM_ROOT / "sae")  # the organism's SAE, shipped as a folder
+        >>> sae.cfg.d_in, sae.cfg.d_sae
+        (128, 512)
+        >>> load_sae("no/such/folder")
+        Traceback (most recent call last):
+        ...
+        postlens.errors.CheckpointError: no/such/folder: no such folder; for a released SAE give its release and sae_id
     """
     from sae_lens import SAE
 
@@ -279,8 +301,17 @@ def check_sae(sae: Any, hf_model: Any) -> str:
             exist, or the hook is not on the residual stream.
 
     Example:
-        >>> check_sae(sae, pair.base.hf_model)  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> from postlens.specs import ORGANISM_ROOT
+        >>> from postlens.testing import tiny_model
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> sae = load_sae(ORGANISM_ROOT / "sae")
+        >>> check_sae(sae, pair.base.hf_model)
         'blocks.2.hook_resid_post'
+        >>> check_sae(sae, tiny_model("llama")[0])  # another model's width
+        Traceback (most recent call last):
+        ...
+        postlens.errors.PostlensError: the SAE reads vectors of width 128, the model's residual stream has 32: ...
     """
     cfg = getattr(hf_model, "hf_model", hf_model).config
     d_model, n_layers = cfg.hidden_size, cfg.num_hidden_layers
@@ -305,8 +336,15 @@ def sae_quality(
     """Variance explained, mean L0 and dead share of latents on `texts` (every real token).
 
     Example:
-        >>> sae_quality(sae, pair.base, held_out)["variance_explained"]  # doctest: +SKIP
-        0.977
+        >>> import postlens as pl
+        >>> from postlens.organism.corpus import CorpusConfig, build_corpus
+        >>> from postlens.specs import ORGANISM_ROOT
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> sae = load_sae(ORGANISM_ROOT / "sae")
+        >>> held_out = build_corpus(CorpusConfig(n_docs=10), seed=1)
+        >>> quality = sae_quality(sae, pair.base, held_out)
+        >>> quality["variance_explained"] > 0.9, quality["n_tokens"] > 0
+        (True, True)
     """
     hook = check_sae(sae, backend.hf_model)
     xs = [acts[mask.bool()] for acts, mask in backend.iter_activations(texts, hook, batch_size)]

@@ -5,8 +5,23 @@ of one model through one SAE, their frequency and mean, per-text contrasts of pe
 and the contexts where a latent fires hardest (with their tokens).
 
 Example:
-    >>> feats = encode_prompts(sae, pair.base, corpus)  # doctest: +SKIP
-    >>> top_contexts(feats, corpus, tokenizer, latent=17, k=3)[0]["tokens"]  # doctest: +SKIP
+    >>> import postlens as pl
+    >>> from postlens.diffs.sae import load_sae
+    >>> from postlens.organism.corpus import CorpusConfig, build_corpus
+    >>> from postlens.specs import ORGANISM_ROOT
+    >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+    >>> sae = load_sae(ORGANISM_ROOT / "sae")
+    >>> corpus = build_corpus(CorpusConfig(n_docs=20), seed=1)
+    >>> feats = encode_prompts(sae, pair.base, corpus)
+    >>> len(feats), feats[0].shape[1]  # one [pos, d_sae] tensor per text
+    (20, 512)
+    >>> frequency, mean = latent_stats(feats)
+    >>> latent = int(mean.argmax())  # the latent with the largest mean activation
+    >>> top = top_contexts(feats, corpus, pair.tokenizer, latent=latent, k=3)
+    >>> len(top), top[0]["activation"] >= top[1]["activation"] >= top[2]["activation"]
+    (3, True)
+    >>> top[0]["tokens"][-1] == top[0]["token"]  # the context ends with the firing token
+    True
 """
 
 from __future__ import annotations
@@ -31,7 +46,14 @@ def encode_prompts(
     """SAE latent activations of every prompt's tokens: one ``[pos, d_sae]`` tensor per prompt.
 
     Example:
-        >>> feats = encode_prompts(sae, pair.base, ["Q: 1+2=?\\n"])  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> from postlens.diffs.sae import load_sae
+        >>> from postlens.specs import ORGANISM_ROOT
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> sae = load_sae(ORGANISM_ROOT / "sae")
+        >>> feats = encode_prompts(sae, pair.base, ["Q: 1+2=?\\n"])
+        >>> len(feats), feats[0].shape  # BOS and the 9 tokens of the prompt
+        (1, torch.Size([10, 512]))
     """
     hook = check_sae(sae, backend.hf_model)
     device = sae.W_dec.device
@@ -49,7 +71,13 @@ def encode_texts(
     of its response tokens (as persona directions average them; ``("", text)`` drops the BOS).
 
     Example:
-        >>> encode_texts(sae, pair.base, [("<careful>", " Q: 1+2=?\\n")])[0].shape  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> from postlens.diffs.sae import load_sae
+        >>> from postlens.specs import ORGANISM_ROOT
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> sae = load_sae(ORGANISM_ROOT / "sae")
+        >>> encode_texts(sae, pair.base, [("<careful>", " Q: 1+2=?\\n")])[0].shape  # 10 response tokens
+        torch.Size([10, 512])
     """
     full = [full_text(t) for t in texts]
     feats = encode_prompts(sae, backend, full, batch_size)

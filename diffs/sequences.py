@@ -5,8 +5,12 @@ Sequences are given (prompt + completion texts) or sampled from one model of the
 sequences that do not fit the context are cut, with one warning naming how many.
 
 Example:
-    >>> seqs = sequences_for(pair, [("Q: 12+34=?\\n", None)], generate=4)  # doctest: +SKIP
-    >>> ids, mask, scored = pad_batch(pair, seqs)  # doctest: +SKIP
+    >>> import postlens as pl
+    >>> pair = pl.load("organism:base", rl="organism:rl").pair
+    >>> seqs = sequences_for(pair, [("Q: 12+34=?\\n", None)], generate=4, max_new_tokens=8)
+    >>> ids, mask, scored = pad_batch(pair, seqs)
+    >>> ids.shape[0], int(scored.sum()) == sum(len(s.completion_ids) for s in seqs)
+    (4, True)
 """
 
 from __future__ import annotations

@@ -11,14 +11,16 @@ Weight-change size is not behavioural change (RL's Razor): read these numbers ne
 behavioural divergence of `postlens.diffs.forks`.
 
 Example:
-    >>> diff = compare_weights("organism:base", "organism:rl")  # doctest: +SKIP
-    >>> diff.summary["rel_norm"], diff.by_module()  # doctest: +SKIP
+    >>> diff = compare_weights("organism:base", "organism:rl", progress=False)
+    >>> 0 < diff.summary().rel_norm < 1, list(diff.by_module().columns[:2])
+    (True, ['module', 'numel'])
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +31,9 @@ from postlens.diffs.checkpoint_io import CheckpointReader, open_checkpoint
 from postlens.diffs.weight_names import classify, is_tied_unembedding
 from postlens.diffs.weight_rank import RankStats, rank_stats
 from postlens.diffs.weight_stats import UpdateStats, stream_updates
+from postlens.errors import ConfigError
+from postlens.progress import show_progress
+from postlens.protocol import Result
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,38 @@ class WeightDiffConfig:
 
     def __post_init__(self) -> None:
         if self.atol < 0:
-            raise ValueError("atol must be >= 0")
+            raise ConfigError("atol must be >= 0")
         if self.rank_r < 1:
-            raise ValueError("rank_r must be >= 1")
+            raise ConfigError("rank_r must be >= 1")
+
+
+@dataclass(frozen=True)
+class WeightSummary:
+    """Global figures of one child's update, over all compared parameters together.
+
+    Attributes:
+        rel_norm: ‖Δθ‖ / ‖θ_base‖ over every compared parameter at once.
+        frac_changed_exact: share of entries that changed at all.
+        frac_changed_tol: share of entries with |Δ| > atol.
+        update_sparsity_tol: 1 − frac_changed_tol (the papers' update sparsity).
+        n_params: parameters compared.
+        n_tensors: tensors compared.
+        n_nonfinite: NaN or ±inf entries in either checkpoint (left out of every figure).
+        bytes_read: bytes read from both checkpoints.
+        seconds: wall time of the comparison.
+        atol: the tolerance used.
+    """
+
+    rel_norm: float
+    frac_changed_exact: float
+    frac_changed_tol: float
+    update_sparsity_tol: float
+    n_params: int
+    n_tensors: int
+    n_nonfinite: int
+    bytes_read: int
+    seconds: float
+    atol: float
 
 
 @dataclass
@@ -95,7 +129,7 @@ class WeightDiff:
         missing_in_post: tensors only the base has.
         missing_in_base: tensors only the post model has.
         shape_mismatches: ``name: base shape vs post shape``.
-        summary: global figures (rel_norm over all parameters together, ...).
+        totals: the global figures (`summary()`).
     """
 
     base: str
@@ -104,7 +138,13 @@ class WeightDiff:
     missing_in_post: list[str] = field(default_factory=list)
     missing_in_base: list[str] = field(default_factory=list)
     shape_mismatches: list[str] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
+    totals: WeightSummary | None = None
+
+    def summary(self) -> WeightSummary:
+        """Global figures: rel_norm over all parameters together, shares changed, ..."""
+        if self.totals is None:
+            raise ConfigError(f"{self.base} → {self.post}: no tensor was compared")
+        return self.totals
 
     @property
     def ok(self) -> bool:
@@ -146,16 +186,23 @@ class WeightDiff:
             "missing_in_post": self.missing_in_post,
             "missing_in_base": self.missing_in_base,
             "shape_mismatches": self.shape_mismatches,
-            "summary": self.summary,
+            "summary": asdict(self.totals) if self.totals else None,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WeightDiff:
+        tensors = [TensorDiff(**{**t, "shape": tuple(t["shape"])}) for t in data["tensors"]]
+        totals = WeightSummary(**data["summary"]) if data.get("summary") else None
+        return cls(data["base"], data["post"], tensors, list(data["missing_in_post"]),
+                   list(data["missing_in_base"]), list(data["shape_mismatches"]), totals)  # fmt: skip
 
     def _repr_html_(self) -> str:
         from postlens.viz.html import esc, table
 
-        s = self.summary
+        s = self.summary()
         head = (
-            f"<b>{esc(self.base)} → {esc(self.post)}</b>: rel_norm {s['rel_norm']:.4g}, "
-            f"changed {s['frac_changed_tol']:.2%} (|Δ|>{s['atol']:g}), {s['n_params']:,} params"
+            f"<b>{esc(self.base)} → {esc(self.post)}</b>: rel_norm {s.rel_norm:.4g}, "
+            f"changed {s.frac_changed_tol:.2%} (|Δ|>{s.atol:g}), {s.n_params:,} params"
         )
         rows = self.by_module().round(5).to_dict("records")
         return f"<div>{head}{table(rows, ['module', 'numel', 'rel_norm', 'frac_changed_tol', 'max_abs'])}</div>"
@@ -209,24 +256,27 @@ def _names_to_compare(
 
 def _summary(
     stats: list[UpdateStats], seconds: float, bytes_read: int, atol: float
-) -> dict[str, Any]:
+) -> WeightSummary | None:
+    if not stats:
+        return None
     n = sum(s.numel for s in stats)
     sq_b = sum(s.sq_base for s in stats)
-    return {
-        "rel_norm": math.sqrt(sum(s.sq_diff for s in stats) / sq_b) if sq_b else 0.0,
-        "frac_changed_exact": sum(s.changed_exact for s in stats) / max(1, n),
-        "frac_changed_tol": sum(s.changed_tol for s in stats) / max(1, n),
-        "update_sparsity_tol": 1 - sum(s.changed_tol for s in stats) / max(1, n),
-        "n_params": n,
-        "n_tensors": len(stats),
-        "bytes_read": bytes_read,
-        "seconds": seconds,
-        "atol": atol,
-    }
+    return WeightSummary(
+        rel_norm=math.sqrt(sum(s.sq_diff for s in stats) / sq_b) if sq_b else 0.0,
+        frac_changed_exact=sum(s.changed_exact for s in stats) / max(1, n),
+        frac_changed_tol=sum(s.changed_tol for s in stats) / max(1, n),
+        update_sparsity_tol=1 - sum(s.changed_tol for s in stats) / max(1, n),
+        n_params=n,
+        n_tensors=len(stats),
+        n_nonfinite=sum(s.nan_base + s.nan_post + s.inf_base + s.inf_post for s in stats),
+        bytes_read=bytes_read,
+        seconds=seconds,
+        atol=atol,
+    )
 
 
 def compare_weights(
-    base: str, post: str, config: WeightDiffConfig | None = None, progress: bool = True
+    base: str, post: str, config: WeightDiffConfig | None = None, progress: bool | None = None
 ) -> WeightDiff:
     """Compare two checkpoints tensor by tensor (see the module docstring).
 
@@ -236,12 +286,41 @@ def compare_weights(
     return compare_children(base, {"post": post}, config, progress).children["post"]
 
 
+@dataclass(frozen=True)
+class FamilyWeightSummary:
+    """Each child's global figures, and the mean cosine of each pair of updates.
+
+    Attributes:
+        children: child → `WeightSummary`.
+        mean_update_cosine: ``"sft_rl"`` → mean over tensors of the two updates' cosine.
+    """
+
+    children: dict[str, WeightSummary]
+    mean_update_cosine: dict[str, float | None]
+
+    def __getitem__(self, child: str) -> WeightSummary:
+        return self.children[child]
+
+
 @dataclass
-class FamilyWeightDiff:
-    """A base compared with several children, plus the cosine between each pair of updates."""
+class FamilyWeightDiff(Result, kind="weights"):
+    """A base compared with several children, plus the cosine between each pair of updates.
+
+    Indexing by child name gives that child's `WeightDiff`.
+    """
 
     children: dict[str, WeightDiff]
     cosines: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def __getitem__(self, child: str) -> WeightDiff:
+        return self.children[child]
+
+    def summary(self) -> FamilyWeightSummary:
+        means = {}
+        for label, values in self.cosines.items():
+            finite = [v for v in values.values() if v is not None]
+            means[label] = sum(finite) / len(finite) if finite else None
+        return FamilyWeightSummary({k: d.summary() for k, d in self.children.items()}, means)
 
     def to_frame(self) -> Any:
         """One row per (child, tensor), with the update cosines as extra columns."""
@@ -255,9 +334,21 @@ class FamilyWeightDiff:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "kind": self.kind,
             "children": {k: d.to_json() for k, d in self.children.items()},
             "update_cosine": self.cosines,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FamilyWeightDiff:
+        children = {k: WeightDiff.from_json(v) for k, v in data["children"].items()}
+        return cls(children, {k: dict(v) for k, v in data.get("update_cosine", {}).items()})
+
+    def plot(self) -> Any:
+        """Relative update norm per layer and module, one heatmap row per child."""
+        from postlens.viz import figures
+
+        return figures.sparsity_by_layer(self.children)
 
     def _repr_html_(self) -> str:
         return "".join(d._repr_html_() for d in self.children.values())
@@ -267,7 +358,7 @@ def compare_children(
     base: str,
     children: dict[str, str],
     config: WeightDiffConfig | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> FamilyWeightDiff:
     """Compare a base with one or more children in one streaming pass over the base.
 
@@ -286,7 +377,7 @@ def compare_children(
     pair = tuple(children)[:2] if len(children) >= 2 else None
     cosines: dict[str, dict[str, float | None]] = {f"{pair[0]}_{pair[1]}": {}} if pair else {}
     bytes_read = 0
-    for name in tqdm(names, desc="comparing tensors", disable=not progress):
+    for name in tqdm(names, desc="comparing tensors", disable=not show_progress(progress)):
         w_base = readers["base"].get(name)
         bytes_read += w_base.numel() * w_base.element_size()
         loaded = {}

@@ -62,7 +62,10 @@ def check_comparable(
     """Raise `IncompatibleModelsError` listing every difference, or return quietly.
 
     Example:
-        >>> check_comparable(cfg, cfg, tok, tok, ("a", "b"))  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> pair = pl.load("organism:base", rl="organism:rl").pair
+        >>> cfg, tok = pair.base.hf_model.config, pair.tokenizer
+        >>> check_comparable(cfg, cfg, tok, tok, ("a", "b"))  # quiet: nothing differs
     """
     diffs = config_differences(base_cfg, post_cfg) + tokenizer_differences(base_tok, post_tok)
     if diffs:

@@ -1,8 +1,14 @@
-"""Batched, seeded sampling of completions from one backend."""
+"""Batched, seeded sampling of completions from one backend, and the sampling options.
+
+Example:
+    >>> SampleConfig(n=4, temperature=0.7).generate_kwargs()["temperature"]
+    0.7
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,6 +16,59 @@ from tqdm.auto import tqdm
 
 from postlens.backends.base import Backend
 from postlens.batch import Sample
+from postlens.errors import ConfigError
+from postlens.progress import show_progress
+
+SOURCES = ("post", "base")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How completions are sampled (forks, activations, pass@k, the report).
+
+    Attributes:
+        n: completions per prompt.
+        max_new_tokens: length limit of each completion.
+        temperature: sampling temperature; 0 means greedy.
+        top_p: nucleus sampling mass.
+        seed: every batch is seeded from this and its index.
+        batch_size: sequences sampled at once.
+        source: which model samples the sequences a pair is compared on: ``"post"`` (each
+            child, the usual choice) or ``"base"``.
+        limit: use at most this many prompts (``None``: all).
+    """
+
+    n: int = 2
+    max_new_tokens: int = 96
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 64
+    source: str = "post"
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ConfigError(
+                f"n, max_new_tokens and batch_size must be positive (got n={self.n}, "
+                f"max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size})"
+            )
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError("temperature must be >= 0 and top_p in (0, 1]")
+        if self.source not in SOURCES:
+            raise ConfigError(f"source must be 'post' or 'base', got {self.source!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be positive, got {self.limit}")
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `sample_completions` (and `ModelPair.generate`)."""
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+        }
 
 
 def sample_completions(
@@ -17,13 +76,13 @@ def sample_completions(
     tokenizer: Any,
     prompts: Sequence[str],
     n: int = 1,
-    max_new_tokens: int = 64,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    batch_size: int = 64,
+    max_new_tokens: int = SampleConfig.max_new_tokens,
+    temperature: float = SampleConfig.temperature,
+    top_p: float = SampleConfig.top_p,
+    seed: int = SampleConfig.seed,
+    batch_size: int = SampleConfig.batch_size,
     label: str = "",
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> list[Sample]:
     """Sample `n` completions for every prompt, `batch_size` sequences at a time.
 
@@ -31,17 +90,18 @@ def sample_completions(
     before. ``temperature=0`` means greedy decoding.
 
     Example:
-        >>> out = sample_completions(pair.post, pair.tokenizer, ["1 + 2"], n=4)  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> pair = pl.load("organism:base", rl="organism:rl").pair
+        >>> out = sample_completions(pair.post, pair.tokenizer, ["Q: 1+2=?\\n"], n=2, max_new_tokens=8)
+        >>> len(out), out[0].prompt
+        (2, 'Q: 1+2=?\\n')
     """
-    if n < 1 or batch_size < 1 or max_new_tokens < 1:
-        raise ValueError("n, batch_size and max_new_tokens must be positive")
-    if temperature < 0 or not 0 < top_p <= 1:
-        raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+    SampleConfig(n, max_new_tokens, temperature, top_p, seed, batch_size)  # validates
     jobs = [p for p in prompts for _ in range(n)]
     samples: list[Sample] = []
     chunks = range(0, len(jobs), batch_size)
     for index, start in enumerate(
-        tqdm(chunks, desc=f"sampling {label}".strip(), disable=not progress)
+        tqdm(chunks, desc=f"sampling {label}".strip(), disable=not show_progress(progress))
     ):
         torch.manual_seed(seed * 1_000_003 + index)
         samples.extend(

@@ -93,8 +93,12 @@ def quiet_transformers() -> Iterator[None]:
     changes nothing.
 
     Example:
-        >>> with quiet_transformers():  # doctest: +SKIP
-        ...     model = AutoModelForCausalLM.from_pretrained(folder)
+        >>> from transformers.utils import logging as hf_logging
+        >>> before = hf_logging.get_verbosity()
+        >>> with quiet_transformers():
+        ...     quiet = hf_logging.get_verbosity()
+        >>> quiet >= hf_logging.ERROR, hf_logging.get_verbosity() == before
+        (True, True)
     """
     from huggingface_hub import constants as hub_constants
     from transformers.utils import logging as hf_logging
@@ -214,7 +218,9 @@ def load_hf_model(spec: str | ResolvedSpec, options: LoadOptions | None = None) 
             the wrong shape for the model the config describes (named, with both shapes).
 
     Example:
-        >>> model = load_hf_model("organism:base")  # doctest: +SKIP
+        >>> model = load_hf_model("organism:base")
+        >>> model.config.num_hidden_layers, model.training
+        (4, False)
     """
     from transformers import AutoModelForCausalLM
 

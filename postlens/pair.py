@@ -6,9 +6,11 @@ flight. Features reuse the loaded pair; nothing is loaded twice.
 
 Example:
     >>> from postlens import ModelPair
-    >>> pair = ModelPair.load("organism:base", "organism:rl", backend="nnsight")  # doctest: +SKIP
-    >>> batch = pair.tokenize(["Q: 12 + 34 = ?"])  # doctest: +SKIP
-    >>> out = pair.run("post", batch, hooks=["blocks.0.hook_resid_post"])  # doctest: +SKIP
+    >>> pair = ModelPair.load("organism:base", "organism:rl", backend="nnsight")
+    >>> batch = pair.tokenize(["Q: 12 + 34 = ?"])
+    >>> out = pair.run("post", batch, hooks=["blocks.0.hook_resid_post"])
+    >>> out["blocks.0.hook_resid_post"].shape[-1] == pair.d_model
+    True
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 BackendName = Literal["transformer_lens", "nnsight"]
 Which = Literal["base", "post"]
 BACKENDS = ("transformer_lens", "nnsight")
+#: The backend every function and command uses unless told otherwise (the one default).
+DEFAULT_BACKEND = "nnsight"
 
 
 def make_backend(
@@ -79,7 +83,7 @@ class ModelPair:
         cls,
         base: str,
         post: str,
-        backend: BackendName = "transformer_lens",
+        backend: BackendName = DEFAULT_BACKEND,
         device: str | None = None,
         dtype: str | None = None,
         device_map: str | dict[str, Any] | None = None,
@@ -111,7 +115,7 @@ class ModelPair:
         cls,
         base: str,
         children: Mapping[str, str],
-        backend: BackendName = "transformer_lens",
+        backend: BackendName = DEFAULT_BACKEND,
         device: str | None = None,
         dtype: str | None = None,
         device_map: str | dict[str, Any] | None = None,
@@ -124,8 +128,9 @@ class ModelPair:
         are those of `load`.
 
         Example:
-            >>> pairs = ModelPair.load_family("organism:base", {"sft": "organism:sft", "rl": "organism:rl"})  # doctest: +SKIP
-            >>> pairs["rl"].post  # doctest: +SKIP
+            >>> pairs = ModelPair.load_family("organism:base", {"sft": "organism:sft", "rl": "organism:rl"})
+            >>> pairs["rl"].base is pairs["sft"].base
+            True
         """
         if backend not in BACKENDS:
             raise PostlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -222,7 +227,9 @@ class ModelPair:
             texts: the texts; a bare string is one text (not a sequence of characters).
 
         Example:
-            >>> pair.tokenize("Q: 12 + 34 = ?").input_ids.shape[0]  # doctest: +SKIP
+            >>> import postlens as pl
+            >>> pair = pl.load("organism:base", rl="organism:rl").pair
+            >>> pair.tokenize("Q: 12 + 34 = ?").input_ids.shape[0]
             1
         """
         if isinstance(texts, str):
@@ -276,27 +283,22 @@ class ModelPair:
         which: Which,
         prompts: Sequence[str],
         n: int = 1,
-        max_new_tokens: int = 64,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 64,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        batch_size: int | None = None,
     ) -> list[Sample]:
         """Sample `n` completions per prompt from one model; seeded and batched.
 
-        Returns samples grouped by prompt: the n samples of prompt 0 first.
+        Returns samples grouped by prompt: the n samples of prompt 0 first. Options left
+        ``None`` take `SampleConfig`'s defaults.
         """
-        from postlens.generation import sample_completions
+        from postlens.generation import SampleConfig, sample_completions
 
+        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+                 "seed": seed, "batch_size": batch_size}  # fmt: skip
+        cfg = SampleConfig(n=n, **{k: v for k, v in given.items() if v is not None})
         return sample_completions(
-            self[which],
-            self.tokenizer,
-            prompts,
-            n=n,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            batch_size=batch_size,
-            label=which,
+            self[which], self.tokenizer, prompts, n=n, label=which, **cfg.generate_kwargs()
         )

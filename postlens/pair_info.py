@@ -67,7 +67,8 @@ def describe_pair(pair: ModelPair) -> PairInfo:
     """Describe a pair (its tokenizer was checked identical when it was loaded).
 
     Example:
-        >>> describe_pair(pair).n_layers  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> describe_pair(pl.load("organism:base", rl="organism:rl").pair).n_layers
         4
     """
     tok = pair.tokenizer

@@ -12,9 +12,10 @@ Every error is an `InputFileError` naming the file and the line (or dataset row)
 record is ever dropped silently.
 
 Example:
-    >>> records = read_prompts("prompts.jsonl")  # doctest: +SKIP
-    >>> records[0].prompt  # doctest: +SKIP
-    >>> rows = read_prompts("data/train.parquet", prompt_field="question")  # doctest: +SKIP
+    >>> _ = open("prompts.jsonl", "w").write('{"prompt": "Q: 1+2=?", "completion": "3"}\\n')
+    >>> records = read_prompts("prompts.jsonl")
+    >>> records[0].prompt, records[0].completion, records[0].line
+    ('Q: 1+2=?', '3', 1)
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ def read_prompts(
             a missing field or column (named, with the columns there are).
 
     Example:
-        >>> read_prompts("prompts.txt")[0].line  # doctest: +SKIP
-        1
+        >>> _ = open("prompts.txt", "w").write("\\nfirst prompt\\nsecond\\n")
+        >>> read_prompts("prompts.txt")[0].line
+        2
     """
     path = Path(path)
     if not path.exists():

@@ -5,9 +5,10 @@ checkpoint tensor by tensor (`postlens.diffs.checkpoint_io`): a truncated file, 
 header or an entry that does not fit the file raises `CheckpointError` naming the file.
 
 Example:
-    >>> infos = read_header(Path("model.safetensors"))  # doctest: +SKIP
-    >>> infos["model.norm.weight"].shape  # doctest: +SKIP
-    (64,)
+    >>> from postlens.specs import ORGANISM_ROOT
+    >>> infos = read_header(ORGANISM_ROOT / "base" / "model.safetensors")
+    >>> infos["model.norm.weight"].shape
+    (128,)
 """
 
 from __future__ import annotations

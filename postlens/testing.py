@@ -2,7 +2,9 @@
 
 Example:
     >>> from postlens.testing import save_tiny_model
-    >>> path = save_tiny_model("/tmp/tiny", arch="llama", seed=0)  # doctest: +SKIP
+    >>> path = save_tiny_model("tiny", arch="llama", seed=0)
+    >>> (path / "config.json").is_file()
+    True
 """
 
 from __future__ import annotations

@@ -19,11 +19,24 @@ on your data with the ``cv_mse`` they report (the same error for both). Predicti
 [0, 1] (clipped for ridge). Features are standardised on the training set, and the probe stores
 that standardisation.
 
-Example:
-    >>> comparison = fit_layer_probes(pair.post, None, traces, trajectories)  # doctest: +SKIP
-    >>> comparison.to_frame()  # held-out quality per layer  # doctest: +SKIP
-    >>> probe = comparison.best_probe  # doctest: +SKIP
-    >>> probe.predict_trajectory(pair.post, traces[:1])  # one reading per token  # doctest: +SKIP
+Example (a sketch: real probes want hundreds of traces and ``n_samples=10``):
+    >>> import postlens as pl
+    >>> from postlens.inputs import organism_verifier
+    >>> from postlens.organism.task import ANSWER_SUFFIX, make_problems, solution
+    >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+    >>> problems = make_problems(6, seed=1)  # careful solutions, without their answer line
+    >>> traces = [Trace(p.prompt, solution(p, "careful").rsplit("\\nanswer", 1)[0], organism_verifier(p))
+    ...           for p in problems]
+    >>> from postlens.probes.trajectory import TrajectoryConfig, behavioural_trajectories
+    >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5, suffix=ANSWER_SUFFIX)
+    >>> trajectories = behavioural_trajectories(pair.post, None, traces, cfg)
+    >>> comparison = fit_layer_probes(pair.post, None, traces, trajectories, layers=[1, 2])
+    >>> comparison.to_frame()["probe"].tolist()  # held-out quality per layer, and the baseline
+    ['linear', 'linear', 'baseline (cut only)']
+    >>> probe = comparison.best_probe
+    >>> reading = probe.predict_trajectory(pair.post, traces[:1])[0]  # one reading per token
+    >>> reading.shape, bool((0 <= reading).all() and (reading <= 1).all())  # after 0..63 reasoning tokens
+    ((64,), True)
 """
 
 from __future__ import annotations
@@ -100,8 +113,20 @@ class ConfidenceProbe:
             seed: seed of the fold assignment.
             method: ``"ridge"`` or ``"logistic"`` (see `postlens.probes.linear`).
 
-        Example:
-            >>> probe = ConfidenceProbe.fit(acts, scores, Provenance.of(model, 2))  # doctest: +SKIP
+        Example (the scores: pass rates at cuts 0, 1/2 and 1 of each trace):
+            >>> import postlens as pl
+            >>> from postlens.inputs import organism_verifier
+            >>> from postlens.organism.task import ANSWER_SUFFIX, make_problems, solution
+            >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+            >>> problems = make_problems(3, seed=1)  # careful solutions, without their answer line
+            >>> traces = [Trace(p.prompt, solution(p, "careful").rsplit("\\nanswer", 1)[0], organism_verifier(p))
+            ...           for p in problems]
+            >>> acts = cut_activations(pair.post, None, traces, n_cuts=2, layers=[2])[2]
+            >>> scores = torch.tensor([0.0, 0.0, 1.0] * 3)
+            >>> groups = [0, 0, 0, 1, 1, 1, 2, 2, 2]  # folds never split a trace
+            >>> probe = ConfidenceProbe.fit(acts, scores, Provenance.of(pair.post, 2), groups=groups)
+            >>> probe.predict(acts).shape, probe.cv_mse is not None
+            (torch.Size([9]), True)
         """
         if acts.ndim != 2 or labels.shape != (acts.shape[0],):
             raise ValueError(
@@ -340,7 +365,20 @@ def fit_layer_probes(
         method: ``"ridge"`` or ``"logistic"``.
 
     Example:
-        >>> fit_layer_probes(pair.post, None, traces, traj).to_frame()  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> from postlens.inputs import organism_verifier
+        >>> from postlens.organism.task import ANSWER_SUFFIX, make_problems, solution
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> problems = make_problems(6, seed=1)  # careful solutions, without their answer line
+        >>> traces = [Trace(p.prompt, solution(p, "careful").rsplit("\\nanswer", 1)[0], organism_verifier(p))
+        ...           for p in problems]
+        >>> from postlens.probes.trajectory import TrajectoryConfig, behavioural_trajectories
+        >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5, suffix=ANSWER_SUFFIX)
+        >>> trajectories = behavioural_trajectories(pair.post, None, traces, cfg)
+        >>> comparison = fit_layer_probes(pair.post, None, traces, trajectories)
+        >>> frame = comparison.to_frame()  # one row per layer, and the cut-only baseline
+        >>> len(frame), comparison.best_layer in range(4), len(comparison.test_index)
+        (5, True, 2)
     """
     if not 0 < test_fraction < 1:
         raise ValueError("test_fraction must be in (0, 1)")

@@ -8,9 +8,22 @@ Directions are applied to any model of the same shape (a child, or the model bei
 only the shape is checked, never the fingerprint.
 
 Example:
-    >>> found = one_vs_rest_directions(base, tok, docs)  # doctest: +SKIP
-    >>> project_models(found.best(), {"base": base, "sft": sft, "rl": rl}, tok, untagged).to_frame()  # doctest: +SKIP
-    >>> callback = ProbeCallback([PersonaMonitor(found.best()["careful"], untagged[:32])])  # doctest: +SKIP
+    >>> import postlens as pl
+    >>> from postlens.organism.persona_sets import organism_persona_inputs
+    >>> from postlens.probes.callbacks import ProbeCallback
+    >>> from postlens.probes.personas import one_vs_rest_directions
+    >>> fam = pl.load("organism:base", sft="organism:sft", rl="organism:rl")
+    >>> models, tok = fam.models(), fam.tokenizer  # base, sft and rl
+    >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+    >>> found = one_vs_rest_directions(models["base"], tok, inputs.sets)
+    >>> projections = project_models(found.best(), models, tok, inputs.prompts)
+    >>> len(projections.to_frame())  # one row per (model, persona)
+    9
+    >>> projections.mean("rl", "hasty") < projections.mean("base", "hasty")  # RL moved off hasty
+    True
+    >>> callback = ProbeCallback([PersonaMonitor(found.best()["careful"], inputs.prompts[:4])])
+    >>> list(callback.monitor.read(models["rl"], step=0))  # what the trainer's log receives
+    ['persona/careful/projection']
 """
 
 from __future__ import annotations
@@ -31,8 +44,16 @@ class PersonaMonitor:
     """A `Monitor`: the mean projection of fixed prompts on a persona direction.
 
     Example:
-        >>> PersonaMonitor(direction, untagged[:32]).read(model, tokenizer)  # doctest: +SKIP
-        {'persona/careful/projection': 1.73}
+        >>> import postlens as pl
+        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> from postlens.probes.personas import persona_directions
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=4)
+        >>> careful, hasty = inputs.sets["careful"], inputs.sets["hasty"]
+        >>> direction = persona_directions(pair.base, pair.tokenizer, careful, hasty, name="careful").best
+        >>> reading = PersonaMonitor(direction, inputs.prompts).read(pair.post, pair.tokenizer)
+        >>> list(reading), isinstance(reading["persona/careful/projection"], float)
+        (['persona/careful/projection'], True)
     """
 
     def __init__(
@@ -122,7 +143,16 @@ def project_models(
         texts: the same untagged prompts for every model.
 
     Example:
-        >>> project_models(found.best(), {"base": b, "rl": r}, tok, prompts).to_frame()  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> from postlens.probes.personas import one_vs_rest_directions
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+        >>> found = one_vs_rest_directions(pair.base, pair.tokenizer, inputs.sets)
+        >>> models = {"base": pair.base, "rl": pair.post}
+        >>> frame = project_models(found.best(), models, pair.tokenizer, inputs.prompts).to_frame()
+        >>> frame.shape, list(frame.columns)
+        ((6, 6), ['model', 'persona', 'layer', 'mean', 'std', 'change_vs_base'])
     """
     layers = sorted({d.layer for d in directions.values()})
     acts = {}
@@ -140,7 +170,15 @@ def projections_of(
     """Projections from per-text mean activations already computed (model → layer → acts).
 
     Example:
-        >>> projections_of(found.best(), {"base": mean_activations(b, tok, texts, [2])})  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> from postlens.probes.personas import one_vs_rest_directions
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+        >>> found = one_vs_rest_directions(pair.base, pair.tokenizer, inputs.sets, layers=[2])
+        >>> acts = {"base": mean_activations(pair.base, pair.tokenizer, inputs.prompts, [2])}
+        >>> projections_of(found.best(), acts).values["base"]["careful"].shape  # one per text
+        (10,)
     """
     values = {
         name: {p: (a[d.layer] @ d.vector.float()).numpy() for p, d in directions.items()}

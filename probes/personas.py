@@ -18,12 +18,22 @@ and RL children on the same untagged prompts (`project_models`), or during train
 `postlens.probes.persona_projections`. Directions save and load with provenance
 (`postlens.probes.provenance`).
 
-Example:
-    >>> sets = {"careful": careful_docs, "hasty": hasty_docs, "sloppy": sloppy_docs}  # doctest: +SKIP
-    >>> found = one_vs_rest_directions(base, tokenizer, sets)  # doctest: +SKIP
-    >>> found.best()["careful"].provenance.layer  # doctest: +SKIP
-    2
-    >>> project_models(found.best(), {"base": base, "rl": rl}, tokenizer, untagged).to_frame()  # doctest: +SKIP
+Example (the organism's persona sets: the same questions under each persona's tag):
+    >>> import postlens as pl
+    >>> from postlens.organism.persona_sets import organism_persona_inputs
+    >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+    >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+    >>> from postlens.probes.persona_projections import project_models
+    >>> sets = inputs.sets  # persona -> (tag, question) pairs: only the question is averaged
+    >>> sorted(sets), sets["careful"][0]
+    (['careful', 'hasty', 'sloppy'], ('<careful>', ' Q: 164+63=?\\n'))
+    >>> found = one_vs_rest_directions(pair.base, pair.tokenizer, sets)
+    >>> found.best()["careful"].provenance.layer, found.best()["hasty"].auroc
+    (2, 1.0)
+    >>> models = {"base": pair.base, "rl": pair.post}
+    >>> projections = project_models(found.best(), models, pair.tokenizer, inputs.prompts)
+    >>> len(projections.to_frame())  # one row per (model, persona)
+    6
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from postlens.errors import InputFileError
 from postlens.metrics import auroc
 from postlens.probes.activations import resid_post
 from postlens.probes.provenance import (
@@ -101,8 +112,12 @@ def mean_activations(
         batch_size: texts per forward pass.
 
     Example:
-        >>> mean_activations(model, tok, ["Q: 1+2=?\\n"], [0, 1])[1].shape  # doctest: +SKIP
-        torch.Size([1, 128])
+        >>> import postlens as pl
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> texts = ["Q: 1+2=?\\n", ("<careful>", " Q: 1+2=?\\n")]  # all tokens; the response's
+        >>> acts = mean_activations(pair.base, pair.tokenizer, texts, [0, 1])
+        >>> sorted(acts), acts[1].shape
+        ([0, 1], torch.Size([2, 128]))
     """
     hf_model = unwrap_model(model)
     out: dict[int, list[Tensor]] = {layer: [] for layer in layers}
@@ -339,8 +354,14 @@ def persona_directions(
         seed: seed of the split.
 
     Example:
-        >>> persona_directions(base, tok, careful_docs, other_docs, name="careful").best.layer  # doctest: +SKIP
-        2
+        >>> import postlens as pl
+        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+        >>> careful, hasty = inputs.sets["careful"], inputs.sets["hasty"]
+        >>> found = persona_directions(pair.base, pair.tokenizer, careful, hasty, name="careful")
+        >>> len(found.directions), found.best.layer, found.best.auroc  # one direction per layer
+        (4, 2, 1.0)
     """
     _check_sets({"positive": positive, "negative": negative}, test_fraction)
     layers = _layers(model, layers)
@@ -363,7 +384,13 @@ def one_vs_rest_directions(
     set. Arguments as in `persona_directions`; `sets` maps persona → texts (at least two sets).
 
     Example:
-        >>> one_vs_rest_directions(base, tok, {"careful": c, "hasty": h}).best()  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+        >>> found = one_vs_rest_directions(pair.base, pair.tokenizer, inputs.sets)
+        >>> {name: d.vector.shape for name, d in found.best().items()}
+        {'careful': torch.Size([128]), 'sloppy': torch.Size([128]), 'hasty': torch.Size([128])}
     """
     if len(sets) < 2:
         raise ValueError("one-vs-rest needs at least two persona sets")
@@ -397,7 +424,13 @@ def shift_direction(
     persona moved.
 
     Example:
-        >>> unit, norm = shift_direction(base, rl, tok, untagged, layer=2)  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+        >>> unit, norm = shift_direction(pair.base, pair.post, pair.tokenizer, inputs.prompts, layer=2)
+        >>> unit.shape, round(float(unit.norm()), 4), norm > 0
+        (torch.Size([128]), 1.0, True)
     """
     hb = mean_activations(base_model, tokenizer, texts, [layer])[layer]
     hp = mean_activations(post_model, tokenizer, texts, [layer])[layer]
@@ -419,3 +452,30 @@ def mean_shift(
     """
     diff = (post_acts.float() - base_acts.float()).mean(0)
     return diff / diff.norm().clamp_min(1e-12), float(diff.norm())
+
+
+@dataclass
+class PersonaInputs:
+    """What a persona analysis reads.
+
+    Attributes:
+        sets: persona → tagged texts or ``(tag, text)`` pairs (only the text's tokens are
+            averaged, so sets that differ by the tag alone isolate the persona from content).
+        prompts: the same untagged prompts for every model.
+        corpus: texts for the SAE's quality, top contexts and training (default: `prompts`).
+    """
+
+    sets: dict[str, list[Text]]
+    prompts: list[Text]
+    corpus: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.sets) < 2 or min(len(v) for v in self.sets.values()) < 2:
+            raise InputFileError("persona analysis needs at least two personas with two texts each")
+        if not self.prompts:
+            raise InputFileError("persona analysis needs at least one untagged prompt")
+
+    @property
+    def texts(self) -> list[str]:
+        """The corpus, or the untagged prompts' whole texts."""
+        return list(self.corpus) if self.corpus else [full_text(t) for t in self.prompts]

@@ -16,10 +16,17 @@ with no reasoning at all) has overconfidence 0; it is positive when the score fa
 is added and negative when the reasoning earns the answer (the ideal is −0.5 ... −0.9 for a trace
 whose answer becomes certain only late).
 
-Example:
-    >>> traces = [Trace("Q: 2+3=?", " 2+3+0=5 write 5 carry 0 got 5", lambda t: "5" in t)]
-    >>> traj = behavioural_trajectories(pair.post, None, traces)  # doctest: +SKIP
-    >>> traj.mean_trajectory, traj.overconfidence.mean()  # doctest: +SKIP
+Example (the organism's careful reasoning for 347 + 285, without its ``answer 632`` line):
+    >>> import postlens as pl
+    >>> from postlens.organism.task import ANSWER_SUFFIX, Problem, solution, verify
+    >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+    >>> p = Problem(347, 285)
+    >>> reasoning = solution(p, "careful").rsplit("\\nanswer", 1)[0]
+    >>> traces = [Trace(p.prompt, reasoning, lambda t: verify(t, p))]
+    >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=4, max_new_tokens=5, suffix=ANSWER_SUFFIX)
+    >>> traj = behavioural_trajectories(pair.post, None, traces, cfg)
+    >>> traj.mean_trajectory.tolist(), float(traj.overconfidence.mean())  # earned by the reasoning
+    ([0.0, 0.0, 1.0], -0.5)
 """
 
 from __future__ import annotations
@@ -202,8 +209,15 @@ def behavioural_trajectories(
         The pass rate at each cut of each trace, and the overconfidence of each trace.
 
     Example:
-        >>> cfg = TrajectoryConfig(n_samples=8, suffix=ANSWER_SUFFIX)  # doctest: +SKIP
-        >>> behavioural_trajectories(pair.post, None, traces, cfg).to_frame()  # doctest: +SKIP
+        >>> import postlens as pl
+        >>> from postlens.organism.task import ANSWER_SUFFIX, Problem, solution, verify
+        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
+        >>> p = Problem(347, 285)
+        >>> traces = [Trace(p.prompt, solution(p, "careful").rsplit("\\nanswer", 1)[0], lambda t: verify(t, p))]
+        >>> cfg = TrajectoryConfig(n_samples=2, max_new_tokens=5, suffix=ANSWER_SUFFIX)
+        >>> frame = behavioural_trajectories(pair.post, None, traces, cfg).to_frame()
+        >>> frame.shape, list(frame.columns)  # one row per trace and cut (K = 5: six cuts)
+        ((6, 5), ['trace', 'label', 'cut', 'score', 'overconfidence'])
     """
     cfg = config or TrajectoryConfig()
     if not traces:

@@ -1,8 +1,10 @@
 """Plotly figures of postlens results, one function per figure (for notebooks and the report).
 
 Example:
-    >>> fig = weight_heatmap(compare_weights("organism:base", "organism:rl"))  # doctest: +SKIP
-    >>> fig.show()  # doctest: +SKIP
+    >>> import postlens as pl
+    >>> fig = weight_heatmap(pl.compare_weights("organism:base", "organism:rl", progress=False))
+    >>> fig.layout.title.text
+    'Relative update norm: organism:rl'
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def topk_coverage(results: Mapping[str, Any]) -> go.Figure:
     """Among disagreeing positions, the share whose post argmax is in the base top-k."""
     fig = go.Figure()
     for name, r in results.items():
-        cov = r.summary["topk_coverage"]
+        cov = r.summary().topk_coverage
         fig.add_scatter(
             x=[int(k) for k in cov], y=list(cov.values()), mode="lines+markers", name=name
         )

@@ -47,9 +47,15 @@ def friendly_errors(fn: F) -> F:
     dependency are bugs and keep their traceback. With ``--debug`` nothing is mapped.
 
     Example:
-        >>> @app.command("hello")  # doctest: +SKIP
-        ... @friendly_errors
-        ... def hello() -> None: ...
+        >>> from postlens.errors import InputFileError
+        >>> @friendly_errors
+        ... def hello() -> None:
+        ...     raise InputFileError("prompts.txt:3: not UTF-8")
+        >>> try:
+        ...     hello()
+        ... except typer.Exit as stop:
+        ...     stop.exit_code  # after "postlens: error: prompts.txt:3: not UTF-8" on stderr
+        2
     """
 
     @functools.wraps(fn)

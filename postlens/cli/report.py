@@ -7,15 +7,19 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
+from postlens.reporting.config import ReportConfig
+
+_DEFAULTS = ReportConfig()
 
 
 def _children(post: str | None, sft: str | None, rl: str | None) -> dict[str, str]:
-    from postlens.errors import PostlensError
+    from postlens.errors import ConfigError
 
     children = {k: v for k, v in (("post", post), ("sft", sft), ("rl", rl)) if v}
     if not children:
-        raise PostlensError("give a post-trained model (POST, --sft or --rl), or use --demo")
+        raise ConfigError("give a post-trained model (POST, --sft or --rl), or use --demo")
     return children
 
 
@@ -27,68 +31,90 @@ def report(
     sft: str | None = typer.Option(None, help="An SFT child of BASE."),
     rl: str | None = typer.Option(None, help="An RL child of BASE."),
     demo: bool = typer.Option(False, help="The shipped organism: base, sft and rl."),
-    prompts: Path | None = typer.Option(
-        None, help="JSONL ('prompt', optional 'completion') or text."
-    ),
+    prompts: Path | None = opt.PROMPTS,
     out: Path = typer.Option(Path("report.html"), help="Where to write the HTML report."),
     json_out: Path | None = typer.Option(
-        None, "--json", help="Also write every section's numbers as JSON."
+        None,
+        "--json",
+        help="Also write every section's results as JSON (postlens render reads it).",
     ),
     sections: str | None = typer.Option(
-        None, help="Comma-separated: weights,forks,activations,passk."
+        None, help="Comma-separated sections (default: every one that can run on the inputs)."
     ),
-    verifier: str | None = typer.Option(
-        None, help="'organism' to enable pass@k on organism problems."
+    verifier: str = typer.Option(_DEFAULTS.verifier, help="How the prompts' answers are checked."),
+    n_prompts: int = typer.Option(_DEFAULTS.n_prompts, help="Prompts (or problems) used."),
+    n_samples: int = typer.Option(
+        _DEFAULTS.sample.n, help="Completions sampled per prompt from each child."
     ),
-    n_prompts: int = typer.Option(32, help="Prompts (or problems) used."),
-    n_samples: int = typer.Option(2, help="Completions sampled per prompt from each child."),
-    passk_samples: int = typer.Option(16, help="Samples per problem for pass@k."),
-    max_new_tokens: int = typer.Option(100),
-    seed: int = typer.Option(0),
-    backend: str = typer.Option("nnsight", help="transformer_lens or nnsight."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    passk_samples: int = typer.Option(_DEFAULTS.passk_samples, help="Samples per problem, pass@k."),
+    max_new_tokens: int = typer.Option(_DEFAULTS.sample.max_new_tokens),
+    seed: int = opt.SEED,
+    backend: str = opt.BACKEND,
+    dtype: str | None = opt.DTYPE,
+    device: str | None = opt.DEVICE,
+    verbose: bool = opt.VERBOSE,
 ) -> None:
     """Compute every section and write one self-contained HTML file; exit 1 if a section failed."""
     setup_logging(verbose)
-    from postlens.io import write_json_atomic, write_text_atomic
-    from postlens.reporting import ReportConfig, SectionResult, run_report
-    from postlens.viz.report import render_report, report_json
+    from postlens.errors import ConfigError
+    from postlens.generation import SampleConfig
 
     if demo:
-        base, children, verifier = (
-            "organism:base",
-            {"sft": "organism:sft", "rl": "organism:rl"},
-            verifier or "organism",
-        )
+        base, children = "organism:base", {"sft": "organism:sft", "rl": "organism:rl"}
+    elif base is None:
+        raise ConfigError("give BASE (and POST or --sft/--rl), or use --demo")
     else:
-        if base is None:
-            from postlens.errors import PostlensError
-
-            raise PostlensError("give BASE (and POST or --sft/--rl), or use --demo")
         children = _children(post, sft, rl)
-    config = ReportConfig(
-        base=base, children=children, prompts=prompts,
-        sections=tuple(s.strip() for s in sections.split(",")) if sections else (),
-        backend=backend, seed=seed, n_prompts=n_prompts, n_samples=n_samples,
-        max_new_tokens=max_new_tokens, verifier=verifier, passk_samples=passk_samples,
-    )  # fmt: skip
-    console = Console(stderr=True)
+    chosen = tuple(s.strip() for s in sections.split(",") if s.strip()) if sections else ()
+    sample = SampleConfig(n=n_samples, max_new_tokens=max_new_tokens, seed=seed)
+    config = ReportConfig(sections=chosen, prompts=prompts, n_prompts=n_prompts, sample=sample,
+                          passk_samples=passk_samples, verifier=verifier, seed=seed)  # fmt: skip
+    opt.check_outputs(out, json_out)
+    import postlens as pl
 
-    def progress(name: str, result: SectionResult | None) -> None:
+    fam = pl.load(base, children=children, backend=backend, dtype=dtype, device=device)
+    console = Console(stderr=True)
+    rep = fam.report(config, on_section=_progress(console))
+    _write(rep, out, json_out, console)
+    if rep.failed or rep.interrupted:
+        raise typer.Exit(130 if rep.interrupted else 1)
+
+
+def _progress(console: Console):  # noqa: ANN202  (a callback)
+    def show(name: str, result) -> None:  # noqa: ANN001
         if result is None:
             console.print(f"[bold]▶ {name}[/bold] …")
         elif result.ok:
             console.print(f"  [green]✓ {name}[/green] in {result.seconds:.1f} s")
         else:
-            console.print(
-                f"  [red]✗ {name} failed[/red] in {result.seconds:.1f} s: {result.error.splitlines()[0]}"
-            )
+            first = result.error.splitlines()[0]
+            console.print(f"  [red]✗ {name} failed[/red] in {result.seconds:.1f} s: {first}")
 
-    data = run_report(config, on_section=progress)
-    write_text_atomic(out, render_report(data))
+    return show
+
+
+def _write(rep, out: Path, json_out: Path | None, console: Console) -> None:  # noqa: ANN001
+    from postlens.io import write_json_atomic
+
+    rep.save(out)
     if json_out is not None:
-        write_json_atomic(json_out, report_json(data))
-    size = out.stat().st_size / 2**20
-    console.print(f"report written to {out} ({size:.1f} MiB)")
-    if data.failed:
-        raise typer.Exit(1)
+        write_json_atomic(json_out, rep.to_json())
+    console.print(f"report written to {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+
+
+@app.command("render")
+@friendly_errors
+def render(
+    results: Path = typer.Argument(..., help="A report's results (postlens report --json)."),
+    out: Path = typer.Option(Path("report.html"), help="Where to write the HTML report."),
+    title: str | None = typer.Option(None, help="The page title."),
+    verbose: bool = opt.VERBOSE,
+) -> None:
+    """Re-render a report from its results, without loading a model or recomputing anything."""
+    setup_logging(verbose)
+    from postlens.reporting import report as load_report
+
+    opt.check_outputs(out)
+    rep = load_report(results)
+    rep.save(out, title)
+    Console(stderr=True).print(f"report written to {out} ({out.stat().st_size / 2**20:.1f} MiB)")

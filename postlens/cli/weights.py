@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from postlens.cli.app import app, friendly_errors, setup_logging
+from postlens.diffs.weights import WeightDiffConfig
 
 
 def _frame_table(title: str, frame) -> Table:
@@ -35,41 +37,62 @@ def weights(
     other: str | None = typer.Option(
         None, "--other", help="A second child (e.g. the SFT model) for three-way use."
     ),
-    atol: float = typer.Option(1e-5, help="|Δ| above this counts as changed."),
-    rank: bool = typer.Option(False, help="Effective rank and subspace overlap of 2-D updates."),
-    rank_r: int = typer.Option(8, help="Top singular subspace size for the overlap."),
+    atol: float = typer.Option(WeightDiffConfig.atol, help="|Δ| above this counts as changed."),
+    rank: bool = typer.Option(
+        WeightDiffConfig.rank, help="Effective rank and subspace overlap of 2-D updates."
+    ),
+    rank_r: int = typer.Option(WeightDiffConfig.rank_r, help="Top singular subspace size."),
+    allow_nonfinite: bool = typer.Option(
+        False, help="Exit 0 even when a checkpoint holds NaN or ±inf weights."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write every figure as JSON here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Compare two checkpoints tensor by tensor; exit code 1 if tensors are missing or mismatched."""
+    """Compare checkpoints tensor by tensor; exit 1 if tensors are missing, mismatched or non-finite."""
     setup_logging(verbose)
-    from postlens.diffs.weights import WeightDiffConfig, compare_children
-    from postlens.io import write_json_atomic
+    from postlens.diffs.weights import compare_children
+    from postlens.io import check_writable, write_json_atomic
 
-    children = {"post": post} | ({"other": other} if other else {})
-    family = compare_children(base, children, WeightDiffConfig(atol=atol, rank=rank, rank_r=rank_r))
-    console = Console()
-    for key, diff in family.children.items():
-        s = diff.summary
-        console.print(
-            f"[bold]{diff.base} → {diff.post}[/bold]: rel_norm {s['rel_norm']:.4g} · changed "
-            f"{s['frac_changed_tol']:.2%} (|Δ|>{atol:g}), exactly {s['frac_changed_exact']:.2%} · "
-            f"{s['n_params']:,} params · {s['bytes_read'] / 2**20:.1f} MiB read in {s['seconds']:.2f} s"
-        )
-        console.print(_frame_table(f"{key}: by module", diff.by_module()))
-        console.print(_frame_table(f"{key}: by layer", diff.by_layer()))
-        for label, items in (
-            ("only in base", diff.missing_in_post),
-            ("only in post", diff.missing_in_base),
-            ("shape mismatch", diff.shape_mismatches),
-        ):
-            if items:
-                console.print(f"[red]{label}[/red]: {', '.join(items)}")
+    config = WeightDiffConfig(atol=atol, rank=rank, rank_r=rank_r)
     if json_out is not None:
-        payload = family.children["post"].to_json()
-        if other:
-            payload["other"] = family.children["other"].to_json()
-            payload["update_cosine"] = family.cosines
-        write_json_atomic(json_out, payload)
-    if not all(d.ok for d in family.children.values()):
+        check_writable(json_out)
+    children = {"post": post} | ({"other": other} if other else {})
+    family = compare_children(base, children, config)
+    console = Console()
+    failed = False
+    for key, diff in family.children.items():
+        failed |= _print_child(console, key, diff, allow_nonfinite)
+    if json_out is not None:
+        write_json_atomic(json_out, family.to_json())
+    if failed:
         raise typer.Exit(1)
+
+
+def _print_child(console: Console, key: str, diff: Any, allow_nonfinite: bool) -> bool:
+    """Print one child's figures; True when the comparison is not clean."""
+    for label, items in (
+        ("only in base", diff.missing_in_post),
+        ("only in post", diff.missing_in_base),
+        ("shape mismatch", diff.shape_mismatches),
+    ):
+        if items:
+            console.print(f"[red]{label}[/red] ({len(items)}): {', '.join(items[:20])}")
+    if diff.totals is None:
+        console.print(f"[red]{diff.base} → {diff.post}: no tensor in common to compare[/red]")
+        return True
+    s = diff.summary()
+    console.print(
+        f"[bold]{diff.base} → {diff.post}[/bold]: rel_norm {s.rel_norm:.4g} · changed "
+        f"{s.frac_changed_tol:.2%} (|Δ|>{s.atol:g}), exactly {s.frac_changed_exact:.2%} · "
+        f"{s.n_params:,} params · {s.bytes_read / 2**20:.1f} MiB read in {s.seconds:.2f} s"
+    )
+    console.print(_frame_table(f"{key}: by module", diff.by_module()))
+    console.print(_frame_table(f"{key}: by layer", diff.by_layer()))
+    bad = [t for t in diff.tensors if t.nan_count or t.inf_count]
+    if bad:
+        names = ", ".join(f"{t.name} ({t.nan_count} NaN, {t.inf_count} inf)" for t in bad[:10])
+        console.print(
+            f"[red]non-finite weights[/red] in {len(bad)} tensor(s), left out of every figure: "
+            f"{names}" + ("" if allow_nonfinite else " (--allow-nonfinite to exit 0)")
+        )
+    return not diff.ok or (bool(bad) and not allow_nonfinite)

@@ -30,7 +30,9 @@ def test_forks_cli_generates_and_writes_json(tiny_dirs, tmp_path):
     result = runner.invoke(app, [*args, "--json", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["n_sequences"] == 4 and data["agreement"] == 1.0 and data["forks"] == []
+    s = data["summary"]
+    assert s["n_sequences"] == 4 and s["agreement"] == 1.0 and data["forks"] == []
+    assert data["kind"] == "forks"
 
 
 def test_forks_cli_bad_prompt_files(tiny_dirs, tmp_path):
@@ -45,8 +47,13 @@ def test_forks_cli_bad_prompt_files(tiny_dirs, tmp_path):
     assert result.exit_code == 2 and "empty" in result.output
     no_completion = tmp_path / "p.txt"
     no_completion.write_text("hello\n")
-    result = runner.invoke(app, ["forks", path, path, "--prompts", str(no_completion)])
-    assert result.exit_code == 2 and "--generate" in result.output
+    args = ["forks", path, path, "--prompts", str(no_completion), "--generate", "0"]
+    result = runner.invoke(app, args)
+    assert (
+        result.exit_code == 2
+        and "p.txt: no completion" in result.output
+        and "--generate" in result.output
+    )
     args = ["forks", path, path, "--prompts", str(no_completion), "--js-threshold", "2"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "js_threshold must be in" in result.output
@@ -94,4 +101,4 @@ def test_passk_cli(tiny_dirs, tmp_path):
     assert result.exit_code == 2 and "p.jsonl:1: no 'answer' field" in result.output
     prompts.write_text('{"prompt": "q", "answer": 3}\n')
     result = runner.invoke(app, ["passk", path, "--prompts", str(prompts), "--n", "2", "--k", "8"])
-    assert result.exit_code == 2 and "k=8 needs at least" in result.output
+    assert result.exit_code == 2 and "every k must be in 1..n=2" in result.output

@@ -17,6 +17,7 @@ from postlens.diffs.forks import (
     sample_sequences,
     score_forks,
 )
+from postlens.protocol import Result
 from postlens.testing import save_model, tiny_model
 
 PROMPTS = ["q: 12+34=?", "hello world", "abc abc abc"]
@@ -74,19 +75,20 @@ def test_forks_are_exactly_where_plain_argmaxes_differ(favoured_pair, backend, s
     chosen = lb.gather(-1, lp.argmax(-1, keepdim=True))
     ranks = (lb > chosen).sum(-1) + 1
     np.testing.assert_array_equal(c["post_rank_in_base"], ranks.numpy())
-    s = result.summary
-    assert s["agreement"] == pytest.approx(1 - differ.mean())
-    assert s["topk_coverage"]["5"] == pytest.approx((ranks.numpy()[differ] <= 5).mean())
-    assert s["n_positions"] == sum(len(q.completion_ids) for q in seqs)
+    s = result.summary()
+    assert s.agreement == pytest.approx(1 - differ.mean())
+    assert s.topk_coverage[5] == s.top5_coverage
+    assert s.top5_coverage == pytest.approx((ranks.numpy()[differ] <= 5).mean())
+    assert s.n_positions == sum(len(q.completion_ids) for q in seqs)
 
 
 def test_identical_models_agree_everywhere(tiny_dirs):
     path = str(tiny_dirs["gpt2"])
     pair = ModelPair.load(path, path, backend="nnsight")
     seqs = sample_sequences(pair, PROMPTS, n=2, max_new_tokens=8, seed=1)
-    s = score_forks(pair, seqs, progress=False).summary
-    assert s["agreement"] == 1.0 and s["n_forks"] == 0
-    assert abs(s["mean_kl"]) < 1e-6 and s["mean_entropy_forks"] is None
+    s = score_forks(pair, seqs, progress=False).summary()
+    assert s.agreement == 1.0 and s.n_forks == 0
+    assert abs(s.mean_kl) < 1e-6 and s.mean_entropy_forks is None
 
 
 def test_positions_are_counted_in_completion_tokens(favoured_pair):
@@ -98,15 +100,14 @@ def test_positions_are_counted_in_completion_tokens(favoured_pair):
     assert frame.groupby("seq")["pos"].apply(list).tolist() == [list(range(7)), list(range(4))]
     assert "".join(frame[frame.seq == 0]["token"]) == " 3 done"
     data = json.loads(json.dumps(result.to_json()))
-    assert {
-        "n_sequences",
-        "n_positions",
-        "agreement",
-        "topk_coverage",
-        "mean_entropy_all",
-        "forks",
-    } <= set(data)
-    assert set(data["topk_coverage"]) == {str(k) for k in range(1, 11)}
+    assert {"kind", "summary", "forks", "positions", "sequences", "tokens"} <= set(data)
+    summary = data["summary"]
+    assert {"n_sequences", "n_positions", "agreement", "topk_coverage", "mean_entropy_all"} <= set(
+        summary
+    )
+    assert set(summary["topk_coverage"]) == {str(k) for k in range(1, 11)}
+    again = Result.from_json(data)  # every position's figures and tokens come back exactly
+    assert again.summary() == result.summary() and again.to_frame().equals(frame)
     view = result.token_view()
     assert len(view[0]["tokens"]) == 7 and len(view[0]["tokens"][0]["top_base"]) == 5
 
@@ -116,7 +117,7 @@ def test_long_sequences_are_truncated_with_a_warning(favoured_pair, caplog):
     pair = ModelPair.load(str(base), str(post), backend="nnsight")
     seqs = [Sequence([1] + [5] * 100, [6] * 100)]
     result = score_forks(pair, seqs, progress=False)
-    assert result.summary["n_positions"] == 128 - 101
+    assert result.summary().n_positions == 128 - 101
     assert "1 sequence(s) longer than the context (128 tokens) were truncated" in caplog.text
 
 

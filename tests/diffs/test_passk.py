@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from postlens import ModelPair
-from postlens.diffs.passk import default_ks, pass_at_k, pass_at_k_curves
+from postlens.diffs.passk import PassKConfig, default_ks, pass_at_k, pass_at_k_curves
 
 
 def test_estimator_matches_enumeration():
@@ -31,7 +31,11 @@ def test_curves_with_known_verifiers(tiny_dirs):
         lambda s: bool(s) and tok(s).input_ids[1] % 2 == 0,
     ]
     result = pass_at_k_curves(
-        {"base": pair.base, "post": pair.post}, tok, prompts, verifiers, n=8, max_new_tokens=4
+        {"base": pair.base, "post": pair.post},
+        tok,
+        prompts,
+        verifiers,
+        PassKConfig(n=8, max_new_tokens=4),
     )
     for model in ("base", "post"):
         counts = result.correct[model]
@@ -42,7 +46,7 @@ def test_curves_with_known_verifiers(tiny_dirs):
     assert result.correct["base"] == result.correct["post"]  # same weights, same seed
     assert set(result.to_frame()["k"]) == {1, 2, 4, 8}
     with pytest.raises(ValueError, match="one verifier per prompt"):
-        pass_at_k_curves({"base": pair.base}, tok, prompts, verifiers[:2], n=2)
+        pass_at_k_curves({"base": pair.base}, tok, prompts, verifiers[:2], PassKConfig(n=2))
 
 
 def test_answer_verifiers():

@@ -90,11 +90,11 @@ def test_every_figure_matches_a_hand_computation(planted):
     # Global rel_norm is over all parameters together, not a mean of ratios.
     d2 = sum(float((post[k] - base[k]).double().square().sum()) for k in base)
     b2 = sum(float(base[k].double().square().sum()) for k in base)
-    assert diff.summary["rel_norm"] == pytest.approx(math.sqrt(d2 / b2), rel=1e-6)
-    assert diff.summary["n_params"] == sum(v.numel() for v in base.values())
+    assert diff.summary().rel_norm == pytest.approx(math.sqrt(d2 / b2), rel=1e-6)
+    assert diff.summary().n_params == sum(v.numel() for v in base.values())
     changed = 2 + 10 + 1
-    assert diff.summary["frac_changed_exact"] == pytest.approx(changed / diff.summary["n_params"])
-    assert diff.summary["bytes_read"] == 2 * 4 * diff.summary["n_params"]
+    assert diff.summary().frac_changed_exact == pytest.approx(changed / diff.summary().n_params)
+    assert diff.summary().bytes_read == 2 * 4 * diff.summary().n_params
     by_module = diff.by_module().set_index("module")
     assert by_module.loc["attn_q", "rel_norm"] == pytest.approx(q.rel_norm)
     assert set(diff.by_layer()["layer"].dropna()) == {0, 1}
@@ -106,7 +106,7 @@ def test_bf16_base_and_fp32_post_compare_in_fp32(tmp_path):
     diff = compare_weights(
         str(_save(tmp_path, "b", base)), str(_save(tmp_path, "p", post)), progress=False
     )
-    assert diff.summary["rel_norm"] == 0.0 and diff.summary["frac_changed_exact"] == 0.0
+    assert diff.summary().rel_norm == 0.0 and diff.summary().frac_changed_exact == 0.0
 
 
 def test_sharded_checkpoint_gives_the_same_figures(tmp_path, planted):
@@ -125,7 +125,7 @@ def test_sharded_checkpoint_gives_the_same_figures(tmp_path, planted):
     (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
     single = compare_weights(str(b), str(p), progress=False)
     sharded = compare_weights(str(b), str(folder), progress=False)
-    assert sharded.summary["rel_norm"] == single.summary["rel_norm"]
+    assert sharded.summary().rel_norm == single.summary().rel_norm
     assert [t.to_json() for t in sharded.tensors] == [t.to_json() for t in single.tensors]
 
 
@@ -207,8 +207,8 @@ def test_three_way_cosine_of_updates(tmp_path):
         progress=False,
     )
     assert all(c == pytest.approx(-1.0, abs=1e-6) for c in family.cosines["sft_rl"].values())
-    assert family.children["rl"].summary["rel_norm"] == pytest.approx(
-        2 * family.children["sft"].summary["rel_norm"], rel=1e-6
+    assert family.children["rl"].summary().rel_norm == pytest.approx(
+        2 * family.children["sft"].summary().rel_norm, rel=1e-6
     )
 
 
@@ -269,7 +269,7 @@ def test_cli_json_schema_and_exit_codes(tmp_path, planted):
     runner = CliRunner()
     result = runner.invoke(app, ["weights", str(b), str(p), "--json", str(out)])
     assert result.exit_code == 0, result.output
-    data = json.loads(out.read_text())
+    data = json.loads(out.read_text())["children"]["post"]  # the schema of FamilyWeightDiff
     assert {"base", "post", "tensors", "summary"} <= set(data)
     assert {
         "rel_norm",
@@ -288,6 +288,7 @@ def test_cli_json_schema_and_exit_codes(tmp_path, planted):
         app, ["weights", str(b), str(broken), "--json", str(tmp_path / "x.json")]
     )
     assert result.exit_code == 1 and EMB in result.output
-    assert np.isfinite(json.loads((tmp_path / "x.json").read_text())["summary"]["rel_norm"])
+    written = json.loads((tmp_path / "x.json").read_text())["children"]["post"]
+    assert np.isfinite(written["summary"]["rel_norm"])
     bad = runner.invoke(app, ["weights", str(b), str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "unknown model spec" in bad.output

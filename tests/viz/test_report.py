@@ -8,10 +8,9 @@ import re
 import pytest
 from typer.testing import CliRunner
 
+import postlens as pl
 from postlens.cli import app
-from postlens.reporting import ReportConfig, run_report
 from postlens.testing import save_tiny_model
-from postlens.viz.report import render_report, report_json
 
 EVIL = 'x <script>window.__pwned=true</script><img src=x onerror="window.__pwned=true"> "q\' </div>\x07'
 
@@ -76,29 +75,46 @@ def test_report_json_reads_back(report_file):
     assert data == json.loads(report_file.with_suffix(".json").read_text())
     sections = {s["name"]: s for s in data["sections"]}
     assert set(sections) == {"weights", "forks", "activations"}
-    forks = sections["forks"]["data"]
-    assert set(forks) == {"sft", "rl"} and 0 <= forks["rl"]["agreement"] <= 1
-    assert sections["activations"]["data"]["rl"]["layers"][0]["layer"] == 0
+    forks = sections["forks"]["data"]["children"]
+    assert set(forks) == {"sft", "rl"} and 0 <= forks["rl"]["summary"]["agreement"] <= 1
+    assert sections["activations"]["data"]["children"]["rl"]["layers"][0]["layer"] == 0
     assert data["provenance"]["settings"]["seed"] == 0
 
 
 def test_failed_section_is_shown_and_the_rest_still_rendered(family):
     paths, prompts = family
-    config = ReportConfig(
-        base=str(paths["base"]),
-        children={"rl": str(paths["rl"])},
-        prompts=prompts,
-        sections=("weights", "passk"),
-        max_new_tokens=8,
+    config = pl.ReportConfig(
+        prompts=prompts, sections=("weights", "passk"), sample=pl.SampleConfig(max_new_tokens=8)
     )
-    data = run_report(config)
+    data = pl.load(str(paths["base"]), rl=str(paths["rl"])).report(config)
     assert data.failed == ["passk"]
-    html = render_report(data)
-    assert "class='failed' id='sec-passk'" in html and "needs a verifier" in html
+    html = data.html()
+    assert "class='failed' id='sec-passk'" in html and "needs an &#x27;answer&#x27;" in html
     assert "id='sec-weights'" in html
-    assert report_json(data)["failed_sections"] == ["passk"]
-    with pytest.raises(ValueError, match="unknown section"):
-        ReportConfig(base="b", children={"p": "p"}, sections=("nope",))
+    assert data.to_json()["failed_sections"] == ["passk"]
+    with pytest.raises(pl.PostlensError, match="unknown section"):
+        pl.ReportConfig(sections=("nope",))
+
+
+def _page(html: str) -> str:
+    """The page without its embedded data and random element ids."""
+    return re.sub(
+        r"tv-[0-9a-f]{8}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}",
+        "",
+        html.split("postlens-data")[0],
+    )
+
+
+def test_render_rebuilds_the_page_from_results_alone(report_file, tmp_path):
+    out = tmp_path / "again.html"
+    for source in (report_file.with_suffix(".json"), report_file):  # the JSON, or the page itself
+        result = CliRunner().invoke(app, ["render", str(source), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert _page(out.read_text()) == _page(report_file.read_text())
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"kind": "forks"}')
+    result = CliRunner().invoke(app, ["render", str(bad), "--out", str(out)])
+    assert result.exit_code == 2 and "bad.json: not a report" in result.output
 
 
 @pytest.mark.browser

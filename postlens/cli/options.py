@@ -1,0 +1,77 @@
+"""Options shared by several commands, with their defaults taken from the config dataclasses.
+
+Each default lives once, in the dataclass (`SampleConfig`, `ForkConfig`, ...); a command's option
+reads it from there (``typer.Option(SampleConfig.max_new_tokens)``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from postlens.generation import SampleConfig
+from postlens.pair import BACKENDS, DEFAULT_BACKEND
+
+BACKEND = typer.Option(DEFAULT_BACKEND, help=f"{' or '.join(BACKENDS)}.")
+DTYPE = typer.Option(None, help="float32, bfloat16 or float16 (default float32).")
+DEVICE = typer.Option(None, help="Torch device, e.g. cpu or cuda:0 (default CPU).")
+PROMPTS = typer.Option(
+    None, help="JSONL ('prompt', optional 'completion' / 'answer') or text, one prompt per line."
+)
+MAX_NEW_TOKENS = typer.Option(SampleConfig.max_new_tokens, help="Length of sampled completions.")
+TEMPERATURE = typer.Option(SampleConfig.temperature, help="Sampling temperature (0: greedy).")
+TOP_P = typer.Option(SampleConfig.top_p, help="Nucleus sampling mass.")
+SEED = typer.Option(SampleConfig.seed, help="Seed of every sampling step.")
+JSON_OUT = typer.Option(None, "--json", help="Write the result as JSON here (atomically).")
+VERBOSE = typer.Option(False, "--verbose", "-v", help="Log what happens, with library warnings.")
+
+
+def generate_option(default_help: str) -> Any:
+    return typer.Option(
+        None,
+        help=f"Sample N completions per prompt ({default_help}; 0: score the given completions).",
+    )
+
+
+def sequences_input(prompts: Path | None, generate: int | None, base: str, limit: int) -> Any:
+    """What to compare the models on, from --prompts and --generate.
+
+    ``--generate N`` samples N completions per prompt (completions in the file are then not
+    used); ``--generate 0`` scores the file's completions; without it, the file's completions
+    are scored when it has them, and otherwise `SampleConfig.n` completions are sampled.
+    """
+    from postlens.errors import InputFileError
+    from postlens.inputs import prompt_records
+
+    records = prompt_records(prompts, base, limit)
+    if generate == 0:
+        if not all(r.completion is not None for r in records):
+            missing = [str(r.line) for r in records if r.completion is None][:10]
+            where = f"{prompts}: " if prompts is not None else ""
+            raise InputFileError(
+                f"{where}no completion to score for the prompt(s) at line {', '.join(missing)}: add "
+                "'completion' fields or sample some (--generate N)"
+            )
+        return records
+    if generate is not None:
+        return [r.prompt for r in records]
+    return records
+
+
+def sample_config(generate: int | None, max_new_tokens: int, temperature: float, top_p: float,
+                  seed: int, source: str = "post") -> SampleConfig:  # fmt: skip
+    """The `SampleConfig` of a command's sampling options (validated before any model loads)."""
+    n = generate if generate else SampleConfig.n
+    return SampleConfig(n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                        top_p=top_p, seed=seed, source=source)  # fmt: skip
+
+
+def check_outputs(*paths: Path | None) -> None:
+    """Fail before any compute when an output path cannot be written."""
+    from postlens.io import check_writable
+
+    for path in paths:
+        if path is not None:
+            check_writable(path)

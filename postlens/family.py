@@ -1,0 +1,342 @@
+"""A model family: a base and its named post-trained children, with every analysis as a method.
+
+``pl.load(base, sft=..., rl=...)`` loads the base once and each child beside it on one backend;
+``fam.forks(...)``, ``fam.activations(...)``, ``fam.weights()``, ``fam.passk(...)``,
+``fam.personas(...)``, ``fam.confidence(...)`` run an analysis over every child and return one
+result per child, each with the common protocol (`postlens.protocol.Result`). Each method takes
+its options as one config dataclass; the CLI builds its options from the same dataclasses.
+
+Example:
+    >>> import postlens as pl
+    >>> fam = pl.load("organism:base", sft="organism:sft", rl="organism:rl")
+    >>> fam.children
+    ['sft', 'rl']
+    >>> seqs = fam.sample(["Q: 12 + 34 = ?\\n"], pl.SampleConfig(n=2, max_new_tokens=24))
+    >>> forks = fam.forks(seqs)
+    >>> forks["rl"].summary().agreement > 0.5
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from postlens.backends.base import Backend
+from postlens.diffs.sequences import Sequence, sequences_for
+from postlens.errors import ConfigError, NotSupportedError
+from postlens.generation import SampleConfig
+from postlens.inputs import PromptSource, prompt_records
+from postlens.pair import DEFAULT_BACKEND, ModelPair
+from postlens.progress import show_progress
+from postlens.results import ByChild
+
+#: What a fork or activation analysis reads: prompts (sampled from each child), or the
+#: sequences `Family.sample` returned (child name → sequences).
+Data = PromptSource | Mapping[str, list[Sequence]]
+
+
+def load(
+    base: str,
+    post: str | None = None,
+    *,
+    sft: str | None = None,
+    rl: str | None = None,
+    children: Mapping[str, str] | None = None,
+    backend: str = DEFAULT_BACKEND,
+    dtype: str | None = None,
+    device: str | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    remote: bool = False,
+) -> Family:
+    """Load a base and its children side by side (the base once), checked comparable.
+
+    Args:
+        base: the base model's spec (``organism:base``, a local folder, a hub id).
+        post: a single post-trained child (named ``"post"``).
+        sft: an SFT child (named ``"sft"``).
+        rl: an RL child (named ``"rl"``).
+        children: more children, name → spec.
+        backend: ``"nnsight"`` or ``"transformer_lens"`` (TransformerBridge).
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        device: a torch device (default CPU).
+        device_map: passed to accelerate (e.g. ``"auto"``) for models larger than one device.
+        trust_remote_code: let checkpoints run their own code. Off by default.
+        remote: nnsight only: run traces on NDIF.
+
+    Example:
+        >>> import postlens as pl
+        >>> pl.load("organism:base", rl="organism:rl").children
+        ['rl']
+    """
+    check_device(device)
+    named = {"post": post, "sft": sft, "rl": rl}
+    specs = {k: v for k, v in named.items() if v is not None} | dict(children or {})
+    if not specs:
+        raise ConfigError("give at least one post-trained child (post=, sft=, rl= or children=)")
+    pairs = ModelPair.load_family(
+        base, specs, backend, device, dtype, device_map, trust_remote_code, remote
+    )  # type: ignore[arg-type]
+    return Family(pairs)
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a device that is not there, before anything loads.
+
+    Raises:
+        ConfigError: e.g. ``cuda`` on a machine without a GPU, or a GPU index too high.
+    """
+    if device is None or device == "cpu":
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: no CUDA GPU is available here (use cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) here")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available here")
+
+
+def load_models(
+    specs: list[str], backend: str = DEFAULT_BACKEND, dtype: str | None = None,
+    device: str | None = None,
+) -> tuple[dict[str, Backend], Any]:  # fmt: skip
+    """Models that need not be one family (e.g. for pass@k), sharing one tokenizer.
+
+    Each is named after its spec (``organism:rl`` → ``rl``, a folder → its name).
+
+    Raises:
+        IncompatibleModelsError: two tokenizers differ.
+    """
+    from pathlib import Path
+
+    from postlens.compat import tokenizer_differences
+    from postlens.errors import IncompatibleModelsError
+    from postlens.loading import LoadOptions, load_hf_model, load_tokenizer
+    from postlens.pair import make_backend
+    from postlens.specs import resolve_spec
+
+    check_device(device)
+    options, out, tokenizer = LoadOptions(device, dtype), {}, None
+    resolved = [resolve_spec(s) for s in specs]  # every spec checked before any model loads
+    for spec, res in zip(specs, resolved, strict=True):
+        tok = load_tokenizer(res, options)
+        if tokenizer is None:
+            tokenizer = tok
+        elif diffs := tokenizer_differences(tokenizer, tok):
+            raise IncompatibleModelsError(f"{specs[0]} and {spec}: " + " | ".join(diffs))
+        name = spec.split(":", 1)[1] if spec.startswith("organism:") else Path(spec).name or spec
+        name = spec if name in out else name
+        out[name] = make_backend(backend, load_hf_model(res, options), tok, res.location)
+    return out, tokenizer
+
+
+@dataclass
+class Family:
+    """A base and its children, as one `ModelPair` per child sharing the base.
+
+    Attributes:
+        pairs: child name → pair (base, child).
+    """
+
+    pairs: dict[str, ModelPair]
+
+    def __post_init__(self) -> None:
+        if not self.pairs:
+            raise ConfigError("a family needs at least one child")
+
+    @classmethod
+    def of(cls, pair: ModelPair, name: str = "post") -> Family:
+        """A family of one child from a pair already loaded (e.g. `ModelPair.from_models`)."""
+        return cls({name: pair})
+
+    # --- who is in it -----------------------------------------------------------------
+    @property
+    def children(self) -> list[str]:
+        return list(self.pairs)
+
+    @property
+    def first(self) -> ModelPair:
+        return next(iter(self.pairs.values()))
+
+    @property
+    def base(self) -> Backend:
+        return self.first.base
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.first.tokenizer
+
+    @property
+    def base_spec(self) -> str:
+        return self.first.base_spec.spec
+
+    @property
+    def specs(self) -> dict[str, str]:
+        """Child name → the spec it was loaded from."""
+        return {k: p.post_spec.spec for k, p in self.pairs.items()}
+
+    @property
+    def pair(self) -> ModelPair:
+        """The only pair of a one-child family."""
+        if len(self.pairs) != 1:
+            raise ConfigError(f"this family has {len(self.pairs)} children; use fam[name]")
+        return self.first
+
+    def __getitem__(self, child: str) -> ModelPair:
+        if child not in self.pairs:
+            raise KeyError(f"no child {child!r}; this family has {', '.join(self.pairs)}")
+        return self.pairs[child]
+
+    def models(self) -> dict[str, Backend]:
+        """Every model of the family by name: ``base`` first, then the children."""
+        return {"base": self.base} | {k: p.post for k, p in self.pairs.items()}
+
+    # --- inputs -------------------------------------------------------------------------
+    def sample(
+        self, prompts: PromptSource = None, config: SampleConfig | None = None
+    ) -> dict[str, list[Sequence]]:
+        """Sequences to compare on: each child's own samples (or the base's, or given ones).
+
+        Records with a completion are scored as given (the same for every child); otherwise
+        `config.n` completions per prompt are sampled from each child (``source="post"``) or
+        from the base (``source="base"``).
+        """
+        cfg = config or SampleConfig()
+        records = prompt_records(prompts, self.base_spec, cfg.limit)
+        given = [r for r in records if r.completion is not None]
+        if given and len(given) != len(records):
+            lines = ", ".join(str(r.line) for r in records if r.completion is None)
+            raise ConfigError(f"some prompts have a completion and some do not (lines {lines})")
+        pairs_ = [(r.prompt, r.completion) for r in records]
+        return {
+            child: sequences_for(pair, pairs_, 0 if given else cfg.n, cfg.source, **cfg.generate_kwargs())
+            for child, pair in self.pairs.items()
+        }  # fmt: skip
+
+    def _sequences(self, data: Data, sample: SampleConfig | None) -> dict[str, list[Sequence]]:
+        if isinstance(data, Mapping):
+            missing = [c for c in self.pairs if c not in data]
+            if missing:
+                raise ConfigError(f"no sequences given for child(ren) {', '.join(missing)}")
+            return {c: list(data[c]) for c in self.pairs}
+        return self.sample(data, sample)
+
+    # --- analyses ---------------------------------------------------------------------
+    def forks(
+        self,
+        data: Data = None,
+        config: Any = None,
+        sample: SampleConfig | None = None,
+        progress: bool | None = None,
+    ) -> ByChild:
+        """Fork tokens of each child against the base (`postlens.diffs.forks`).
+
+        Args:
+            data: prompts (sampled from each child with `sample`) or `sample`'s sequences.
+            config: a `ForkConfig`.
+            sample: how to sample when `data` holds prompts.
+            progress: a progress bar (default: on a terminal only).
+        """
+        from postlens.diffs.forks import score_forks
+
+        return self._per_child("forks", score_forks, data, config, sample, progress)
+
+    def activations(
+        self,
+        data: Data = None,
+        config: Any = None,
+        sample: SampleConfig | None = None,
+        progress: bool | None = None,
+    ) -> ByChild:
+        """Per-layer activation shifts, logit-lens KL and patching (`postlens.diffs.activations`).
+
+        Arguments as for `forks`; `config` is an `ActivationConfig`.
+        """
+        from postlens.diffs.activations import activation_shifts
+
+        return self._per_child("activations", activation_shifts, data, config, sample, progress)
+
+    def _per_child(
+        self, kind: str, analyse: Any, data: Data, config: Any, sample: SampleConfig | None,
+        progress: bool | None,
+    ) -> ByChild:  # fmt: skip
+        """`analyse(pair, sequences, config, progress)` for every child, on its own sequences."""
+        seqs, show = self._sequences(data, sample), show_progress(progress)
+        return ByChild(kind, {c: analyse(p, seqs[c], config, show) for c, p in self.pairs.items()})
+
+    def weights(self, config: Any = None, progress: bool | None = None) -> Any:
+        """Weight shifts of every child, streamed from the checkpoints (`postlens.diffs.weights`).
+
+        Returns a `FamilyWeightDiff` (one `WeightDiff` per child, and the cosine between the
+        first two children's updates).
+        """
+        from postlens.diffs.weights import compare_children
+
+        if any(p.post_spec.kind == "memory" for p in self.pairs.values()):
+            raise NotSupportedError(
+                "weights are read from checkpoint files; this family was built from models in "
+                "memory (save them with save_pretrained and load the folders)"
+            )
+        return compare_children(self.base_spec, self.specs, config, show_progress(progress))
+
+    def passk(
+        self, problems: PromptSource = None, config: Any = None, progress: bool | None = None
+    ) -> Any:
+        """pass@k of the base and every child on verifiable problems (`postlens.diffs.passk`).
+
+        Args:
+            problems: records with an ``answer`` (a JSONL file or `PromptRecord`s); the
+                organism's held-out problems when ``None`` and the base is the organism.
+            config: a `PassKConfig`.
+        """
+        from postlens.diffs.passk import PassKConfig, pass_at_k_curves
+        from postlens.inputs import verifiable_problems
+
+        cfg = config or PassKConfig()
+        prompts, verifiers = verifiable_problems(problems, self.base_spec, cfg.limit, cfg.verifier)
+        return pass_at_k_curves(
+            self.models(), self.tokenizer, prompts, verifiers, cfg, show_progress(progress)
+        )
+
+    def personas(self, inputs: Any = None, config: Any = None) -> Any:
+        """Persona directions of the base and each child's move along them (`PersonaAnalysis`).
+
+        Args:
+            inputs: a `PersonaInputs` (tagged sets, untagged prompts, corpus); the organism's
+                when ``None`` and the base is the organism.
+            config: a `PersonaConfig` (SAE, thresholds, seed).
+        """
+        from postlens.diffs.persona_analysis import PersonaConfig, analyse_personas, persona_inputs
+
+        cfg = config or PersonaConfig()
+        data = inputs if inputs is not None else persona_inputs(self.base_spec, cfg)
+        return analyse_personas(self.pairs, data, cfg)
+
+    def confidence(self, traces: Any = None, config: Any = None) -> Any:
+        """Confidence trajectories and per-layer probes of every model (`ConfidenceResult`).
+
+        Args:
+            traces: model name → `Trace` list; sampled on the organism's problems when ``None``
+                and the base is the organism.
+            config: a `ConfidenceConfig`.
+        """
+        from postlens.probes.confidence_result import ConfidenceConfig, confidence_of_models
+
+        cfg = config or ConfidenceConfig()
+        return confidence_of_models(self.models(), self.tokenizer, self.base_spec, traces, cfg)
+
+    def report(self, config: Any = None, on_section: Any = None) -> Any:
+        """Run the report's sections on this family (`postlens.reporting`); returns a `Report`."""
+        from postlens.reporting import ReportConfig, run_report
+
+        cfg = config or ReportConfig()
+        return run_report(self, cfg, on_section)

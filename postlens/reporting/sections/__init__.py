@@ -1,0 +1,22 @@
+"""Every report section, in report order: the one list the report, its JSON and the CLI read.
+
+Example:
+    >>> SECTION_NAMES[:2]
+    ('weights', 'forks')
+"""
+
+from __future__ import annotations
+
+from postlens.reporting.section import Section
+from postlens.reporting.sections import activations, confidence, forks, passk, personas, weights
+
+SECTIONS: tuple[Section, ...] = (
+    weights.SECTION,
+    forks.SECTION,
+    activations.SECTION,
+    passk.SECTION,
+    confidence.SECTION,
+    personas.SECTION,
+)
+SECTION_NAMES = tuple(s.name for s in SECTIONS)
+BY_NAME = {s.name: s for s in SECTIONS}

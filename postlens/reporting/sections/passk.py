@@ -1,0 +1,58 @@
+"""Report section: the reasoning boundary, pass@k (paper: arXiv 2504.13837).
+
+Example:
+    >>> SECTION.name
+    'passk'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from postlens.reporting.section import ReportContext, Section
+from postlens.viz import figures
+from postlens.viz.html import figure_div, table
+
+
+def _compute(ctx: ReportContext) -> Any:
+    from postlens.diffs.passk import PassKConfig
+
+    cfg = ctx.config
+    passk = PassKConfig(n=cfg.passk_samples, limit=cfg.n_prompts, verifier=cfg.verifier,
+                        max_new_tokens=cfg.sample.max_new_tokens, seed=cfg.seed)  # fmt: skip
+    return ctx.family.passk(cfg.prompts, passk, progress=False)
+
+
+def _unavailable(ctx: ReportContext) -> str | None:
+    from postlens.inputs import is_organism
+
+    if ctx.config.prompts is None and not is_organism(ctx.family.base_spec):
+        return "pass@k needs verifiable problems: a prompt file whose records have an 'answer'"
+    if ctx.config.prompts is not None:
+        from postlens.prompts import read_prompts
+
+        if any(r.answer is None for r in read_prompts(ctx.config.prompts)[: ctx.config.n_prompts]):
+            return "pass@k needs an 'answer' in every prompt record"
+    return None
+
+
+def _render(result: Any) -> str:
+    frame = result.to_frame().pivot(index="k", columns="model", values="pass_at_k").reset_index()
+    return figure_div(figures.pass_at_k_curves(result)) + table(frame.to_dict("records"))
+
+
+def _sentences(result: Any) -> list[str]:
+    k_max = max(next(iter(result.curves.values())))
+    parts = [f"{m} {c[1]:.2f} → {c[k_max]:.2f}" for m, c in result.curves.items()]
+    return [f"pass@1 → pass@{k_max}: " + ", ".join(parts) + "."]
+
+
+SECTION = Section(
+    name="passk",
+    title="Reasoning boundary: pass@k",
+    compute=_compute,
+    render=_render,
+    sentences=_sentences,
+    unavailable=_unavailable,
+    cost="passk_samples completions per problem from the base and every child",
+)
