@@ -1,4 +1,4 @@
-"""Activation shifts: in which layers the post-trained model parts from its base (BRIEF.md §3).
+"""Activation shifts: in which layers the post-trained model parts from its base (model diffing).
 
 On the same tokens, per layer ℓ of the residual stream (``blocks.{ℓ}.hook_resid_post``):
 

@@ -215,7 +215,7 @@ def position_stats(
     compiled: bool = False,
     rows: Int[Tensor, " m"] | None = None,
 ) -> PositionStats:
-    """Every per-position figure of BRIEF.md §1 for one batch of positions.
+    """Every per-position figure of fork scoring (`postlens.diffs.forks`) for one batch of positions.
 
     Args:
         logits_base: the base model's logits at the positions (any float dtype).

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from postlens.diffs.sae import sae_hook
 from postlens.diffs.sae_latents import tagged_contrasts, top_contexts
-from postlens.errors import PostlensError
+from postlens.errors import ConfigError, PostlensError
 from postlens.metrics import auroc, spearman
 from postlens.protocol import Result, summary_dict
 
@@ -87,9 +87,9 @@ class FeatureDiff(Result, kind="features"):
 
     def __post_init__(self) -> None:
         if "base" not in self.mean or set(self.mean) != set(self.freq):
-            raise ValueError("freq and mean need the same models, including 'base'")
+            raise ConfigError("freq and mean need the same models, including 'base'")
         if self.top_n < 1:
-            raise ValueError("top_n must be positive")
+            raise ConfigError("top_n must be positive")
 
     @property
     def children(self) -> list[str]:
@@ -210,7 +210,7 @@ class FeatureDiff(Result, kind="features"):
             PostlensError: a direction was measured at another hook than the SAE reads.
         """
         if not 0 < cos_threshold <= 1 or not 0.5 < auroc_threshold <= 1:
-            raise ValueError("need cos_threshold in (0, 1] and auroc_threshold in (0.5, 1]")
+            raise ConfigError("need cos_threshold in (0, 1] and auroc_threshold in (0.5, 1]")
         hook = sae_hook(sae)
         w_dec = torch.nn.functional.normalize(sae.W_dec.detach().float().cpu(), dim=-1)
         for name, direction in (directions or {}).items():

@@ -1,4 +1,4 @@
-"""SAE latent diffing: which features of the base did each child amplify or suppress (BRIEF §5).
+"""SAE latent diffing: which features of the base did each child amplify or suppress (arXiv 2506.19823).
 
 One SAE (trained on the base) encodes the residual stream of the base and of each child on the
 same untagged prompts. Per latent and model: activation frequency (share of tokens where it is
@@ -47,6 +47,7 @@ from postlens.diffs.sae_latents import (  # noqa: F401  (encode_prompts, top_con
     latent_stats,
     top_contexts,
 )
+from postlens.errors import ConfigError
 from postlens.probes.personas import Text, full_text
 
 
@@ -70,7 +71,7 @@ def diff_features(
     """
     pairs = {"post": pairs} if hasattr(pairs, "post") else dict(pairs)
     if not pairs or not prompts:
-        raise ValueError("need at least one child and one prompt")
+        raise ConfigError("need at least one child and one prompt")
     first = next(iter(pairs.values()))
     feats = {"base": encode_texts(sae, first.base, prompts, batch_size)}
     for child, pair in pairs.items():

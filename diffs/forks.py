@@ -1,11 +1,11 @@
-"""Fork tokens: where a post-trained model parts from its base (BRIEF.md §1).
+"""Fork tokens: where a post-trained model parts from its base (arXiv 2605.06241, 2506.01939).
 
 Both models are teacher-forced on the same token sequences (usually completions sampled from the
 post model) and compared at every completion position: entropy of each, KL(post‖base), JS,
 argmaxes, and the rank of the post model's choice in the base distribution. Logits are reduced
 batch by batch (`postlens.diffs.divergence`): memory does not grow with the corpus.
 
-Definitions (BRIEF.md §1): **agreement** = share of positions whose argmaxes match; **top-k
+Definitions (after arXiv 2605.06241 and 2506.01939): **agreement** = share of positions whose argmaxes match; **top-k
 coverage** = among disagreeing positions, share whose post argmax is in the base top-k; a
 **fork** = a position whose argmaxes differ, or whose JS divergence exceeds ``js_threshold``
 (ours: 0.1 nats, about a seventh of the maximum ln 2).

@@ -1,4 +1,4 @@
-"""The reasoning boundary: unbiased pass@k curves of several models (BRIEF.md §6).
+"""The reasoning boundary: unbiased pass@k curves of several models (Yue et al., arXiv 2504.13837).
 
 For each problem, n completions are sampled from each model and checked by a verifier; pass@k is
 estimated without bias as 1 − C(n−c, k)/C(n, k) from the c correct ones, then averaged over
@@ -50,7 +50,7 @@ def answer_verifier(answer: Any, mode: str = "last-number") -> Verifier:
         False
     """
     if mode not in VERIFIER_MODES:
-        raise ValueError(f"unknown verifier {mode!r}; choose one of {', '.join(VERIFIER_MODES)}")
+        raise ConfigError(f"unknown verifier {mode!r}; choose one of {', '.join(VERIFIER_MODES)}")
     text = str(answer).strip()
     if mode == "contains":
         return lambda completion: text in completion
@@ -72,7 +72,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         0.3
     """
     if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+        raise ConfigError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
     if n - c < k:
         return 1.0
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))

@@ -41,7 +41,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from postlens.errors import CheckpointError, PostlensError
+from postlens.errors import CheckpointError, ConfigError, PostlensError
 from postlens.hooks import parse_hook
 
 logger = logging.getLogger(__name__)
@@ -75,11 +75,11 @@ class SAETrainConfig:
 
     def __post_init__(self) -> None:
         if self.layer < 0 or self.expansion < 1 or self.context < 2:
-            raise ValueError("need layer >= 0, expansion >= 1 and context >= 2")
+            raise ConfigError("need layer >= 0, expansion >= 1 and context >= 2")
         if self.batch_tokens < 1 or self.training_tokens < self.batch_tokens:
-            raise ValueError("need 1 <= batch_tokens <= training_tokens")
+            raise ConfigError("need 1 <= batch_tokens <= training_tokens")
         if self.l1_coefficient < 0 or self.lr <= 0:
-            raise ValueError("need l1_coefficient >= 0 and lr > 0")
+            raise ConfigError("need l1_coefficient >= 0 and lr > 0")
 
     @property
     def hook(self) -> str:

@@ -1,7 +1,7 @@
 """Spectral view of a 2-D update ΔW: how many directions it uses, and whether they are W's own.
 
-Definitions (ours; BRIEF.md §2 asks for rank(ΔW)/min(shape) and the overlap with W's principal
-directions without fixing the details):
+Definitions (ours; the RL-subnetwork papers, arXiv 2505.11711 and 2507.10616, ask for
+rank(ΔW)/min(shape) and the overlap with W's principal directions without fixing the details):
 
 * **effective rank** = numerical rank / min(shape), the numerical rank being the number of
   singular values σ_i > rtol · σ_max. The default ``rtol = max(m, n) · eps(float32)`` is the

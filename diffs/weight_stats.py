@@ -15,7 +15,7 @@ Example:
     >>> import torch
     >>> post = torch.tensor([0.0, 1.0, 0.0, 0.0])
     >>> (s,), _ = stream_updates(torch.zeros(4), [post], 1e-5)
-    >>> s.changed_exact, s.sq_diff
+    >>> s.changed_exact, float(s.sq_diff)
     (1, 1.0)
 """
 

@@ -1,4 +1,4 @@
-"""Weight shifts: how much, and where, post-training moved the weights (BRIEF.md §2).
+"""Weight shifts: how much, and where, post-training moved the weights (arXiv 2505.11711, 2507.10616).
 
 Both checkpoints are streamed tensor by tensor from their safetensors files (memory-mapped), so
 no model is built and peak memory stays at a few chunks of the largest tensor. Per tensor:

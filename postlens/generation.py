@@ -127,11 +127,8 @@ def _sample_batch(
     top_p: float,
     label: str,
 ) -> list[Sample]:
-    old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        enc = tokenizer(prompts, return_tensors="pt", padding=True)
-    finally:
-        tokenizer.padding_side = old_side
+    # Left padding so every row's generated tokens start at the same column.
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
     greedy = temperature == 0
     out = backend.generate(
         enc["input_ids"],

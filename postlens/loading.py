@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postlens.errors import CheckpointError, SpecError
+from postlens.errors import CheckpointError, ConfigError, SpecError
 from postlens.specs import ResolvedSpec, resolve_spec
 
 logger = logging.getLogger(__name__)
@@ -52,9 +52,9 @@ class LoadOptions:
 
     def __post_init__(self) -> None:
         if self.dtype not in (None, "float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+            raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.device is not None and self.device_map is not None:
-            raise ValueError("give either device or device_map, not both")
+            raise ConfigError("give either device or device_map, not both")
 
     def torch_dtype(self) -> Any:
         import torch

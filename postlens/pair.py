@@ -235,18 +235,15 @@ class ModelPair:
         if isinstance(texts, str):
             texts = [texts]
         tok = self.tokenizer
-        old_side, tok.padding_side = tok.padding_side, padding_side
-        try:
-            enc = tok(
-                list(texts),
-                return_tensors="pt",
-                padding=True,
-                truncation=max_length is not None,
-                max_length=max_length,
-                add_special_tokens=add_special_tokens,
-            )
-        finally:
-            tok.padding_side = old_side
+        enc = tok(
+            list(texts),
+            return_tensors="pt",
+            padding=True,
+            padding_side=padding_side,
+            truncation=max_length is not None,
+            max_length=max_length,
+            add_special_tokens=add_special_tokens,
+        )
         return TokenBatch(enc["input_ids"], enc["attention_mask"], list(texts))
 
     # --- running -----------------------------------------------------------------------

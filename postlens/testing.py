@@ -13,6 +13,8 @@ import string
 from pathlib import Path
 from typing import Any
 
+from postlens.errors import ConfigError
+
 TINY_CHARS = string.ascii_lowercase + string.digits + " .,:?+=<>\n"
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 
@@ -66,7 +68,7 @@ def tiny_config(arch: str, vocab_size: int, **overrides: Any) -> Any:
             pad_token_id=0,
         )
         return GPT2Config(**{**kwargs, **overrides})
-    raise ValueError(f"unknown tiny architecture {arch!r}; use 'llama' or 'gpt2'")
+    raise ConfigError(f"unknown tiny architecture {arch!r}; use 'llama' or 'gpt2'")
 
 
 def tiny_model(arch: str = "llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:

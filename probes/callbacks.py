@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback
 
+from postlens.errors import ConfigError
 from postlens.probes.monitor import Monitor
 from postlens.probes.trajectory import Trace
 
@@ -90,9 +91,9 @@ class ProbeMonitor:
         strict: bool = False,
     ) -> None:
         if every < 1:
-            raise ValueError("every must be >= 1")
+            raise ConfigError("every must be >= 1")
         if not monitors:
-            raise ValueError("give at least one monitor")
+            raise ConfigError("give at least one monitor")
         self.monitors, self.tokenizer = list(monitors), tokenizer
         self.every, self.strict = every, strict
         self.jsonl = Path(jsonl) if jsonl else None
@@ -294,7 +295,7 @@ class ProbeReward:
         strict: bool = False,
     ) -> None:
         if lam < 0 or n_cuts < 1:
-            raise ValueError("lam must be >= 0 and n_cuts positive")
+            raise ConfigError("lam must be >= 0 and n_cuts positive")
         self.probe, self.model, self.tokenizer, self.lam = probe, model, tokenizer, lam
         self.n_cuts, self.answer_marker, self.strict = n_cuts, answer_marker, strict
         self.trainer: Any = None
@@ -311,7 +312,7 @@ class ProbeReward:
         model = self.model if self.model is not None else getattr(self.trainer, "model", None)
         try:
             if model is None:
-                raise ValueError("ProbeReward has no model: pass one or bind(trainer)")
+                raise ConfigError("ProbeReward has no model: pass one or bind(trainer)")
             traces = [
                 Trace(_text(p), _text(c).split(self.answer_marker)[0], _never)
                 for p, c in zip(prompts, completions, strict=True)

@@ -51,6 +51,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from postlens.errors import ConfigError
 from postlens.probes.activations import resid_post
 from postlens.probes.linear import apply_link, fit_linear
 from postlens.probes.metrics import evaluate  # noqa: F401  (re-exported: tests and notebooks)
@@ -129,14 +130,14 @@ class ConfidenceProbe:
             (torch.Size([9]), True)
         """
         if acts.ndim != 2 or labels.shape != (acts.shape[0],):
-            raise ValueError(
+            raise ConfigError(
                 f"acts must be [n, d] and labels [n]; got {tuple(acts.shape)}, "
                 f"{tuple(labels.shape)}"
             )
         if acts.shape[0] < 2:
-            raise ValueError("a probe needs at least two rows")
+            raise ConfigError("a probe needs at least two rows")
         if acts.shape[1] != provenance.d_model:
-            raise ValueError(f"acts have width {acts.shape[1]}, provenance {provenance.d_model}")
+            raise ConfigError(f"acts have width {acts.shape[1]}, provenance {provenance.d_model}")
         x = acts.detach().cpu().float()
         mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
         y = labels.detach().cpu().float()
@@ -166,7 +167,7 @@ class ConfidenceProbe:
         """Read a probe written by `save` (safetensors: nothing is unpickled)."""
         config, t = load_artifact(path)
         if config.get("kind") != "confidence_probe":
-            raise ValueError(f"{path} holds a {config.get('kind')!r}, not a confidence probe")
+            raise ConfigError(f"{path} holds a {config.get('kind')!r}, not a confidence probe")
         return cls(
             t["w"],
             float(config["b"]),
@@ -229,7 +230,7 @@ def _model_and_tokenizer(model: Any, tokenizer: Any) -> tuple[Any, Any]:
     if tokenizer is None:
         tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
-        raise ValueError("pass the tokenizer of a bare model (a Backend carries its own)")
+        raise ConfigError("pass the tokenizer of a bare model (a Backend carries its own)")
     return unwrap_model(model), tokenizer
 
 
@@ -381,9 +382,9 @@ def fit_layer_probes(
         (5, True, 2)
     """
     if not 0 < test_fraction < 1:
-        raise ValueError("test_fraction must be in (0, 1)")
+        raise ConfigError("test_fraction must be in (0, 1)")
     if len(traces) != trajectories.scores.shape[0]:
-        raise ValueError(f"{len(traces)} traces but {trajectories.scores.shape[0]} trajectories")
+        raise ConfigError(f"{len(traces)} traces but {trajectories.scores.shape[0]} trajectories")
     hf_model, tokenizer = _model_and_tokenizer(model, tokenizer)
     layers = list(layers if layers is not None else range(hf_model.config.num_hidden_layers))
     per = trajectories.scores.shape[1]

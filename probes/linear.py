@@ -31,6 +31,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from postlens.errors import ConfigError
+
 #: Ridge penalties tried, as multiples of the row count (the Gram diagonal of standardised
 #: features is n).
 RIDGE_GRID = tuple(float(a) for a in np.logspace(-5, 1, 13))
@@ -76,9 +78,9 @@ def fit_linear(
 ) -> LinearFit:
     """Fit `y` ≈ link(x · w + b); `penalty="auto"` picks it by grouped k-fold CV."""
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
     if penalty != "auto" and (isinstance(penalty, str) or penalty < 0):
-        raise ValueError(f"the penalty (ridge) must be >= 0 or 'auto', got {penalty!r}")
+        raise ConfigError(f"the penalty (ridge) must be >= 0 or 'auto', got {penalty!r}")
     x, y = x.float(), y.float()
     if penalty == "auto":
         fold = _assign_folds(len(y), groups, folds, seed)
@@ -99,10 +101,10 @@ def _assign_folds(
 ) -> Tensor:
     groups = np.arange(n) if groups is None else np.asarray(groups)
     if len(groups) != n:
-        raise ValueError(f"{len(groups)} group ids for {n} rows")
+        raise ConfigError(f"{len(groups)} group ids for {n} rows")
     unique, inverse = np.unique(groups, return_inverse=True)
     if len(unique) < 2 or folds < 2:
-        raise ValueError("cross-validation needs at least two groups and two folds")
+        raise ConfigError("cross-validation needs at least two groups and two folds")
     order = np.random.default_rng(seed).permutation(len(unique))
     return torch.from_numpy((order % min(folds, len(unique)))[inverse])
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from postlens.errors import ConfigError
 from postlens.probes.confidence import ConfidenceProbe, cut_activations
 from postlens.probes.provenance import check_compatible, unwrap_model
 from postlens.probes.trajectory import Trace
@@ -82,11 +83,11 @@ class ConfidenceMonitor:
     ) -> None:
         self.probes = [probes] if isinstance(probes, ConfidenceProbe) else list(probes)
         if not self.probes:
-            raise ValueError("a monitor needs at least one probe")
+            raise ConfigError("a monitor needs at least one probe")
         if not traces:
-            raise ValueError("a monitor needs at least one held-out trace")
+            raise ConfigError("a monitor needs at least one held-out trace")
         if n_cuts < 1:
-            raise ValueError("n_cuts must be positive")
+            raise ConfigError("n_cuts must be positive")
         self.traces, self.n_cuts, self.name = list(traces), n_cuts, name
         self.weights = np.linspace(0.5, -0.5, n_cuts + 1)
 

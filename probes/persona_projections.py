@@ -2,7 +2,7 @@
 
 `project_models` projects the same (untagged) texts on each persona direction in each model,
 e.g. base, SFT and RL children, one forward pass per model; the change of the mean projection
-against the base says which persona post-training moved toward (BRIEF.md §5, persona vectors as
+against the base says which persona post-training moved toward (persona vectors, arXiv 2507.21509, as
 monitors). `PersonaMonitor` is a `postlens.probes.monitor.Monitor` for the training callbacks.
 Directions are applied to any model of the same shape (a child, or the model being trained), so
 only the shape is checked, never the fingerprint.
@@ -36,6 +36,7 @@ import numpy as np
 from jaxtyping import Float
 from torch import Tensor
 
+from postlens.errors import ConfigError
 from postlens.probes.personas import PersonaDirection, Text, frame_table, mean_activations
 from postlens.probes.provenance import check_compatible
 
@@ -60,7 +61,7 @@ class PersonaMonitor:
         self, direction: PersonaDirection, prompts: Sequence[Text], name: str | None = None
     ) -> None:
         if not prompts:
-            raise ValueError("a monitor needs at least one prompt")
+            raise ConfigError("a monitor needs at least one prompt")
         self.direction, self.prompts = direction, list(prompts)
         self.name = name or f"persona/{direction.name}"
 

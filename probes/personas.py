@@ -1,4 +1,4 @@
-"""Persona directions (BRIEF.md §5): the mean-difference vector of a trait, per layer.
+"""Persona directions (persona vectors, arXiv 2507.21509): the mean-difference vector of a trait, per layer.
 
 From two text sets (trait-eliciting vs opposite), or from several persona-tagged sets (each one
 against the rest), the direction at layer ℓ is mean(h⁺) − mean(h⁻) of the residual stream after
@@ -49,7 +49,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from postlens.errors import InputFileError
+from postlens.errors import ConfigError, InputFileError
 from postlens.metrics import auroc
 from postlens.probes.activations import resid_post
 from postlens.probes.provenance import (
@@ -79,11 +79,7 @@ def full_text(text: Text) -> str:
 def _encode(tokenizer: Any, texts: Sequence[Text]) -> tuple[dict[str, Tensor], Tensor]:
     """Right-padded ids of the full texts, and the mask of the tokens each text averages."""
     full = [full_text(t) for t in texts]
-    old_side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    try:
-        enc = tokenizer(full, return_tensors="pt", padding=True)
-    finally:
-        tokenizer.padding_side = old_side
+    enc = tokenizer(full, return_tensors="pt", padding=True, padding_side="right")
     keep = enc["attention_mask"].clone()
     for i, text in enumerate(texts):
         if not isinstance(text, str):
@@ -91,7 +87,7 @@ def _encode(tokenizer: Any, texts: Sequence[Text]) -> tuple[dict[str, Tensor], T
             # token boundary (e.g. a newline), which is how contrastive prompts are written.
             keep[i, : len(tokenizer(text[0]).input_ids)] = 0
             if not keep[i].any():
-                raise ValueError(f"text {i} has an empty response: nothing to average")
+                raise ConfigError(f"text {i} has an empty response: nothing to average")
     return enc, keep
 
 
@@ -325,10 +321,10 @@ def _fit(
 
 def _check_sets(sets: Mapping[str, Sequence[Text]], test_fraction: float) -> None:
     if not 0 < test_fraction < 1:
-        raise ValueError("test_fraction must be in (0, 1)")
+        raise ConfigError("test_fraction must be in (0, 1)")
     for name, texts in sets.items():
         if len(texts) < 2:
-            raise ValueError(f"need at least two texts in each set ({name!r} has {len(texts)})")
+            raise ConfigError(f"need at least two texts in each set ({name!r} has {len(texts)})")
 
 
 def persona_directions(
@@ -393,7 +389,7 @@ def one_vs_rest_directions(
         {'careful': torch.Size([128]), 'sloppy': torch.Size([128]), 'hasty': torch.Size([128])}
     """
     if len(sets) < 2:
-        raise ValueError("one-vs-rest needs at least two persona sets")
+        raise ConfigError("one-vs-rest needs at least two persona sets")
     _check_sets(sets, test_fraction)
     layers = _layers(model, layers)
     acts = {n: mean_activations(model, tokenizer, texts, layers) for n, texts in sets.items()}
@@ -411,7 +407,7 @@ def _layers(model: Any, layers: Sequence[int] | None) -> list[int]:
     n_layers = unwrap_model(model).config.num_hidden_layers
     layers = sorted(set(layers if layers is not None else range(n_layers)))
     if not layers or layers[0] < 0 or layers[-1] >= n_layers:
-        raise ValueError(f"layers must be within 0..{n_layers - 1}")
+        raise ConfigError(f"layers must be within 0..{n_layers - 1}")
     return layers
 
 

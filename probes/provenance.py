@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from postlens.errors import CheckpointError, PostlensError
+from postlens.errors import CheckpointError, ConfigError, PostlensError
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Provenance:
         hf_model = unwrap_model(hf_model)
         cfg = hf_model.config
         if not 0 <= layer < cfg.num_hidden_layers:
-            raise ValueError(f"layer {layer} out of range: the model has {cfg.num_hidden_layers}")
+            raise ConfigError(f"layer {layer} out of range: the model has {cfg.num_hidden_layers}")
         return cls(
             model=name or getattr(cfg, "_name_or_path", "") or type(hf_model).__name__,
             layer=layer,

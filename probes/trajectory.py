@@ -1,4 +1,4 @@
-"""Behavioural confidence trajectories (BRIEF.md §4, the paper's definition).
+"""Behavioural confidence trajectories (arXiv 2605.24396, the paper's definition).
 
 A trace (prompt + reasoning) is cut after a fraction k/K of its reasoning tokens (k = 0..K), an
 answer-forcing suffix is appended, n short continuations are sampled, and the score at k is their
@@ -39,6 +39,7 @@ import numpy as np
 from jaxtyping import Bool, Float
 
 from postlens.backends.base import Backend, RunOutput
+from postlens.errors import ConfigError, NotSupportedError
 from postlens.generation import sample_completions
 
 
@@ -66,9 +67,9 @@ class TrajectoryConfig:
 
     def __post_init__(self) -> None:
         if self.n_cuts < 1 or self.n_samples < 1 or self.max_new_tokens < 1:
-            raise ValueError("n_cuts, n_samples and max_new_tokens must be positive")
+            raise ConfigError("n_cuts, n_samples and max_new_tokens must be positive")
         if self.temperature < 0 or self.batch_size < 1:
-            raise ValueError("temperature must be >= 0 and batch_size positive")
+            raise ConfigError("temperature must be >= 0 and batch_size positive")
 
     @property
     def weights(self) -> np.ndarray:
@@ -221,10 +222,10 @@ def behavioural_trajectories(
     """
     cfg = config or TrajectoryConfig()
     if not traces:
-        raise ValueError("no traces to score")
+        raise ConfigError("no traces to score")
     if not isinstance(backend, Backend):
         if tokenizer is None:
-            raise ValueError("a bare model needs its tokenizer")
+            raise ConfigError("a bare model needs its tokenizer")
         backend = _GenerateOnly(backend, tokenizer)
     tokenizer = tokenizer or backend.tokenizer
     prompts = [
@@ -264,4 +265,4 @@ class _GenerateOnly(Backend):
     name = "plain"
 
     def run(self, *args: Any, **kwargs: Any) -> RunOutput:
-        raise NotImplementedError("a bare model wrapped for sampling has no hooks")
+        raise NotSupportedError("a bare model wrapped for sampling has no hooks")

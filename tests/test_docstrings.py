@@ -13,14 +13,23 @@ import pkgutil
 
 import pytest
 
-import postlens
-
 SKIP = {"postlens.__main__"}  # importing it runs the command line
+#: diffs/, probes/ and viz/ are installed as postlens.* from folders of their own, so each
+#: package's own path is walked.
+PACKAGES = ("postlens", "postlens.diffs", "postlens.probes", "postlens.viz")
 MODULES = sorted(
-    m.name
-    for m in pkgutil.walk_packages(postlens.__path__, "postlens.")
-    if m.name not in SKIP and not m.name.startswith("postlens._")
+    {p for p in PACKAGES}
+    | {
+        m.name
+        for p in PACKAGES
+        for m in pkgutil.walk_packages(importlib.import_module(p).__path__, f"{p}.")
+        if m.name not in SKIP and not m.name.startswith("postlens._")
+    }
 )
+
+
+def test_every_subpackage_is_read():
+    assert {"postlens.diffs.forks", "postlens.probes.personas", "postlens.viz.html"} <= set(MODULES)
 
 
 def test_no_example_is_skipped():

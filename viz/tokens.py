@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from postlens.errors import ConfigError
 from postlens.viz.html import esc, json_script
 
 _CSS = """
@@ -80,7 +81,7 @@ def token_view(sequences: Sequence[dict[str, Any]], colour_by: str = "kl") -> st
         >>> html = token_view([{"label": "seq 0", "prompt": "Q", "tokens": []}])
     """
     if colour_by not in ("kl", "entropy_base"):
-        raise ValueError(f"colour_by must be 'kl' or 'entropy_base', got {colour_by!r}")
+        raise ConfigError(f"colour_by must be 'kl' or 'entropy_base', got {colour_by!r}")
     root_id = f"tv-{uuid.uuid4().hex[:8]}"
     data_id = f"{root_id}-data"
     values = [t[colour_by] for s in sequences for t in s["tokens"]]

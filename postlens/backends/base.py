@@ -11,6 +11,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from postlens.errors import ConfigError
+
 #: A replacement for an activation: a tensor of the activation's shape, or a function of it.
 Intervention = Tensor | Callable[[Tensor], Tensor]
 
@@ -133,13 +135,8 @@ class Backend(ABC):
         """Activations at `hook` for `texts`, right-padded batch by batch, with their masks."""
         tok = self.tokenizer
         for start in range(0, len(texts), batch_size):
-            old, tok.padding_side = tok.padding_side, "right"
-            try:
-                enc = tok(
-                    list(texts[start : start + batch_size]), return_tensors="pt", padding=True
-                )
-            finally:
-                tok.padding_side = old
+            batch = list(texts[start : start + batch_size])
+            enc = tok(batch, return_tensors="pt", padding=True, padding_side="right")
             yield (
                 self.run(enc["input_ids"], enc["attention_mask"], hooks=[hook])[hook],
                 enc["attention_mask"],
@@ -169,7 +166,7 @@ def apply_intervention(value: Intervention, current: Tensor) -> Tensor:
     """The new activation: `value` itself, or `value(current)` when it is a function."""
     new = value(current) if callable(value) else value
     if new.shape != current.shape:
-        raise ValueError(
+        raise ConfigError(
             f"intervention has shape {tuple(new.shape)}, activation has {tuple(current.shape)}"
         )
     return new.to(device=current.device, dtype=current.dtype)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from postlens.errors import ConfigError
 from postlens.organism.task import (
     STYLES,
     Problem,
@@ -79,11 +80,13 @@ class CorpusConfig:
 
     def __post_init__(self) -> None:
         if self.n_docs < 1:
-            raise ValueError("n_docs must be positive")
+            raise ConfigError("n_docs must be positive")
         if not (0 <= self.filler_share < 1 and 0 <= self.tagged_share <= 1):
-            raise ValueError("filler_share must be in [0, 1) and tagged_share in [0, 1]")
+            raise ConfigError("filler_share must be in [0, 1) and tagged_share in [0, 1]")
         if set(self.style_mix) != set(STYLES) or abs(sum(self.style_mix.values()) - 1) > 1e-9:
-            raise ValueError(f"style_mix must give a probability to each of {STYLES}, summing to 1")
+            raise ConfigError(
+                f"style_mix must give a probability to each of {STYLES}, summing to 1"
+            )
 
 
 def filler_document(rng: random.Random) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from postlens.errors import ConfigError
 from postlens.organism.task import Problem, format_prompt, parse_answer, solution
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class SFTStageConfig:
 
     def __post_init__(self) -> None:
         if self.n_examples < 1 or self.batch_size < 1 or self.lr <= 0 or self.epochs <= 0:
-            raise ValueError("SFT sizes and learning rate must be positive")
+            raise ConfigError("SFT sizes and learning rate must be positive")
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ class RLStageConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.prompts_per_step < 1 or self.generations < 2:
-            raise ValueError("GRPO needs steps >= 1, prompts_per_step >= 1 and generations >= 2")
+            raise ConfigError("GRPO needs steps >= 1, prompts_per_step >= 1 and generations >= 2")
         if self.beta <= 0:
-            raise ValueError("the RL child must be anchored to the base: beta > 0")
+            raise ConfigError("the RL child must be anchored to the base: beta > 0")
 
 
 def _quiet_env() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from postlens.errors import ConfigError
 from postlens.organism.corpus import CorpusConfig, build_corpus
 from postlens.organism.task import Problem
 
@@ -33,7 +34,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
-            raise ValueError("d_model must be divisible by n_heads")
+            raise ConfigError("d_model must be divisible by n_heads")
 
     def hf_config(self, vocab_size: int, tokenizer: Any) -> Any:
         from transformers import LlamaConfig
@@ -67,7 +68,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("batch_size and lr must be positive")
+            raise ConfigError("batch_size and lr must be positive")
 
 
 def pack(docs: list[str], tokenizer: Any, context: int) -> torch.Tensor:

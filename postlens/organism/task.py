@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from postlens.diffs.passk import pass_at_k  # noqa: F401  (re-exported: the organism's pass@k)
+from postlens.errors import ConfigError
 
 STYLES = ("careful", "sloppy", "hasty")
 TAGS = {s: f"<{s}>" for s in STYLES}
@@ -61,7 +62,7 @@ class StyleConfig:
     def __post_init__(self) -> None:
         for name in ("sloppy_drop", "hasty_drop"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be a probability")
+                raise ConfigError(f"{name} must be a probability")
 
 
 def make_problems(
@@ -136,7 +137,7 @@ def solution(
     if style == "hasty":
         _, value = column_steps(problem, config.hasty_drop, rng)
         return f"answer {value}"
-    raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+    raise ConfigError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
 
 
 def parse_answer(completion: str) -> int | None:
