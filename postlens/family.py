@@ -122,11 +122,13 @@ def load_models(
     from postlens.errors import IncompatibleModelsError
     from postlens.loading import LoadOptions, load_hf_model, load_tokenizer
     from postlens.pair import make_backend
+    from postlens.preflight import check_memory
     from postlens.specs import resolve_spec
 
     check_device(device)
     options, out, tokenizer = LoadOptions(device, dtype), {}, None
     resolved = [resolve_spec(s) for s in specs]  # every spec checked before any model loads
+    check_memory(resolved, dtype, device)
     for spec, res in zip(specs, resolved, strict=True):
         tok = load_tokenizer(res, options)
         if tokenizer is None:

@@ -28,6 +28,7 @@ from postlens.compat import check_comparable
 from postlens.errors import PostlensError
 from postlens.hooks import hook_names
 from postlens.loading import LoadOptions, check_model_folder, load_hf_model, load_tokenizer
+from postlens.preflight import check_memory
 from postlens.specs import ResolvedSpec, resolve_spec
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ class ModelPair:
         for spec in specs.values():  # fail on missing or corrupted weights before any loading
             if spec.path is not None:
                 check_model_folder(spec.path)
+        check_memory(list(specs.values()), dtype, device, device_map)
         toks = {k: load_tokenizer(s, options) for k, s in specs.items()}
         models = {k: load_hf_model(s, options) for k, s in specs.items()}
         for k in children:
