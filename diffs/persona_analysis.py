@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,9 @@ from postlens.probes.personas import (  # PersonaInputs re-exported: the analysi
 AUTO_SAE = "auto"
 #: `PersonaConfig.sae`: the SAE shipped with the organism (``postlens/organism/checkpoints/sae``).
 ORGANISM_SAE = "organism:sae"
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,7 @@ def persona_sae(
     pairs: Mapping[str, Any], inputs: PersonaInputs, config: PersonaConfig
 ) -> tuple[Any, str | None]:
     """The SAE `config` asks for, and its source: loaded, trained on the corpus, or none."""
-    from postlens.diffs.sae import SAETrainConfig, load_sae, train_sae
+    from postlens.diffs.sae import SAETrainConfig, load_sae, sae_lens_installed, train_sae
 
     first = next(iter(pairs.values()))
     if config.train_sae:
@@ -205,7 +209,12 @@ def persona_sae(
         return train_sae(first.base, inputs.texts, train_cfg), "trained"
     spec = config.sae
     if spec == AUTO_SAE:
-        spec = ORGANISM_SAE if is_organism(first.base_spec.spec) else None
+        # "auto" degrades gracefully: without the optional SAELens, latent diffing is skipped
+        # (and the report says why) instead of failing the whole persona analysis.
+        wanted = is_organism(first.base_spec.spec)
+        if wanted and not sae_lens_installed():
+            logger.warning("SAE latent diffing skipped: pip install 'postlens[sae]' for SAELens")
+        spec = ORGANISM_SAE if wanted and sae_lens_installed() else None
     if spec is None or spec == "none":
         return None, None
     if spec == ORGANISM_SAE:

@@ -41,7 +41,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from postlens.errors import CheckpointError, ConfigError, PostlensError
+from postlens.errors import CheckpointError, ConfigError, NotSupportedError, PostlensError
 from postlens.hooks import parse_hook
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ def train_sae(
         >>> sae.cfg.d_in, sae.cfg.d_sae, sae.training  # d_model, expansion 4 x d_model, eval mode
         (128, 512, False)
     """
+    _require_sae_lens()
     parse_hook(config.hook, backend.n_layers)
     rows = _token_rows(backend.tokenizer, texts, config.context)
     if not rows:
@@ -144,6 +145,26 @@ def train_sae(
         sae = _train_on_activations(backend, rows, config)
     sae.eval()
     return sae
+
+
+def sae_lens_installed() -> bool:
+    """Whether SAELens (the optional ``sae`` extra) can be imported.
+
+    Example:
+        >>> isinstance(sae_lens_installed(), bool)
+        True
+    """
+    import importlib.util
+
+    return importlib.util.find_spec("sae_lens") is not None
+
+
+def _require_sae_lens() -> None:
+    if not sae_lens_installed():
+        raise NotSupportedError(
+            "SAEs are read and trained with SAELens, which is not installed: "
+            "pip install 'postlens[sae]'"
+        )
 
 
 def _buffer_batches(config: SAETrainConfig) -> int:
@@ -262,6 +283,7 @@ def load_sae(source: str | Path, sae_id: str | None = None, device: str = "cpu")
         ...
         postlens.errors.CheckpointError: no/such/folder: no such folder; for a released SAE give its release and sae_id
     """
+    _require_sae_lens()
     from sae_lens import SAE
 
     path = Path(source)

@@ -56,7 +56,10 @@ def _render(result: Any) -> str:
         table(result.to_frame().round(4).to_dict("records")),
     ]
     if result.features is None:
-        parts.append("<p class='muted'>No SAE for this model: latent diffing skipped.</p>")
+        parts.append(
+            "<p class='muted'>No SAE for this model (or SAELens is not installed: "
+            "<code>pip install 'postlens[sae]'</code>): latent diffing skipped.</p>"
+        )
     else:
         parts.append(_latents(result))
     return "".join(parts)
