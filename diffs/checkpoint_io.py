@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from postlens.adapters import read_adapter_config
 from postlens.errors import CheckpointError
 from postlens.safetensors_header import TensorInfo, read_header
 from postlens.specs import resolve_spec
@@ -152,11 +153,18 @@ def find_tensors(root: Path) -> dict[str, TensorInfo]:
 def open_checkpoint(spec: str | Path) -> CheckpointReader:
     """Open a checkpoint (any model spec: folder, ``organism:<name>``, hub id) for streaming.
 
+    An adapter folder opens as its own tensors (the LoRA factors, peft's names).
+
     Raises:
         SpecError: the spec cannot be resolved.
         CheckpointError: no weights, a truncated or corrupted file, a broken index.
     """
     resolved = resolve_spec(spec)
+    if resolved.kind == "adapter":  # the LoRA factors only (`postlens.diffs.adapter_weights`)
+        weights = read_adapter_config(resolved.location).weights_file
+        assert weights is not None
+        infos = read_header(weights) if weights.suffix == ".safetensors" else _bin_infos(weights)
+        return CheckpointReader(Path(resolved.location), infos)
     root = _download(resolved.location) if resolved.path is None else resolved.path
     tie = False
     config = root / "config.json"

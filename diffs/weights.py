@@ -24,13 +24,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from torch import Tensor
 from tqdm.auto import tqdm
 
+from postlens.diffs import adapter_weights as lora
 from postlens.diffs.checkpoint_io import CheckpointReader, open_checkpoint
 from postlens.diffs.weight_names import classify, is_tied_unembedding
-from postlens.diffs.weight_rank import RankStats, rank_stats
-from postlens.diffs.weight_stats import UpdateStats, stream_updates
+from postlens.diffs.weight_rank import RankStats
+from postlens.diffs.weight_stats import UpdateStats
 from postlens.errors import ConfigError
 from postlens.progress import show_progress
 from postlens.protocol import Result
@@ -89,7 +89,7 @@ class WeightSummary:
 
 @dataclass
 class TensorDiff:
-    """The update of one tensor."""
+    """The update of one tensor (``rank_bound``: r of a LoRA update, rank(ΔW) ≤ r; else None)."""
 
     name: str
     layer: int | None
@@ -108,6 +108,7 @@ class TensorDiff:
     effective_rank: float | None = None
     entropy_rank: float | None = None
     subspace_overlap: float | None = None
+    rank_bound: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -209,8 +210,9 @@ class WeightDiff:
 
 
 def _row(
-    name: str, shape: tuple[int, ...], stats: UpdateStats, rank: RankStats | None
-) -> TensorDiff:
+    name: str, shape: tuple[int, ...], stats: UpdateStats, rank: RankStats | None,
+    bound: int | None = None,
+) -> TensorDiff:  # fmt: skip
     """The reported figures of one tensor's update."""
     layer, module = classify(name)
     n = max(1, stats.numel)
@@ -232,15 +234,8 @@ def _row(
         effective_rank=rank.effective_rank if rank else None,
         entropy_rank=rank.entropy_rank if rank else None,
         subspace_overlap=rank.subspace_overlap if rank else None,
+        rank_bound=bound,
     )
-
-
-def _rank(base: Tensor, post: Tensor, cfg: WeightDiffConfig) -> RankStats | None:
-    """Spectral figures of a 2-D update (needs ΔW whole: one float32 copy of the tensor)."""
-    if not cfg.rank or base.ndim != 2 or min(base.shape) < 2:
-        return None
-    diff = (post.float() - base.float()).nan_to_num(0.0, 0.0, 0.0)
-    return rank_stats(base, diff, cfg.rank_r)
 
 
 def _names_to_compare(
@@ -362,11 +357,13 @@ def compare_children(
 ) -> FamilyWeightDiff:
     """Compare a base with one or more children in one streaming pass over the base.
 
-    With two children the result also holds, per tensor, the cosine between their updates.
+    With two children the result also holds, per tensor, the cosine between their updates. A
+    child may be a LoRA adapter folder (`postlens.diffs.adapter_weights`).
     """
     cfg = config or WeightDiffConfig()
     start = time.perf_counter()
-    readers = {"base": open_checkpoint(base)} | {k: open_checkpoint(v) for k, v in children.items()}
+    readers = {"base": open_checkpoint(base)}
+    readers |= {k: lora.open_child(v, readers["base"], base) for k, v in children.items()}
     plans = {k: _names_to_compare(readers["base"], readers[k]) for k in children}
     common = {k: set(plans[k][0]) for k in children}
     names = [n for n in readers["base"].names() if any(n in common[k] for k in children)]
@@ -384,8 +381,8 @@ def compare_children(
         for k in children:
             if name not in common[k]:
                 continue
-            w = readers[k].get(name)
-            bytes_read += w.numel() * w.element_size()
+            w, nbytes = lora.child_tensor(readers[k], name, w_base)
+            bytes_read += nbytes
             if w.shape != w_base.shape:
                 mismatches[k].append(f"{name}: base {tuple(w_base.shape)} vs {k} {tuple(w.shape)}")
             else:
@@ -393,9 +390,10 @@ def compare_children(
         # The cosine pair goes first: stream_updates pairs the first two children it is given.
         with_pair = pair is not None and all(k in loaded for k in pair)
         keys = [*pair, *(k for k in loaded if k not in pair)] if with_pair else list(loaded)
-        per_child, paired = stream_updates(w_base, [loaded[k] for k in keys], cfg.atol)
+        per_child, paired = lora.tensor_updates(w_base, [loaded[k] for k in keys], cfg.atol)
         for k, st in zip(keys, per_child, strict=True):
-            rows[k].append(_row(name, tuple(w_base.shape), st, _rank(w_base, loaded[k], cfg)))
+            rank = lora.update_rank(w_base, loaded[k], cfg.rank, cfg.rank_r)
+            rows[k].append(_row(name, tuple(w_base.shape), st, rank, lora.rank_bound(loaded[k])))
             stats[k].append(st)
         if with_pair and paired is not None:
             cosines[f"{pair[0]}_{pair[1]}"][name] = paired.cosine

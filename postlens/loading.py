@@ -3,6 +3,16 @@
 Loading never unpickles untrusted files: safetensors is preferred; a ``.bin`` checkpoint is only
 read through transformers with ``weights_only=True`` semantics (torch >= 2.6 refuses pickled code).
 ``trust_remote_code`` stays off unless the caller turns it on.
+
+A PEFT LoRA adapter (spec kind ``"adapter"``) loads as its base, loaded again for the child, with
+the adapter applied through ``peft`` and then merged (``merge_and_unload``): both backends
+(nnsight and TransformerBridge) then see a plain transformers model with the same modules and
+hook points as the base, and a forward costs what the base's does. The price is float rounding:
+the merged weight is W + scale · B @ A rounded once to the model's dtype, so logits differ from
+peft's unmerged forward (x Wᵀ + scale · (x Aᵀ) Bᵀ) by float round-off (~1e-6 relative in
+float32). In bfloat16 an update entry smaller than half a unit in the last place of W is lost in
+the merge: exact figures of the update itself come from `postlens.diffs.weights`, which reads
+A and B, not from the merged model.
 """
 
 from __future__ import annotations
@@ -15,8 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postlens.errors import CheckpointError, ConfigError, SpecError
-from postlens.specs import ResolvedSpec, resolve_spec
+from postlens.adapters import (
+    adapter_base,
+    adapter_shapes,
+    check_adapter_base,
+    lora_modules,
+    read_adapter_config,
+)
+from postlens.errors import CheckpointError, ConfigError, NotSupportedError, SpecError
+from postlens.specs import ResolvedSpec, is_adapter_folder, resolve_spec
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +91,11 @@ def check_safetensors_file(path: Path) -> None:
 
 
 def check_model_folder(path: Path) -> None:
-    """Check that a local model folder holds weights and that its safetensors are readable."""
+    """Check that a local model (or adapter) folder holds weights and its safetensors are readable."""
+    if is_adapter_folder(path):
+        config = read_adapter_config(path)
+        adapter_shapes(config)  # validates the header (or reads a .bin through weights_only)
+        return
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise CheckpointError(
             f"{path}: no weights found (expected one of {', '.join(WEIGHT_FILES)})"
@@ -116,7 +137,7 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.disable_progress_bar()
     try:
         with warnings.catch_warnings():
-            for module in (r"transformers(\.|$)", r"huggingface_hub(\.|$)"):
+            for module in (r"transformers(\.|$)", r"huggingface_hub(\.|$)", r"peft(\.|$)"):
                 warnings.filterwarnings("ignore", module=module)
             yield
     finally:
@@ -193,10 +214,23 @@ def _count(items: Any) -> str:
     return f"{n} tensor" if n == 1 else f"{n} tensors"
 
 
-def load_tokenizer(spec: ResolvedSpec, options: LoadOptions) -> Any:
-    """Load a tokenizer with ``from_pretrained`` (TransformerBridge needs one loaded this way)."""
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+def load_tokenizer(
+    spec: ResolvedSpec, options: LoadOptions, base: ResolvedSpec | None = None
+) -> Any:
+    """Load a tokenizer with ``from_pretrained`` (TransformerBridge needs one loaded this way).
+
+    An adapter folder without tokenizer files uses its base's tokenizer (`base`, or the base
+    its config names).
+    """
     from transformers import AutoTokenizer
 
+    if spec.kind == "adapter" and not any(
+        (Path(spec.location) / f).is_file() for f in _TOKENIZER_FILES
+    ):
+        return load_tokenizer(_base_of(spec, base), options)
     try:
         with quiet_transformers():
             tok = AutoTokenizer.from_pretrained(
@@ -210,8 +244,16 @@ def load_tokenizer(spec: ResolvedSpec, options: LoadOptions) -> Any:
     return tok
 
 
-def load_hf_model(spec: str | ResolvedSpec, options: LoadOptions | None = None) -> Any:
+def load_hf_model(
+    spec: str | ResolvedSpec, options: LoadOptions | None = None, base: ResolvedSpec | None = None
+) -> Any:
     """Load a causal LM from a spec, safely, in eval mode, refusing a checkpoint that does not match.
+
+    Args:
+        spec: the model's spec; an adapter folder loads as its base with the adapter merged.
+        options: dtype, device, ...
+        base: for an adapter, the base it must apply to (checked against the base its config
+            names); ``None`` loads the base the adapter names.
 
     Raises:
         CheckpointError: missing weights, a corrupted file, or tensors missing, unexpected or of
@@ -226,6 +268,8 @@ def load_hf_model(spec: str | ResolvedSpec, options: LoadOptions | None = None) 
 
     options = options or LoadOptions()
     resolved = spec if isinstance(spec, ResolvedSpec) else resolve_spec(spec)
+    if resolved.kind == "adapter":
+        return load_adapted_model(resolved, options, base)
     if resolved.path is not None:
         check_model_folder(resolved.path)
     kwargs: dict[str, Any] = {
@@ -262,3 +306,64 @@ def load_hf_model(spec: str | ResolvedSpec, options: LoadOptions | None = None) 
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
+
+
+def _base_of(adapter: ResolvedSpec, base: ResolvedSpec | None) -> ResolvedSpec:
+    """The base an adapter applies to: `base` (checked against its config), else the one it names."""
+    if base is not None:
+        check_adapter_base(adapter, base)
+        return base
+    named = adapter_base(read_adapter_config(adapter.location))
+    if named is None:
+        raise SpecError(
+            f"adapter {adapter.spec}: its adapter_config.json names no base "
+            "(base_model_name_or_path); give the base model explicitly"
+        )
+    return named
+
+
+def _peft() -> Any:
+    try:
+        import peft
+    except ImportError:
+        raise NotSupportedError(
+            "loading a LoRA adapter needs the peft library: pip install 'postlens[adapters]'"
+        ) from None
+    return peft
+
+
+def load_adapted_model(
+    adapter: ResolvedSpec, options: LoadOptions, base: ResolvedSpec | None = None
+) -> Any:
+    """Load an adapter's base afresh, apply the adapter with peft, and merge it in.
+
+    See the module docstring for why the adapter is merged and what that rounds.
+
+    Raises:
+        SpecError: the adapter names another base than `base`, or targets modules the base
+            does not have (named).
+        NotSupportedError: peft is not installed, or the adapter is not plain LoRA/rsLoRA.
+
+    Example:
+        >>> from postlens.testing import save_tiny_adapter
+        >>> folder = save_tiny_adapter("adapter", "organism:base", seed=0)
+        >>> model = load_adapted_model(resolve_spec(str(folder)), LoadOptions())
+        >>> type(model).__name__, model.training
+        ('LlamaForCausalLM', False)
+    """
+    config = read_adapter_config(adapter.location)
+    base = _base_of(adapter, base)
+    peft = _peft()
+    model = load_hf_model(base, options)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    lora_modules(config, adapter_shapes(config), shapes)  # names what does not fit, in one line
+    try:
+        with quiet_transformers():
+            adapted = peft.PeftModel.from_pretrained(model, adapter.location, is_trainable=False)
+            merged = adapted.merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{adapter.spec}: cannot apply the adapter ({_one_line(err)})"
+        ) from None
+    merged.eval()
+    return merged

@@ -5,6 +5,8 @@ A spec is one of
 * ``organism:<name>``: a checkpoint of the model organism shipped with postlens
   (``organism:base``, ``organism:sft``, ``organism:rl``);
 * a local folder in Hugging Face format (``config.json`` plus weights);
+* a PEFT LoRA adapter folder (``adapter_config.json`` plus ``adapter_model.safetensors``), kind
+  ``"adapter"``: the model is its base with the LoRA update applied (`postlens.adapters`);
 * a hub id (``org/name``), which only works where a hub is reachable.
 
 Example:
@@ -24,6 +26,8 @@ ORGANISM_PREFIX = "organism:"
 #: The one place where organism names are registered.
 ORGANISM_NAMES = ("base", "sft", "rl")
 ORGANISM_ROOT = Path(__file__).resolve().parent / "organism" / "checkpoints"
+ADAPTER_CONFIG = "adapter_config.json"
+_MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class ResolvedSpec:
 
     Attributes:
         spec: the string the user gave.
-        kind: ``"organism"``, ``"local"`` or ``"hub"``.
+        kind: ``"organism"``, ``"local"``, ``"adapter"`` (a PEFT LoRA folder) or ``"hub"``.
         location: a folder path (organism, local) or the hub id.
     """
 
@@ -54,6 +58,19 @@ def organism_path(name: str) -> Path:
             f"(use e.g. 'organism:base')"
         )
     return ORGANISM_ROOT / name
+
+
+def is_adapter_folder(path: Path) -> bool:
+    """True for a PEFT adapter folder: ``adapter_config.json`` and no full model beside it.
+
+    Example:
+        >>> is_adapter_folder(organism_path("base"))
+        False
+    """
+    if not (path / ADAPTER_CONFIG).is_file():
+        return False
+    # A folder holding a full model as well (some trainers save both) is read as that model.
+    return not any((path / name).is_file() for name in _MODEL_WEIGHTS)
 
 
 def _looks_like_hub_id(spec: str) -> bool:
@@ -88,8 +105,12 @@ def resolve_spec(spec: str | Path) -> ResolvedSpec:
     if path.exists():
         if not path.is_dir():
             raise SpecError(f"model spec {text!r} is a file; expected a Hugging Face model folder")
+        if is_adapter_folder(path):
+            return ResolvedSpec(text, "adapter", str(path.resolve()))
         if not (path / "config.json").is_file():
-            raise SpecError(f"model folder {text!r} has no config.json")
+            raise SpecError(
+                f"model folder {text!r} has no config.json (nor adapter_config.json of an adapter)"
+            )
         return ResolvedSpec(text, "local", str(path.resolve()))
     if _looks_like_hub_id(text) and not text.startswith(("/", "./", "../", "~")):
         return ResolvedSpec(text, "hub", text)

@@ -98,6 +98,71 @@ def save_model(model: Any, tokenizer: Any, path: str | Path) -> Path:
     return path
 
 
+#: Marks "record the base's own location" in `save_tiny_adapter` (``None`` records no base).
+_BASE_LOCATION = object()
+
+
+def save_tiny_adapter(
+    path: str | Path,
+    base: str = "organism:base",
+    r: int = 4,
+    alpha: float = 8.0,
+    targets: tuple[str, ...] = ("q_proj", "v_proj", "down_proj"),
+    seed: int = 0,
+    use_rslora: bool = False,
+    std: float = 0.05,
+    base_name: Any = _BASE_LOCATION,
+    **lora_options: Any,
+) -> Path:
+    """Save a seeded LoRA adapter (peft) on `base`, with random A and B (B nonzero, unlike peft's
+    own initialisation, so the update is not zero).
+
+    Args:
+        path: the adapter folder to write (``adapter_config.json`` + safetensors).
+        base: the base model's spec.
+        r: the LoRA rank; `alpha` its lora_alpha; `use_rslora` scales by alpha / sqrt(r).
+        targets: module names the adapter targets (peft's ``target_modules``).
+        seed: seeds A and B (entries N(0, std²)).
+        base_name: the ``base_model_name_or_path`` recorded; by default the base's folder.
+        lora_options: more `peft.LoraConfig` fields (``use_dora``, ``rank_pattern``, ...).
+
+    Example:
+        >>> folder = save_tiny_adapter("adapter", "organism:base", r=2)
+        >>> sorted(p.name for p in folder.iterdir())[:2]
+        ['README.md', 'adapter_config.json']
+    """
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from postlens.loading import load_hf_model, quiet_transformers
+    from postlens.specs import resolve_spec
+
+    resolved = resolve_spec(base)
+    model = load_hf_model(resolved)
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0,
+        use_rslora=use_rslora, **lora_options,
+    )  # fmt: skip
+    with quiet_transformers():
+        adapted = get_peft_model(model, config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in adapted.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * std)
+    path = Path(path)
+    adapted.save_pretrained(path, safe_serialization=True)
+    cfg_path = path / "adapter_config.json"
+    data = json.loads(cfg_path.read_text())
+    data["base_model_name_or_path"] = (
+        resolved.location if base_name is _BASE_LOCATION else base_name
+    )
+    cfg_path.write_text(json.dumps(data, indent=2))
+    return path
+
+
 def planted_shift_model(seed: int = 0) -> tuple[Any, Any, Any, Any]:
     """A tiny GPT-2-style base and a post model whose resid_post at layer 1 moves by a known v.
 
