@@ -18,12 +18,13 @@ Example:
     >>> folder = save_tiny_adapter("adapter", "organism:base", r=4, targets=("q_proj",))
     >>> diff = compare_weights("organism:base", str(folder), progress=False)
     >>> q = next(t for t in diff.tensors if t.name.endswith("0.self_attn.q_proj.weight"))
-    >>> q.rank_bound, q.frac_changed_exact, diff.by_module().set_index("module").rel_norm["attn_k"]
+    >>> q.rank_bound, q.frac_changed_exact, float(diff.by_module().set_index("module").rel_norm["attn_k"])
     (4, 1.0, 0.0)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from postlens.adapters import AdapterConfig, LoraModule, check_adapter_base, lor
 from postlens.diffs.checkpoint_io import CheckpointReader, open_checkpoint
 from postlens.diffs.weight_rank import RankStats, rank_stats
 from postlens.diffs.weight_stats import CHUNK, PairedUpdates, UpdateStats, stream_updates
+from postlens.errors import NotSupportedError
 from postlens.specs import resolve_spec
 
 
@@ -86,7 +88,17 @@ class AdapterReader:
         if name in self.layers:
             layer = self.layers[name]
             up = LoraUpdate(layer, self.tensors.get(layer.key_a), self.tensors.get(layer.key_b))
-            return up, up.nbytes
+            nbytes = up.nbytes
+            if name in self.full:  # a saved copy of the base layer (save_embedding_layers)
+                copy = self.tensors.get(self.full[name])
+                nbytes += copy.numel() * copy.element_size()
+                if not torch.equal(copy, base):
+                    raise NotSupportedError(
+                        f"adapter {self.config.folder}: {self.full[name]} is not the base's "
+                        f"{name}; an adapter that also replaces a LoRA layer's weight is not "
+                        "supported"
+                    )
+            return up, nbytes
         if name in self.full:
             w = self.tensors.get(self.full[name])
             return w, w.numel() * w.element_size()
@@ -137,22 +149,22 @@ def lora_stats(base: Tensor, up: LoraUpdate, atol: float) -> UpdateStats:
     stats = UpdateStats()
     step = _block_rows(up)
     for i in range(0, up.shape[0], step):
-        b = base[i : i + step].double()
-        d = up.rows(i, i + step)
-        finite = b.isfinite() & d.isfinite()
-        if not bool(finite.all()):
+        b, d = base[i : i + step].double().reshape(-1), up.rows(i, i + step).reshape(-1)
+        n = b.numel()
+        sq_d, sq_b = float(d @ d), float(b @ b)
+        if not (math.isfinite(sq_d) and math.isfinite(sq_b)):  # NaN/Inf somewhere: mask them
             post = b + d
             stats.nan_base += int(b.isnan().sum())
             stats.nan_post += int(post.isnan().sum())
             stats.inf_base += int(b.isinf().sum())
             stats.inf_post += int(post.isinf().sum())
+            finite = b.isfinite() & d.isfinite()
             b, d = b[finite], d[finite]
-        a = d.abs()
-        sums = [float(d.square().sum()), float(b.square().sum()), float(a.sum()),
-                float(a.max()) if a.numel() else 0.0, int(torch.count_nonzero(d)),
-                int(torch.count_nonzero(a > atol))]  # fmt: skip
-        stats.add(sums, 0)
-        stats.numel += min(step, up.shape[0] - i) * up.shape[1]  # non-finite entries count too
+            sq_d, sq_b = float(d @ d), float(b @ b)
+        a = d.abs_()
+        sums = [sq_d, sq_b, float(a.sum()), float(a.max()) if a.numel() else 0.0,
+                int(torch.count_nonzero(a)), int(torch.count_nonzero(a > atol))]  # fmt: skip
+        stats.add(sums, n)  # non-finite entries count in numel, as in `UpdateStats.add_masked`
     return stats
 
 
@@ -162,12 +174,16 @@ def _cross(base: Tensor, p: Tensor | LoraUpdate, o: Tensor | LoraUpdate) -> Pair
     step = _block_rows(base)
     for i in range(0, base.shape[0], step):
         b = base[i : i + step].double()
-        dp, do = _delta(b, base, p, i, i + step), _delta(b, base, o, i, i + step)
-        finite = b.isfinite() & dp.isfinite() & do.isfinite()
-        dp, do = dp[finite], do[finite]
-        paired.dot += float(dp @ do)
-        paired.sq_a += float(dp @ dp)
-        paired.sq_b += float(do @ do)
+        dp, do = _delta(b, base, p, i, i + step).reshape(-1), _delta(b, base, o, i, i + step)
+        do = do.reshape(-1)
+        sums = [float(dp @ do), float(dp @ dp), float(do @ do)]
+        if not all(map(math.isfinite, sums)):  # leave out entries non-finite in any of the three
+            finite = b.reshape(-1).isfinite() & dp.isfinite() & do.isfinite()
+            dp, do = dp[finite], do[finite]
+            sums = [float(dp @ do), float(dp @ dp), float(do @ do)]
+        paired.dot += sums[0]
+        paired.sq_a += sums[1]
+        paired.sq_b += sums[2]
     return paired
 
 

@@ -275,7 +275,8 @@ def lora_modules(
     tensor (``modules_to_save``, trained biases) replaces a base tensor of the same shape.
 
     Returns:
-        (base weight name → `LoraModule`, base tensor name → the adapter key replacing it).
+        (base weight name → `LoraModule`, base tensor name → the adapter key replacing it; a
+        LoRA layer's weight may be in both).
 
     Raises:
         SpecError: one line naming the modules the base does not have, or the tensor whose
@@ -287,7 +288,9 @@ def lora_modules(
     for key in adapter_shapes:
         split = split_lora_key(key)
         if split is None:
-            full[strip_prefix(key)] = key
+            # peft's save_embedding_layers stores a targeted layer's own weight as
+            # ``<module>.base_layer.weight``: it replaces the base weight under the update.
+            full[strip_prefix(key).replace(".base_layer.", ".")] = key
             continue
         module, factor, embedding = split
         found.setdefault(module, {})[factor] = key
