@@ -27,7 +27,7 @@ from typing import Any
 
 from postlens.errors import ConfigError, InputFileError
 from postlens.inputs import is_organism
-from postlens.probes.confidence import LayerComparison, fit_layer_probes
+from postlens.probes.layer_probes import LayerComparison, fit_layer_probes
 from postlens.probes.trajectory import (
     Trace,
     TrajectoryConfig,

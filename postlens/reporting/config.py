@@ -33,7 +33,7 @@ class ReportConfig:
     sections: tuple[str, ...] = ()
     prompts: Path | None = None
     n_prompts: int = 32
-    sample: SampleConfig = field(default_factory=lambda: SampleConfig(n=2, max_new_tokens=100))
+    sample: SampleConfig = field(default_factory=SampleConfig)
     passk_samples: int = 16
     verifier: str = "last-number"
     seed: int = 0

@@ -9,7 +9,8 @@ import torch
 from postlens import ModelPair
 from postlens.errors import PostlensError
 from postlens.probes.activations import resid_post
-from postlens.probes.confidence import ConfidenceProbe, evaluate, fit_layer_probes
+from postlens.probes.confidence import ConfidenceProbe, evaluate
+from postlens.probes.layer_probes import fit_layer_probes
 from postlens.probes.provenance import Provenance
 from postlens.probes.trajectory import Trace, TrajectoryConfig, TrajectoryResult
 from postlens.testing import tiny_model
