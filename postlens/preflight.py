@@ -52,9 +52,17 @@ def _n_params(path: Path) -> int:
 
 
 def needed_bytes(specs: Sequence[Any], dtype: str | None) -> int:
-    """Bytes the models' weights take in `dtype` (float32 when ``None``), plus `MARGIN`."""
+    """Bytes the models' weights take in `dtype` (float32 when ``None``), plus `MARGIN`.
+
+    A LoRA adapter (kind ``"adapter"``) is loaded as a full copy of its base with the update
+    merged in, so it counts as the base (the first full model in `specs`) plus its own tensors.
+    """
     per = BYTES[dtype or "float32"]
-    return sum(_n_params(s.path) * per for s in specs if s.path is not None) + MARGIN
+    full = [s for s in specs if s.path is not None and s.kind != "adapter"]
+    base = _n_params(full[0].path) if full else 0
+    total = sum(_n_params(s.path) + (base if s.kind == "adapter" else 0)
+                for s in specs if s.path is not None)  # fmt: skip
+    return total * per + MARGIN
 
 
 def available_bytes(device: str | None) -> int | None:
