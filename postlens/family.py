@@ -28,6 +28,7 @@ from postlens.diffs.sequences import Sequence, sequences_for
 from postlens.errors import ConfigError, NotSupportedError
 from postlens.generation import SampleConfig
 from postlens.inputs import PromptSource, prompt_records
+from postlens.loading import check_device
 from postlens.pair import DEFAULT_BACKEND, ModelPair
 from postlens.progress import show_progress
 from postlens.results import ByChild
@@ -50,6 +51,7 @@ def load(
     device_map: str | dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     remote: bool = False,
+    chat_template: str | None = None,
 ) -> Family:
     """Load a base and its children side by side (the base once), checked comparable.
 
@@ -65,6 +67,8 @@ def load(
         device_map: passed to accelerate (e.g. ``"auto"``) for models larger than one device.
         trust_remote_code: let checkpoints run their own code. Off by default.
         remote: nnsight only: run traces on NDIF.
+        chat_template: whose chat template formats prompts, ``"post"``, ``"base"`` or
+            ``"none"`` (`postlens.chat`); default ``post`` when its tokenizer has one.
 
     Example:
         >>> import postlens as pl
@@ -77,32 +81,9 @@ def load(
     if not specs:
         raise ConfigError("give at least one post-trained child (post=, sft=, rl= or children=)")
     pairs = ModelPair.load_family(
-        base, specs, backend, device, dtype, device_map, trust_remote_code, remote
+        base, specs, backend, device, dtype, device_map, trust_remote_code, remote, chat_template
     )  # type: ignore[arg-type]
     return Family(pairs)
-
-
-def check_device(device: str | None) -> None:
-    """Refuse a device that is not there, before anything loads.
-
-    Raises:
-        ConfigError: e.g. ``cuda`` on a machine without a GPU, or a GPU index too high.
-    """
-    if device is None or device == "cpu":
-        return
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1, mps)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r}: no CUDA GPU is available here (use cpu)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) here")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {device!r}: MPS is not available here")
 
 
 def load_models(
@@ -114,11 +95,12 @@ def load_models(
     Each is named after its spec (``organism:rl`` → ``rl``, a folder → its name).
 
     Raises:
-        IncompatibleModelsError: two tokenizers differ.
+        IncompatibleModelsError: two regular vocabularies differ (special tokens may).
     """
     from pathlib import Path
 
     from postlens.compat import tokenizer_differences
+    from postlens.dtypes import device_and_map, resolve_dtype
     from postlens.errors import IncompatibleModelsError
     from postlens.loading import LoadOptions, load_hf_model, load_tokenizer
     from postlens.pair import make_backend
@@ -126,9 +108,10 @@ def load_models(
     from postlens.specs import resolve_spec
 
     check_device(device)
-    options, out, tokenizer = LoadOptions(device, dtype), {}, None
     resolved = [resolve_spec(s) for s in specs]  # every spec checked before any model loads
-    check_memory(resolved, dtype, device)
+    dtype, (device, device_map) = resolve_dtype(dtype, resolved), device_and_map(device)
+    options, out, tokenizer = LoadOptions(device, dtype, device_map), {}, None
+    check_memory(resolved, dtype, device, device_map)
     for spec, res in zip(specs, resolved, strict=True):
         tok = load_tokenizer(res, options)
         if tokenizer is None:
@@ -218,9 +201,8 @@ class Family:
         if given and len(given) != len(records):
             lines = ", ".join(str(r.line) for r in records if r.completion is None)
             raise ConfigError(f"some prompts have a completion and some do not (lines {lines})")
-        pairs_ = [(r.prompt, r.completion) for r in records]
         return {
-            child: sequences_for(pair, pairs_, 0 if given else cfg.n, cfg.source, **cfg.generate_kwargs())
+            child: sequences_for(pair, records, 0 if given else cfg.n, cfg.source, **cfg.generate_kwargs())
             for child, pair in self.pairs.items()
         }  # fmt: skip
 
@@ -305,6 +287,7 @@ class Family:
 
         cfg = config or PassKConfig()
         prompts, verifiers = verifiable_problems(problems, self.base_spec, cfg.limit, cfg.verifier)
+        prompts = [self.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
         return pass_at_k_curves(
             self.models(), self.tokenizer, prompts, verifiers, cfg, show_progress(progress)
         )
@@ -317,11 +300,12 @@ class Family:
                 when ``None`` and the base is the organism.
             config: a `PersonaConfig` (SAE, thresholds, seed).
         """
+        from postlens.chat import format_inputs
         from postlens.diffs.persona_analysis import PersonaConfig, analyse_personas, persona_inputs
 
         cfg = config or PersonaConfig()
         data = inputs if inputs is not None else persona_inputs(self.base_spec, cfg)
-        return analyse_personas(self.pairs, data, cfg)
+        return analyse_personas(self.pairs, format_inputs(self.first.chat, data), cfg)
 
     def confidence(self, traces: Any = None, config: Any = None) -> Any:
         """Confidence trajectories and per-layer probes of every model (`ConfidenceResult`).
@@ -335,6 +319,21 @@ class Family:
 
         cfg = config or ConfidenceConfig()
         return confidence_of_models(self.models(), self.tokenizer, self.base_spec, traces, cfg)
+
+    def crosscoder(
+        self, texts: Any = None, config: Any = None, progress: bool | None = None
+    ) -> Any:
+        """Crosscoders of the base and each child (`postlens.diffs.crosscoder_links`).
+
+        Args:
+            texts: the corpus (a sample of the organism's when ``None`` on the organism).
+            config: a `CrosscoderConfig`; with ``three_way`` one crosscoder over the base and
+                every child (one `CrosscoderResult`), otherwise one per child (a `ByChild`).
+            progress: a training progress bar (default: on a terminal only).
+        """
+        from postlens.diffs.crosscoder_links import crosscoder_family
+
+        return crosscoder_family(self, texts, config, show_progress(progress))
 
     def report(self, config: Any = None, on_section: Any = None) -> Any:
         """Run the report's sections on this family (`postlens.reporting`); returns a `Report`."""

@@ -49,6 +49,29 @@ _STATE_DICT_ERRORS = (
 )
 
 
+def check_device(device: str | None) -> None:
+    """Refuse a device that is not there, before anything loads.
+
+    Raises:
+        ConfigError: e.g. ``cuda`` on a machine without a GPU, or a GPU index too high.
+    """
+    if device is None or device in ("cpu", "auto"):  # auto: accelerate's device_map="auto"
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: no CUDA GPU is available here (use cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) here")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available here")
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """How to load a model.
@@ -68,6 +91,7 @@ class LoadOptions:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         if self.dtype not in (None, "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.device is not None and self.device_map is not None:
