@@ -19,7 +19,10 @@ On the same tokens, per layer ℓ of the residual stream (``blocks.{ℓ}.hook_re
 Positions are every non-padding token (prompt and completion); cosine and relative norm are
 also reported per position type when ``by_position_type`` is set.
 
-Everything is accumulated batch by batch; memory stays flat with the corpus size.
+Everything is accumulated batch by batch, in float32 whatever the models' dtype; memory stays
+flat with the corpus size. Where the two models' ids differ (`postlens.compat`), every KL is
+taken over the shared ids (both distributions renormalised there) and a sequence is used up to
+its first id that is not shared (`ActivationSummary.n_excluded` counts the positions cut).
 
 Example:
     >>> import postlens as pl
@@ -44,7 +47,7 @@ from tqdm.auto import tqdm
 from postlens.backends.arch import layout_for
 from postlens.batch import TokenBatch
 from postlens.diffs.divergence import CHUNK_FLOATS, kl_from_logits
-from postlens.diffs.sequences import Sequence, pad_batch
+from postlens.diffs.sequences import Sequence, keep_shared, pad_batch, shared_logits
 from postlens.errors import ConfigError
 from postlens.hooks import resid_post
 from postlens.pair import ModelPair
@@ -97,11 +100,17 @@ class _Acc:
 
 
 def _lens(pair: ModelPair, which: str) -> Any:
-    """The logit lens of one model: its own final norm then its unembedding (logits)."""
+    """The logit lens of one model: its own final norm then its unembedding (float32 logits
+    over the shared ids). The residual is fed back in the model's own dtype."""
     model = pair[which].hf_model  # type: ignore[index]
     norm = model.get_submodule(layout_for(model.config.model_type).final_norm)
     unembed = model.get_output_embeddings()
-    return lambda h: unembed(norm(h)).float()
+    dtype = unembed.weight.dtype
+    return lambda h: _shared(pair, unembed(norm(h.to(dtype))).float())
+
+
+def _shared(pair: ModelPair, logits: Tensor) -> Tensor:
+    return shared_logits(pair, [logits])[0]
 
 
 @dataclass
@@ -129,6 +138,7 @@ class ActivationSummary:
         parting_layer: the first layer whose patching recovers at least half the output KL.
         last_cosine: mean cosine(h_base, h_post) after the last block.
         last_rel_norm: mean ‖h_post − h_base‖/‖h_base‖ after the last block.
+        n_excluded: positions left out: ids only one model has (`postlens.compat`).
     """
 
     n_positions: int
@@ -137,6 +147,7 @@ class ActivationSummary:
     parting_layer: int | None
     last_cosine: float
     last_rel_norm: float
+    n_excluded: int = 0
 
 
 @dataclass
@@ -149,6 +160,7 @@ class ActivationResult(Result, kind="activations"):
         layers: one entry per block.
         output_kl: mean KL(post‖base) of the output distributions over the positions used.
         n_positions: positions accumulated.
+        excluded: positions left out (ids only one model has).
     """
 
     base: str
@@ -156,6 +168,7 @@ class ActivationResult(Result, kind="activations"):
     layers: list[LayerShift]
     output_kl: float
     n_positions: int
+    excluded: int = 0
 
     def parting_layer(self, threshold: float = 0.5) -> int | None:
         """The first layer whose patching recovers at least `threshold` of the output KL."""
@@ -168,7 +181,7 @@ class ActivationResult(Result, kind="activations"):
         last = self.layers[-1]
         return ActivationSummary(
             self.n_positions, len(self.layers), self.output_kl, self.parting_layer(),
-            last.cosine_mean, last.rel_norm_mean,
+            last.cosine_mean, last.rel_norm_mean, self.excluded,
         )  # fmt: skip
 
     def to_frame(self) -> Any:
@@ -185,6 +198,7 @@ class ActivationResult(Result, kind="activations"):
             "summary": summary_dict(self.summary()),
             "output_kl": self.output_kl,
             "n_positions": self.n_positions,
+            "excluded": self.excluded,
             "parting_layer": self.parting_layer(),
             "cosine_bins": COS_BINS.tolist(),
             "rel_norm_bins": REL_BINS.tolist(),
@@ -194,7 +208,10 @@ class ActivationResult(Result, kind="activations"):
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ActivationResult:
         layers = [LayerShift(**x) for x in data["layers"]]
-        return cls(data["base"], data["post"], layers, data["output_kl"], data["n_positions"])
+        return cls(
+            data["base"], data["post"], layers, data["output_kl"], data["n_positions"],
+            data.get("excluded", 0),
+        )  # fmt: skip
 
     def plot(self) -> Any:
         return self.plot_children({self.post or "post": self})
@@ -233,6 +250,7 @@ def activation_shifts(
 ) -> ActivationResult:
     """Accumulate per-layer shifts, logit-lens KL and patching over `seqs` (see module doc)."""
     cfg = config or ActivationConfig()
+    seqs, excluded = keep_shared(pair, seqs)
     n_layers = pair.n_layers
     totals = _Totals(
         {t: [_Acc() for _ in range(n_layers)] for t in ("all", "prompt", "completion")},
@@ -254,7 +272,7 @@ def activation_shifts(
         for i in range(n_layers)
     ]
     return ActivationResult(
-        pair.base_spec.spec, pair.post_spec.spec, layers, out_kl / max(1, n_pos), n_pos
+        pair.base_spec.spec, pair.post_spec.spec, layers, out_kl / max(1, n_pos), n_pos, excluded
     )
 
 
@@ -270,8 +288,8 @@ def _add_batch(
     real = mask.bool().to(device)
     completion = scored.roll(1, dims=1).to(device) & real  # tokens of the completion itself
     # Only real (non-padding) positions are reduced; KL is computed a block of rows at a time.
-    z_post = run_p.logits[real]
-    totals.out_kl += float(kl_from_logits(z_post, run_b.logits[real]).sum())
+    z_post = _shared(pair, run_p.logits[real])
+    totals.out_kl += float(kl_from_logits(z_post, _shared(pair, run_b.logits[real])).sum())
     totals.n_pos += int(real.sum())
     for i, name in enumerate(hooks):
         hb, hp = run_b[name].float(), run_p[name].float()
@@ -286,7 +304,8 @@ def _add_batch(
         totals.lens_kl[i] += float(_lens_kl(lens, hp[real], hb[real]).sum())
         if cfg.patching:
             patched = pair.run("base", batch, interventions={name: run_p[name]}).logits
-            totals.patched_kl[i] += float(kl_from_logits(z_post, patched[real]).sum())
+            patched_kl = kl_from_logits(z_post, _shared(pair, patched[real]))
+            totals.patched_kl[i] += float(patched_kl.sum())
 
 
 def _lens_kl(lens: dict, h_post: Tensor, h_base: Tensor) -> Tensor:

@@ -252,6 +252,32 @@ def position_stats(
     return PositionStats(*columns)
 
 
+def restrict_logits(
+    logits: Float[Tensor, "n vocab"], width: int, masked: Tensor | None = None
+) -> Float[Tensor, "n width"]:
+    """Logits over the ids two models share (`postlens.compat`): the first `width` columns, the
+    `masked` ids among them pushed to a huge negative value.
+
+    A softmax of the result is the model's distribution renormalised over the shared ids,
+    p(i) / Σ_{j shared} p(j): exactly what every statistic here then compares. The masked
+    value is finite (half the dtype's lowest) so that 0 · log 0 stays 0 in `_core`. A tensor
+    that needs neither cut is returned as it is (no copy).
+
+    Example:
+        >>> z = torch.tensor([[0.0, 0.0, 5.0]])
+        >>> torch.softmax(restrict_logits(z, 2), -1).tolist()
+        [[0.5, 0.5]]
+        >>> torch.softmax(restrict_logits(z, 3, torch.tensor([2])), -1).tolist()
+        [[0.5, 0.5, 0.0]]
+    """
+    if logits.shape[-1] != width:
+        logits = logits[..., :width].contiguous()  # `top_tokens` views rows as blocks
+    if masked is not None and masked.numel():
+        fill = torch.finfo(logits.dtype).min / 2
+        logits = logits.index_fill(-1, masked.to(logits.device), fill)
+    return logits
+
+
 def stats_fields() -> list[str]:
     """Names of the `PositionStats` fields, in order."""
     return [f.name for f in fields(PositionStats)]

@@ -101,6 +101,8 @@ class ForkSummary:
         mean_kl: mean KL(post‖base) per position (nats).
         mean_js: mean Jensen–Shannon divergence per position (nats).
         js_threshold: the JS threshold used.
+        n_excluded: completion positions left out because their token (or an earlier one of
+            the sequence) is an id only one model has (`postlens.compat`); 0 when all are shared.
     """
 
     n_sequences: int
@@ -121,6 +123,7 @@ class ForkSummary:
     mean_kl: float
     mean_js: float
     js_threshold: float
+    n_excluded: int = 0
 
 
 def _share(mask: np.ndarray) -> float | None:
@@ -143,6 +146,7 @@ class ForkResult(Result, kind="forks"):
         tokenizer: the pair's tokenizer, or a `TokenTable` when read from JSON.
         base: the base model's spec.
         post: the post model's spec.
+        excluded: completion positions not scored (ids only one model has).
     """
 
     columns: dict[str, np.ndarray]
@@ -151,6 +155,7 @@ class ForkResult(Result, kind="forks"):
     tokenizer: Any = field(repr=False)
     base: str = ""
     post: str = ""
+    excluded: int = 0
 
     @property
     def is_fork(self) -> np.ndarray:
@@ -186,6 +191,7 @@ class ForkResult(Result, kind="forks"):
             mean_kl=float(c["kl"].mean()),
             mean_js=float(c["js"].mean()),
             js_threshold=self.config.js_threshold,
+            n_excluded=self.excluded,
         )
 
     def forks_per_sequence(self) -> list[int]:
@@ -259,7 +265,10 @@ class ForkResult(Result, kind="forks"):
         }
         seqs = [Sequence(**s) for s in data["sequences"]]
         table = TokenTable.from_json(data["tokens"])
-        return cls(columns, seqs, ForkConfig(**data["config"]), table, data["base"], data["post"])
+        excluded = data["summary"].get("n_excluded", 0)
+        return cls(
+            columns, seqs, ForkConfig(**data["config"]), table, data["base"], data["post"], excluded
+        )
 
     def token_view(self, max_sequences: int = 12) -> list[dict[str, Any]]:
         """Per-token data for `postlens.viz.tokens.token_view` (first `max_sequences`)."""

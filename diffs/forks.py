@@ -34,9 +34,11 @@ from postlens.diffs.sequences import (
     Sequence,
     context_length,
     given_sequences,
+    keep_shared,
     pad_batch,
     sample_sequences,
     sequences_for,
+    shared_logits,
     truncate_to_context,
 )
 from postlens.errors import InputFileError
@@ -81,9 +83,10 @@ def _scored_logits(
                 vocab = pair[w].hf_model.config.vocab_size
                 buffers[w] = torch.empty(rows.shape[0], vocab, dtype=rows.dtype, device=rows.device)
             logits.append(pair[w].unembed(rows, out=buffers[w]))
-        return logits, None
+        return shared_logits(pair, logits), None
     logits = [pair.run(w, batch).logits.flatten(0, 1) for w in WHICH]
-    return logits, scored.flatten().nonzero().squeeze(-1).to(logits[0].device)
+    rows = scored.flatten().nonzero().squeeze(-1).to(logits[0].device)
+    return shared_logits(pair, logits), rows
 
 
 def score_forks(
@@ -92,8 +95,14 @@ def score_forks(
     config: ForkConfig | None = None,
     progress: bool | None = None,
 ) -> ForkResult:
-    """Teacher-force both models on `seqs` and reduce every completion position to statistics."""
+    """Teacher-force both models on `seqs` and reduce every completion position to statistics.
+
+    Where the two models' ids differ (`postlens.compat`), the distributions are compared over
+    the shared ids, renormalised there, and a sequence is scored up to its first id that is
+    not shared; the positions that excludes are counted in `ForkSummary.n_excluded`.
+    """
     cfg = config or ForkConfig()
+    seqs, excluded = keep_shared(pair, seqs)
     context = context_length(pair)
     if context:
         seqs = truncate_to_context(seqs, context)
@@ -135,4 +144,6 @@ def score_forks(
         )
         cols["token"].append(ids[rows, cols_idx + 1].numpy())
     arrays = {k: np.concatenate(v) for k, v in cols.items()}
-    return ForkResult(arrays, seqs, cfg, pair.tokenizer, pair.base_spec.spec, pair.post_spec.spec)
+    return ForkResult(
+        arrays, seqs, cfg, pair.chat.tokenizer, pair.base_spec.spec, pair.post_spec.spec, excluded
+    )

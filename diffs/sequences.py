@@ -4,6 +4,11 @@ A `Sequence` is a prompt and a completion, as token ids; only completion positio
 Sequences are given (prompt + completion texts) or sampled from one model of the pair; prompts and
 sequences that do not fit the context are cut, with one warning naming how many.
 
+Prompts become ids through the pair's `postlens.chat.ChatFormat` (a chat template applied, or
+plain text); a given completion is its own tokens, appended. Both models read the same ids.
+Only ids both models share are scored (`postlens.compat`): `keep_shared` cuts a sequence before
+its first id that is not shared and counts the positions that excluded.
+
 Example:
     >>> import postlens as pl
     >>> pair = pl.load("organism:base", rl="organism:rl").pair
@@ -22,6 +27,7 @@ from typing import Any
 import torch
 
 from postlens.pair import ModelPair
+from postlens.prompts import PromptRecord
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +48,17 @@ def context_length(pair: ModelPair) -> int | None:
 
 def fit_prompts(tokenizer: Any, prompts: list[str], max_tokens: int) -> list[str]:
     """Prompts longer than `max_tokens` tokens keep their last ones; warns with the count."""
+    from postlens.chat import TemplatedPrompt
+
     out, cut = [], 0
     for text in prompts:
-        ids = tokenizer(text).input_ids
+        templated = isinstance(text, TemplatedPrompt)
+        ids = text.ids if templated else tokenizer(text).input_ids
         if len(ids) > max_tokens:
             cut += 1
-            text = tokenizer.decode(ids[-max_tokens:], skip_special_tokens=True)
+            kept = ids[-max_tokens:]
+            text = tokenizer.decode(kept, skip_special_tokens=not templated)
+            text = TemplatedPrompt(text, kept) if templated else text
         out.append(text)
     if cut:
         logger.warning(
@@ -68,46 +79,100 @@ def sample_sequences(
     tokens (one warning names how many were cut).
     """
     context = context_length(pair)
+    prompts = [pair.chat.format(p, f"prompt {i + 1}") for i, p in enumerate(prompts)]
     if context:
         room = context - generate_kwargs.get("max_new_tokens", 64)
-        prompts = fit_prompts(pair.tokenizer, prompts, max(1, room))
+        prompts = fit_prompts(pair.chat.tokenizer, prompts, max(1, room))
     samples = pair.generate(source, prompts, n=n, **generate_kwargs)  # type: ignore[arg-type]
     return [Sequence(s.prompt_ids, s.completion_ids, source) for s in samples if s.completion_ids]
 
 
-def given_sequences(pair: ModelPair, pairs: list[tuple[str, str]]) -> list[Sequence]:
-    """Sequences from (prompt, completion) texts; the completion is tokenized on its own."""
-    tok = pair.tokenizer
-    return [
-        Sequence(tok(p).input_ids, tok(c, add_special_tokens=False).input_ids, "given")
-        for p, c in pairs
-    ]
+def given_sequences(pair: ModelPair, pairs: list[tuple[str, str]] | list[Any]) -> list[Sequence]:
+    """Sequences from (prompt, completion) texts or records: the prompt formatted by the pair's
+    chat format, then the completion's own tokens (no end-of-turn token added)."""
+    out = []
+    for i, item in enumerate(pairs):
+        prompt, completion, line = _fields(item, i + 1)
+        ids = pair.chat.prompt_ids(prompt, f"prompt line {line}")
+        out.append(Sequence(ids, pair.chat.completion_ids(completion), "given"))
+    return out
+
+
+def _fields(item: Any, position: int) -> tuple[str, Any, int]:
+    """(prompt, completion, line) of a (prompt, completion) pair or a `PromptRecord`."""
+    if isinstance(item, tuple):
+        return item[0], item[1], position
+    return item.prompt, item.completion, item.line or position
+
+
+def keep_shared(pair: ModelPair, seqs: list[Sequence]) -> tuple[list[Sequence], int]:
+    """Sequences cut before their first id the two models do not share, and the positions cut.
+
+    A cut position is one whose target token (or an earlier token of its sequence) is not
+    shared, so one model could not predict or read it (the shared-id rule of `postlens.compat`).
+
+    Raises:
+        InputFileError: a prompt holds an id the other model does not have.
+    """
+    tokens = pair.tokens
+    if tokens is None or (not tokens.masked and tokens.vocab_size[0] == tokens.vocab_size[1]):
+        return seqs, 0
+    out, cut = [], 0
+    for s in seqs:
+        bad = [t for t in s.prompt_ids if not tokens.is_shared(t)]
+        if bad:
+            from postlens.errors import InputFileError
+
+            text = pair.chat.tokenizer.convert_ids_to_tokens(bad[0])
+            raise InputFileError(
+                f"the prompt holds token {text!r} (id {bad[0]}) that only one of "
+                f"{pair.base_spec.spec} and {pair.post_spec.spec} has; the other cannot read it "
+                "(use another chat template, e.g. --chat-template none)"
+            )
+        keep = next((i for i, t in enumerate(s.completion_ids) if not tokens.is_shared(t)), None)
+        if keep is not None:
+            cut += len(s.completion_ids) - keep
+            s = Sequence(s.prompt_ids, s.completion_ids[:keep], s.source)
+        out.append(s)
+    return out, cut
+
+
+def shared_logits(pair: ModelPair, logits: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Logits over the ids both models share (`restrict_logits`; no copy when all are)."""
+    from postlens.diffs.divergence import restrict_logits
+
+    tokens = pair.tokens
+    masked = torch.tensor(tokens.masked, dtype=torch.long) if tokens.masked else None
+    return [restrict_logits(z, tokens.width, masked) for z in logits]
 
 
 def sequences_for(
     pair: ModelPair,
-    records: list[tuple[str, str | None]],
+    records: list[tuple[str, str | None]] | list[Any],
     generate: int = 0,
     source: str = "post",
     **generate_kwargs: Any,
 ) -> list[Sequence]:
     """Sequences to score: `generate` samples per prompt, or the completions given (if 0).
 
+    Args:
+        records: (prompt, completion) pairs or `PromptRecord`s (whose lines errors name).
+
     Raises:
         InputFileError: `generate` is 0 and no record has a completion.
     """
+    items = [_fields(r, i + 1) for i, r in enumerate(records)]
     if generate > 0:
-        return sample_sequences(
-            pair, [p for p, _ in records], n=generate, source=source, **generate_kwargs
-        )
-    given = [(p, c) for p, c in records if c is not None]
+        prompts = [pair.chat.format(p, f"prompt line {line}") for p, _, line in items]
+        return sample_sequences(pair, prompts, n=generate, source=source, **generate_kwargs)
+    given = [(p, c, line) for p, c, line in items if c is not None]
     if not given:
         from postlens.errors import InputFileError
 
         raise InputFileError(
             "no completions to score: add 'completion' fields or sample some (--generate N)"
         )
-    return given_sequences(pair, given)
+    return given_sequences(pair, [PromptRecord(p, c, line=line) for p, c, line in given])
 
 
 def truncate_to_context(seqs: list[Sequence], context: int) -> list[Sequence]:

@@ -14,8 +14,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from postlens import compat
 from postlens.backends.base import Backend
 from postlens.batch import Sample
+from postlens.chat import TemplatedPrompt
 from postlens.errors import ConfigError
 from postlens.progress import show_progress
 
@@ -83,11 +85,16 @@ def sample_completions(
     batch_size: int = SampleConfig.batch_size,
     label: str = "",
     progress: bool | None = None,
+    stop_ids: Sequence[int] | None = None,
 ) -> list[Sample]:
     """Sample `n` completions for every prompt, `batch_size` sequences at a time.
 
     Each batch reseeds torch from ``seed`` and its index, so results do not depend on what ran
-    before. ``temperature=0`` means greedy decoding.
+    before. ``temperature=0`` means greedy decoding. A prompt already formatted
+    (`postlens.chat.TemplatedPrompt`, e.g. a chat template applied) is read as its ids.
+    Sampling stops at any of `stop_ids` (default: the eos and end-of-turn tokens of
+    `tokenizer` and of the sampling model's own tokenizer, `postlens.compat.stop_ids`), and a
+    completion keeps the stop token it ended with.
 
     Example:
         >>> import postlens as pl
@@ -97,6 +104,9 @@ def sample_completions(
         (2, 'Q: 1+2=?\\n')
     """
     SampleConfig(n, max_new_tokens, temperature, top_p, seed, batch_size)  # validates
+    if stop_ids is None:
+        stop_ids = compat.stop_ids(tokenizer, getattr(backend, "tokenizer", None))
+    stop_ids = sorted({*stop_ids, *_config_eos(backend)})
     jobs = [p for p in prompts for _ in range(n)]
     samples: list[Sample] = []
     chunks = range(0, len(jobs), batch_size)
@@ -113,9 +123,25 @@ def sample_completions(
                 temperature,
                 top_p,
                 label,
+                list(stop_ids),
             )
         )
     return samples
+
+
+def _encode_left(tokenizer: Any, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and mask; formatted prompts keep their own ids (no second BOS)."""
+    if not any(isinstance(p, TemplatedPrompt) for p in prompts):
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
+        return enc["input_ids"], enc["attention_mask"]
+    rows = [p.ids if isinstance(p, TemplatedPrompt) else tokenizer(p).input_ids for p in prompts]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r) :] = 1
+    return ids, mask
 
 
 def _sample_batch(
@@ -126,30 +152,47 @@ def _sample_batch(
     temperature: float,
     top_p: float,
     label: str,
+    stop: list[int],
 ) -> list[Sample]:
     # Left padding so every row's generated tokens start at the same column.
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
+    input_ids, attention_mask = _encode_left(tokenizer, prompts)
     greedy = temperature == 0
     out = backend.generate(
-        enc["input_ids"],
-        enc["attention_mask"],
+        input_ids,
+        attention_mask,
         max_new_tokens=max_new_tokens,
         do_sample=not greedy,
         temperature=None if greedy else temperature,
         top_p=None if greedy else top_p,
         top_k=None,
+        **({"eos_token_id": stop} if stop else {}),
     )
-    width = enc["input_ids"].shape[1]
+    width = input_ids.shape[1]
     samples = []
     for row, prompt in enumerate(prompts):
-        prompt_ids = enc["input_ids"][row][enc["attention_mask"][row].bool()].tolist()
-        completion = _until_eos(out[row, width:].tolist(), tokenizer.eos_token_id)
+        prompt_ids = input_ids[row][attention_mask[row].bool()].tolist()
+        completion = until_stop(out[row, width:].tolist(), stop)
         text = tokenizer.decode(completion, skip_special_tokens=True)
-        samples.append(Sample(prompt, text, prompt_ids, completion, label))
+        samples.append(Sample(str(prompt), text, prompt_ids, completion, label))
     return samples
 
 
-def _until_eos(ids: list[int], eos: int | None) -> list[int]:
-    if eos is not None and eos in ids:
-        return ids[: ids.index(eos) + 1]
+def _config_eos(backend: Backend) -> list[int]:
+    """The sampling model's own eos ids (its generation config), which it stops at anyway."""
+    config = getattr(getattr(backend, "hf_model", None), "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    return [] if eos is None else [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+
+
+def until_stop(ids: list[int], stop: Sequence[int]) -> list[int]:
+    """`ids` up to and including the first stop id (all of them when none occurs).
+
+    Example:
+        >>> until_stop([5, 6, 2, 0, 0], [2, 9])
+        [5, 6, 2]
+    """
+    stops = set(stop)
+    for i, t in enumerate(ids):
+        if t in stops:
+            return ids[: i + 1]
     return ids

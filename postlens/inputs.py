@@ -16,16 +16,72 @@ Example:
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postlens.errors import InputFileError
+from postlens.errors import ConfigError, InputFileError
 from postlens.prompts import PromptRecord, read_prompts
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    """A prompt file or local dataset read with other field (column) names.
+
+    A path-like object (``os.fspath`` gives the file), so it goes wherever a prompt path does.
+
+    Attributes:
+        path: the JSONL or text file, ``.parquet`` / ``.arrow`` file or ``save_to_disk`` folder.
+        prompt_field: the field or column holding the prompt.
+        completion_field: the field or column holding the completion.
+
+    Example:
+        >>> import os
+        >>> os.fspath(PromptFile("data.parquet", prompt_field="question"))
+        'data.parquet'
+    """
+
+    path: str | Path
+    prompt_field: str = "prompt"
+    completion_field: str = "completion"
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __str__(self) -> str:
+        return os.fspath(self.path)
+
+    def read(self) -> list[PromptRecord]:
+        return read_prompts(
+            self.path, prompt_field=self.prompt_field, completion_field=self.completion_field
+        )
+
+
+def prompt_file(
+    path: str | Path | None, prompt_field: str = "prompt", completion_field: str = "completion"
+) -> PromptFile | Path | None:
+    """`path` as a `PromptFile` when field names other than the defaults are given.
+
+    Example:
+        >>> prompt_file("p.jsonl"), prompt_file(None)
+        (PosixPath('p.jsonl'), None)
+    """
+    if path is None:
+        if (prompt_field, completion_field) != ("prompt", "completion"):
+            raise ConfigError("--prompt-field / --completion-field need a prompt file (--prompts)")
+        return None
+    if (prompt_field, completion_field) == ("prompt", "completion"):
+        return Path(path)
+    return PromptFile(path, prompt_field, completion_field)
+
 
 Verifier = Callable[[str], bool]
 #: What a prompt source can be: a file, or prompts / (prompt, completion) pairs / records.
-PromptSource = str | Path | Sequence[str | tuple[str, str | None] | PromptRecord] | None
+PromptSource = (
+    str | Path | PromptFile | Sequence[str | tuple[str, str | None] | PromptRecord] | None
+)
 ORGANISM_PREFIX = "organism:"
 
 
@@ -60,11 +116,14 @@ def prompt_records(source: PromptSource, base: str, limit: int | None = None) ->
         source: a prompt file (JSONL or text), a list of prompts, of (prompt, completion)
             pairs or of `PromptRecord`; ``None`` for the organism's held-out problems.
         base: the base model's spec (decides whether the organism's defaults apply).
-        limit: keep at most this many (the first ones).
+        limit: keep at most this many (the first ones); ``None`` keeps all.
 
     Raises:
         InputFileError: nothing given for a model other than the organism, or a bad file.
+        ConfigError: `limit` below 1.
     """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
     if source is None:
         if not is_organism(base):
             raise InputFileError(
@@ -72,7 +131,9 @@ def prompt_records(source: PromptSource, base: str, limit: int | None = None) ->
                 "per line, or a list of strings)"
             )
         return [PromptRecord(p.prompt, answer=p.answer) for p in organism_problems(limit or 64)]
-    if isinstance(source, str | Path):
+    if isinstance(source, PromptFile):
+        records = source.read()
+    elif isinstance(source, str | Path):
         records = read_prompts(source)
     else:
         records = [_record(x, i + 1) for i, x in enumerate(source)]
@@ -117,7 +178,8 @@ def verifiable_problems(
     records = prompt_records(source, base, limit)
     verifiers = []
     for r in records:
-        where = f"{source}:{r.line}" if isinstance(source, str | Path) else f"prompt {r.line}"
+        is_file = isinstance(source, str | Path | PromptFile)
+        where = f"{source}:{r.line}" if is_file else f"prompt {r.line}"
         if r.answer is None:
             raise InputFileError(f"{where}: no 'answer' field to verify against")
         try:

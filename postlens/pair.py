@@ -24,7 +24,9 @@ import torch
 
 from postlens.backends.base import Backend, Intervention, RunOutput
 from postlens.batch import Sample, TokenBatch
-from postlens.compat import check_comparable
+from postlens.chat import ChatFormat, choose_chat
+from postlens.compat import TokenizerComparison, check_comparable
+from postlens.dtypes import device_and_map, resolve_dtype
 from postlens.errors import PostlensError
 from postlens.hooks import hook_names
 from postlens.loading import LoadOptions, check_model_folder, load_hf_model, load_tokenizer
@@ -68,9 +70,13 @@ class ModelPair:
     Attributes:
         base: the base model's backend.
         post: the post-trained model's backend.
-        tokenizer: the shared tokenizer (checked identical at load).
+        tokenizer: the base's tokenizer (the regular vocabulary is checked shared at load).
         base_spec: where the base came from.
         post_spec: where the post model came from.
+        post_tokenizer: the post model's tokenizer (its special tokens and chat template may
+            differ from the base's).
+        tokens: how the two tokenizers differ and which ids they share (`TokenizerComparison`).
+        chat: how prompts become ids (`postlens.chat.ChatFormat`: whose chat template, if any).
     """
 
     base: Backend
@@ -78,6 +84,19 @@ class ModelPair:
     tokenizer: Any
     base_spec: ResolvedSpec
     post_spec: ResolvedSpec
+    post_tokenizer: Any = None
+    tokens: TokenizerComparison | None = None
+    chat: ChatFormat | None = None
+
+    def __post_init__(self) -> None:
+        if self.post_tokenizer is None:
+            self.post_tokenizer = self.tokenizer
+        if self.tokens is None:
+            cfgs = (self.base.hf_model.config, self.post.hf_model.config)
+            names = (self.base_spec.spec, self.post_spec.spec)
+            self.tokens = check_comparable(*cfgs, self.tokenizer, self.post_tokenizer, names)
+        if self.chat is None:
+            self.chat = choose_chat("none", self.tokenizer, self.post_tokenizer)
 
     @classmethod
     def load(
@@ -90,6 +109,7 @@ class ModelPair:
         device_map: str | dict[str, Any] | None = None,
         trust_remote_code: bool = False,
         remote: bool = False,
+        chat_template: str | None = None,
     ) -> ModelPair:
         """Load both models, check they are comparable, and wrap them in `backend`.
 
@@ -97,18 +117,22 @@ class ModelPair:
             base: spec of the base model (``organism:base``, a folder, a hub id).
             post: spec of the post-trained model.
             backend: ``"transformer_lens"`` (TransformerBridge) or ``"nnsight"``.
-            device: torch device; default CPU.
-            dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
+            device: torch device; default CPU; ``"auto"`` is ``device_map="auto"``.
+            dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``; default the checkpoints'
+                storage dtype when it is 16-bit, else float32 (`postlens.dtypes`).
             device_map: passed to transformers/accelerate for pairs too large for one device.
             trust_remote_code: allow code shipped with a checkpoint to run. Off by default.
             remote: nnsight only: run traces on NDIF (needs an API key).
+            chat_template: ``"post"``, ``"base"`` or ``"none"``: whose chat template formats
+                prompts (`postlens.chat`); default ``post`` when its tokenizer has one.
 
         Raises:
             SpecError, CheckpointError, IncompatibleModelsError: with the exact problem.
         """
         family = cls.load_family(
-            base, {"post": post}, backend, device, dtype, device_map, trust_remote_code, remote
-        )
+            base, {"post": post}, backend, device, dtype, device_map, trust_remote_code, remote,
+            chat_template,
+        )  # fmt: skip
         return family["post"]
 
     @classmethod
@@ -122,6 +146,7 @@ class ModelPair:
         device_map: str | dict[str, Any] | None = None,
         trust_remote_code: bool = False,
         remote: bool = False,
+        chat_template: str | None = None,
     ) -> dict[str, ModelPair]:
         """Load a base and several children (e.g. ``{"sft": ..., "rl": ...}``), the base once.
 
@@ -137,29 +162,32 @@ class ModelPair:
             raise PostlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if not children:
             raise PostlensError("give at least one post-trained model")
-        options = LoadOptions(device, dtype, device_map, trust_remote_code)
+        if device == "auto":
+            device, device_map = device_and_map(device)
         specs = {"base": resolve_spec(base)} | {k: resolve_spec(v) for k, v in children.items()}
+        dtype = resolve_dtype(dtype, list(specs.values()))
+        options = LoadOptions(device, dtype, device_map, trust_remote_code)
         for spec in specs.values():  # fail on missing or corrupted weights before any loading
             if spec.path is not None:
                 check_model_folder(spec.path)
         check_memory(list(specs.values()), dtype, device, device_map)
         toks = {k: load_tokenizer(s, options) for k, s in specs.items()}
         models = {k: load_hf_model(s, options) for k, s in specs.items()}
-        for k in children:
-            check_comparable(
-                models["base"].config,
-                models[k].config,
-                toks["base"],
-                toks[k],
-                (specs["base"].spec, specs[k].spec),
-            )
+        names = {k: (specs["base"].spec, specs[k].spec) for k in children}
+        tokens = {
+            k: check_comparable(models["base"].config, models[k].config, toks["base"], toks[k],
+                                names[k])
+            for k in children
+        }  # fmt: skip
+        chats = {k: choose_chat(chat_template, toks["base"], toks[k], names[k]) for k in children}
         backends = {
             k: make_backend(backend, models[k], toks[k], specs[k].location, remote) for k in specs
         }
         return {
-            k: cls(backends["base"], backends[k], toks["base"], specs["base"], specs[k])
+            k: cls(backends["base"], backends[k], toks["base"], specs["base"], specs[k], toks[k],
+                   tokens[k], chats[k])
             for k in children
-        }
+        }  # fmt: skip
 
     @classmethod
     def from_models(
@@ -175,7 +203,6 @@ class ModelPair:
         The transformer_lens backend needs a folder to read the config from, so in-memory pairs
         default to nnsight.
         """
-        check_comparable(base_model.config, post_model.config, tokenizer, tokenizer, names)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         specs = [ResolvedSpec(n, "memory", n) for n in names]
@@ -298,6 +325,8 @@ class ModelPair:
         given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
                  "seed": seed, "batch_size": batch_size}  # fmt: skip
         cfg = SampleConfig(n=n, **{k: v for k, v in given.items() if v is not None})
+        prompts = [self.chat.format(p, f"prompt {i + 1}") for i, p in enumerate(prompts)]
         return sample_completions(
-            self[which], self.tokenizer, prompts, n=n, label=which, **cfg.generate_kwargs()
-        )
+            self[which], self.chat.tokenizer, prompts, n=n, label=which,
+            stop_ids=self.tokens.stop_ids, **cfg.generate_kwargs(),
+        )  # fmt: skip

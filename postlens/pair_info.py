@@ -29,8 +29,10 @@ class PairInfo:
         post: the post-trained model.
         n_layers: blocks per model.
         d_model: residual width.
-        vocab_size: shared vocabulary size.
-        tokenizer_check: the result of the tokenizer comparison.
+        vocab_size: the number of ids the two models share.
+        tokenizer_check: the tokenizer comparison in one line.
+        tokens: the tokenizer comparison (`postlens.compat.TokenizerComparison.to_dict`).
+        chat_template: whose chat template formats prompts (``post``, ``base`` or ``none``).
         hook_names: every hook name both models answer to.
         memory_bytes: the pair's parameters and buffers.
     """
@@ -44,6 +46,9 @@ class PairInfo:
     tokenizer_check: str
     memory_bytes: int
     hook_names: list[str] = field(default_factory=list)
+    tokens: dict[str, Any] = field(default_factory=dict)
+    chat_template: str = "none"
+    differences: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,22 +69,25 @@ def _model_info(pair: ModelPair, which: str) -> ModelInfo:
 
 
 def describe_pair(pair: ModelPair) -> PairInfo:
-    """Describe a pair (its tokenizer was checked identical when it was loaded).
+    """Describe a pair: models, sizes, and how their tokenizers differ (reported, not refused).
 
     Example:
         >>> import postlens as pl
         >>> describe_pair(pl.load("organism:base", rl="organism:rl").pair).n_layers
         4
     """
-    tok = pair.tokenizer
+    tokens = pair.tokens
     return PairInfo(
         backend=pair.backend_name,
         base=_model_info(pair, "base"),
         post=_model_info(pair, "post"),
         n_layers=pair.n_layers,
         d_model=pair.d_model,
-        vocab_size=len(tok),
-        tokenizer_check=f"identical: {len(tok)} tokens, special {tok.all_special_tokens}",
+        vocab_size=tokens.n_shared,
+        tokenizer_check=tokens.describe(),
         memory_bytes=pair.memory_bytes(),
         hook_names=pair.hook_names(),
+        tokens=tokens.to_dict(),
+        chat_template=pair.chat.which,
+        differences=tokens.lines(),
     )

@@ -77,6 +77,7 @@ def _provenance_html(report: Any) -> str:
         {"section": s.name, "seconds": round(s.seconds, 2), "ok": s.ok} for s in report.sections
     ]
     settings = [{"setting": k, "value": v} for k, v in prov.get("settings", {}).items()]
+    tokens = _tokenizer_rows(prov.get("tokenizers") or {})
     versions = " · ".join(
         f"{label} {esc(prov[key])}"
         for label, key in (
@@ -90,11 +91,27 @@ def _provenance_html(report: Any) -> str:
     )
     return (
         "<section id='sec-provenance'><h2>Provenance</h2>"
-        f"<p class='muted'>{versions}</p>{table(models)}{table(settings)}{table(timings)}"
+        f"<p class='muted'>{versions}</p>{table(models)}{tokens}{table(settings)}{table(timings)}"
         "<p class='muted'>Every section's numbers are embedded in this file as JSON "
         "(<code>#postlens-data</code>): <code>postlens render</code> rebuilds the page from "
         "them.</p></section>"
     )
+
+
+def _tokenizer_rows(tokenizers: dict[str, Any]) -> str:
+    """Each child's tokenizer against the base's: chat template used, shared ids, differences."""
+    if not tokenizers:
+        return ""  # a report from before tokenizers were recorded
+    rows = [
+        {
+            "child": child,
+            "chat template": info.get("chat_template_used", "none"),
+            "shared ids": info.get("n_shared", "–"),
+            "tokenizer differences": "; ".join(info.get("differences") or []) or "none",
+        }
+        for child, info in tokenizers.items()
+    ]
+    return table(rows)
 
 
 def _model_row(info: dict[str, Any] | None, spec: str) -> dict[str, Any]:

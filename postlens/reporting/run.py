@@ -50,8 +50,26 @@ def fingerprint(spec: Any) -> dict[str, Any]:
     return info
 
 
+def tokenizers(family: Any) -> dict[str, Any]:
+    """Per child: how its tokenizer differs from the base's, and whose chat template was used.
+
+    Example:
+        >>> import postlens as pl
+        >>> info = tokenizers(pl.load("organism:base", rl="organism:rl"))["rl"]
+        >>> info["special"], info["chat_template_used"], info["n_shared"]
+        ([], 'none', 104)
+    """
+    out = {}
+    for child, pair in family.pairs.items():
+        info = pair.tokens.to_dict()
+        info["chat_template_used"] = pair.chat.which
+        info["differences"] = pair.tokens.lines()
+        out[child] = info
+    return out
+
+
 def provenance(family: Any, config: ReportConfig) -> dict[str, Any]:
-    """Where the numbers come from: models with file hashes, versions, settings, date."""
+    """Where the numbers come from: models with file hashes, tokenizers, versions, settings."""
     import torch
     import transformers
 
@@ -60,6 +78,7 @@ def provenance(family: Any, config: ReportConfig) -> dict[str, Any]:
     return {
         "base": fingerprint(family.first.base_spec),
         "children": {k: fingerprint(p.post_spec) for k, p in family.pairs.items()},
+        "tokenizers": tokenizers(family),
         "postlens_version": postlens.__version__,
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
@@ -67,6 +86,7 @@ def provenance(family: Any, config: ReportConfig) -> dict[str, Any]:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": {
             "backend": family.base.name,
+            "dtype": str(next(family.base.hf_model.parameters()).dtype).removeprefix("torch."),
             "seed": config.seed,
             "n_prompts": config.n_prompts,
             "n_samples": config.sample.n,
