@@ -20,6 +20,8 @@ def activations(
     base: str = typer.Argument("organism:base", help="Base model spec."),
     post: str = typer.Argument("organism:rl", help="Post-trained model spec."),
     prompts: Path | None = opt.PROMPTS,
+    prompt_field: str = opt.PROMPT_FIELD,
+    completion_field: str = opt.COMPLETION_FIELD,
     generate: int | None = opt.generate_option("default: the file's completions, else 2"),
     max_new_tokens: int = opt.MAX_NEW_TOKENS,
     seed: int = opt.SEED,
@@ -30,6 +32,7 @@ def activations(
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
+    chat_template: str | None = opt.CHAT_TEMPLATE,
     json_out: Path | None = opt.JSON_OUT,
     verbose: bool = opt.VERBOSE,
 ) -> None:
@@ -40,8 +43,12 @@ def activations(
     config = ActivationConfig(patching=patching)
     sample = opt.sample_config(generate, max_new_tokens, SampleConfig.temperature, 1.0, seed)
     opt.check_outputs(json_out)
-    data = opt.sequences_input(prompts, generate, base, limit)
-    fam = pl.load(base, post, backend=backend, dtype=dtype, device=device)
+    opt.check_load(dtype, device)
+    source_file = opt.prompt_source(prompts, prompt_field, completion_field)
+    data = opt.sequences_input(source_file, generate, base, limit)
+    fam = pl.load(
+        base, post, backend=backend, dtype=dtype, device=device, chat_template=chat_template
+    )
     result = fam.activations(data, config, sample)["post"]
     table = Table(
         title=f"{base} → {post} (output KL {result.output_kl:.4g}, {result.n_positions} positions)"

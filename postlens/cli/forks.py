@@ -18,6 +18,8 @@ def forks(
     base: str = typer.Argument("organism:base", help="Base model spec."),
     post: str = typer.Argument("organism:rl", help="Post-trained model spec."),
     prompts: Path | None = opt.PROMPTS,
+    prompt_field: str = opt.PROMPT_FIELD,
+    completion_field: str = opt.COMPLETION_FIELD,
     generate: int | None = opt.generate_option("default: the file's completions, else 2"),
     source: str = typer.Option("post", "--from", help="Which model samples: post or base."),
     temperature: float = opt.TEMPERATURE,
@@ -31,6 +33,7 @@ def forks(
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
+    chat_template: str | None = opt.CHAT_TEMPLATE,
     json_out: Path | None = opt.JSON_OUT,
     verbose: bool = opt.VERBOSE,
 ) -> None:
@@ -41,8 +44,12 @@ def forks(
     config = ForkConfig(js_threshold=js_threshold)
     sample = opt.sample_config(generate, max_new_tokens, temperature, top_p, seed, source)
     opt.check_outputs(json_out)
-    data = opt.sequences_input(prompts, generate, base, limit)
-    fam = pl.load(base, post, backend=backend, dtype=dtype, device=device)
+    opt.check_load(dtype, device)
+    source_file = opt.prompt_source(prompts, prompt_field, completion_field)
+    data = opt.sequences_input(source_file, generate, base, limit)
+    fam = pl.load(
+        base, post, backend=backend, dtype=dtype, device=device, chat_template=chat_template
+    )
     result = fam.forks(data, config, sample)["post"]
     s = result.summary()
     entropy_forks = "–" if s.mean_entropy_forks is None else f"{s.mean_entropy_forks:.3f}"
@@ -54,6 +61,7 @@ def forks(
         f"agreement {s.agreement:.4f} · top-5 coverage {s.top5_coverage:.4f} · "
         f"{s.n_forks} forks · base entropy at forks {entropy_forks} vs "
         f"{s.mean_entropy_all:.3f} overall · forks in top-20% entropy {top20}"
+        + (f" · {s.n_excluded} positions excluded (ids only one model has)" if s.n_excluded else "")
     )
     if json_out is not None:
         from postlens.io import write_json_atomic

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
 
 DEFAULT_BASE = "organism:base"
@@ -20,14 +21,19 @@ def info(
     base: str = typer.Argument(DEFAULT_BASE, help="Base model spec."),
     post: str = typer.Argument(DEFAULT_POST, help="Post-trained model spec."),
     backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
-    device: str | None = typer.Option(None, help="Torch device (default CPU)."),
-    dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16."),
+    device: str | None = opt.DEVICE,
+    dtype: str | None = opt.DTYPE,
+    chat_template: str | None = opt.CHAT_TEMPLATE,
     trust_remote_code: bool = typer.Option(False, help="Run code shipped with a checkpoint."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the description here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Load BASE and POST side by side and print architecture, sizes, tokenizer check, hooks."""
+    """Load BASE and POST side by side and print architecture, sizes, tokenizer differences, hooks.
+
+    Differing special tokens, added tokens and chat templates are listed, not refused (exit 0).
+    """
     setup_logging(verbose)
+    opt.check_load(dtype, device)
     from postlens.io import write_json_atomic
     from postlens.pair import ModelPair
     from postlens.pair_info import describe_pair
@@ -39,6 +45,7 @@ def info(
         device=device,
         dtype=dtype,  # type: ignore[arg-type]
         trust_remote_code=trust_remote_code,
+        chat_template=chat_template,
     )
     described = describe_pair(pair)
     console = Console()
@@ -54,7 +61,13 @@ def info(
         f"layers {described.n_layers} · d_model {described.d_model} · vocab "
         f"{described.vocab_size} · pair memory {described.memory_bytes / 2**20:.1f} MiB"
     )
-    console.print(f"tokenizer: {described.tokenizer_check}")
+    if described.differences:
+        console.print(f"tokenizers: {described.vocab_size} shared ids; they differ in:")
+        for line in described.differences:
+            console.print(f"  - {line}", markup=False)
+    else:
+        console.print(f"tokenizer: {described.tokenizer_check}", markup=False)
+    console.print(f"chat template: {described.chat_template}")
     names = described.hook_names
     console.print(f"hook names ({len(names)}): {', '.join(names[:5])}, ..., {names[-1]}")
     if json_out is not None:

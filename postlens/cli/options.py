@@ -15,10 +15,28 @@ from postlens.generation import SampleConfig
 from postlens.pair import BACKENDS, DEFAULT_BACKEND
 
 BACKEND = typer.Option(DEFAULT_BACKEND, help=f"{' or '.join(BACKENDS)}.")
-DTYPE = typer.Option(None, help="float32, bfloat16 or float16 (default float32).")
-DEVICE = typer.Option(None, help="Torch device, e.g. cpu or cuda:0 (default CPU).")
+DTYPE = typer.Option(
+    None,
+    help="float32, bfloat16 or float16 (default: the checkpoints' storage dtype when 16-bit, "
+    "else float32).",
+)
+DEVICE = typer.Option(
+    None, help="cpu, cuda, cuda:N, mps or auto (accelerate's device_map='auto'); default CPU."
+)
+CHAT_TEMPLATE = typer.Option(
+    None,
+    "--chat-template",
+    help="Whose chat template formats each prompt: none, base or post (default: post when its "
+    "tokenizer has one). Only the response tokens are scored.",
+)
 PROMPTS = typer.Option(
-    None, help="JSONL ('prompt', optional 'completion' / 'answer') or text, one prompt per line."
+    None,
+    help="JSONL ('prompt', optional 'completion' / 'answer'), text (one prompt per line), or a "
+    "local Hugging Face dataset (.parquet, .arrow, a save_to_disk folder).",
+)
+PROMPT_FIELD = typer.Option("prompt", help="The field (or dataset column) holding the prompt.")
+COMPLETION_FIELD = typer.Option(
+    "completion", help="The field (or dataset column) holding the completion."
 )
 MAX_NEW_TOKENS = typer.Option(SampleConfig.max_new_tokens, help="Length of sampled completions.")
 TEMPERATURE = typer.Option(SampleConfig.temperature, help="Sampling temperature (0: greedy).")
@@ -35,8 +53,24 @@ def generate_option(default_help: str) -> Any:
     )
 
 
-def sequences_input(prompts: Path | None, generate: int | None, base: str, limit: int) -> Any:
-    """What to compare the models on, from --prompts and --generate.
+def check_load(dtype: str | None, device: str | None) -> None:
+    """Refuse an unknown ``--dtype`` or a device that is not there, before anything loads."""
+    from postlens.dtypes import check_dtype
+    from postlens.loading import check_device
+
+    check_dtype(dtype)
+    check_device(device)
+
+
+def prompt_source(prompts: Path | None, prompt_field: str, completion_field: str) -> Any:
+    """``--prompts`` with ``--prompt-field`` / ``--completion-field`` (`postlens.inputs.PromptFile`)."""
+    from postlens.inputs import prompt_file
+
+    return prompt_file(prompts, prompt_field, completion_field)
+
+
+def sequences_input(prompts: Any, generate: int | None, base: str, limit: int) -> Any:
+    """What to compare the models on, from --prompts (a path or `PromptFile`) and --generate.
 
     ``--generate N`` samples N completions per prompt (completions in the file are then not
     used); ``--generate 0`` scores the file's completions; without it, the file's completions

@@ -13,13 +13,28 @@ from postlens.cli.app import app, friendly_errors, setup_logging
 from postlens.diffs.passk import VERIFIER_MODES, PassKConfig
 
 
+def _formatted(texts: list[str], backends: list, choice: str | None) -> list[str]:
+    """The problems formatted by a chat template: ``base`` is the first model's, ``post`` the
+    first later model's that has one (the default when one does)."""
+    from postlens.chat import choose_chat
+    from postlens.compat import has_template
+
+    toks = [b.tokenizer for b in backends]
+    post = next((t for t in toks[1:] if has_template(t)), toks[-1])
+    chat = choose_chat(choice, toks[0], post)
+    return [chat.format(t, f"problem {i + 1}") for i, t in enumerate(texts)]
+
+
 @app.command("passk")
 @friendly_errors
 def passk(
     models: list[str] = typer.Argument(..., help="Model specs, e.g. organism:base organism:rl."),
     prompts: Path | None = typer.Option(
-        None, help="JSONL with 'prompt' and 'answer' (default: the organism's held-out problems)."
+        None,
+        help="JSONL with 'prompt' and 'answer', or a local dataset (default: the organism's "
+        "held-out problems).",
     ),
+    prompt_field: str = opt.PROMPT_FIELD,
     n: int = typer.Option(64, help="Samples per problem and model."),
     k: list[int] = typer.Option([], help="k values (repeat the option); default 1, 2, 4, ..., n."),
     verifier: str = typer.Option(PassKConfig.verifier, help=", ".join(VERIFIER_MODES) + "."),
@@ -31,6 +46,7 @@ def passk(
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
+    chat_template: str | None = opt.CHAT_TEMPLATE,
     json_out: Path | None = opt.JSON_OUT,
     verbose: bool = opt.VERBOSE,
 ) -> None:
@@ -50,8 +66,11 @@ def passk(
             "organism's own verifier (give --prompts FILE to use another)"
         )
     opt.check_outputs(json_out)
-    texts, verifiers = verifiable_problems(prompts, models[0], limit, verifier)
+    opt.check_load(dtype, device)
+    source = opt.prompt_source(prompts, prompt_field, "completion")
+    texts, verifiers = verifiable_problems(source, models[0], limit, verifier)
     backends, tokenizer = load_models(models, backend, dtype, device)
+    texts = _formatted(texts, list(backends.values()), chat_template)
     result = pass_at_k_curves(backends, tokenizer, texts, verifiers, config)
     table = Table(title=f"pass@k on {len(texts)} problems, n = {n} samples each")
     table.add_column("k", justify="right")

@@ -17,8 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.persona_analysis import PersonaConfig, read_persona_file  # noqa: F401
+from postlens.diffs.persona_analysis import PersonaConfig, read_persona_file
 
 #: Every option's default lives once, in `PersonaConfig`.
 _D = PersonaConfig
@@ -35,6 +36,24 @@ def _child_names(children: list[str], names: str | None) -> list[str]:
     if len(children) == 2:
         return ["sft", "rl"]
     return ["post"] if len(children) == 1 else [f"child{i + 1}" for i in range(len(children))]
+
+
+def _inputs(base: str, cfg: PersonaConfig, personas: Path | None, source: Any,
+            corpus: Path | None) -> Any:  # fmt: skip
+    """The persona inputs; untagged prompts read with ``--prompt-field`` / ``--completion-field``."""
+    import dataclasses
+
+    from postlens.diffs.persona_analysis import PersonaInputs, persona_inputs, read_texts
+    from postlens.inputs import PromptFile
+
+    if not isinstance(source, PromptFile):
+        return persona_inputs(base, cfg, personas, source, corpus)
+    texts = [r.prompt + (r.completion or "") for r in source.read()[: cfg.n_prompts]]
+    if personas is not None:
+        sets = read_persona_file(personas, cfg.n_per_persona)
+        return PersonaInputs(sets, texts, read_texts(corpus) if corpus else None)
+    # Only the organism has default persona sets (persona_inputs says so otherwise).
+    return dataclasses.replace(persona_inputs(base, cfg, None, None, corpus), prompts=texts)
 
 
 def _print(console: Console, found: Any) -> None:
@@ -95,7 +114,11 @@ def personas(
     persona_file: Path | None = typer.Option(
         None, "--personas", help="JSONL: 'persona', 'prompt', optional 'completion'."
     ),
-    prompts: Path | None = typer.Option(None, help="Untagged prompts (JSONL or text)."),
+    prompts: Path | None = typer.Option(
+        None, help="Untagged prompts (JSONL, text, or a local dataset)."
+    ),
+    prompt_field: str = opt.PROMPT_FIELD,
+    completion_field: str = opt.COMPLETION_FIELD,
     corpus: Path | None = typer.Option(None, help="Texts for top contexts and SAE training."),
     sae: str | None = typer.Option(
         _D.sae, help="SAE folder, a SAELens release (with --sae-id), organism:sae, auto or none."
@@ -118,12 +141,16 @@ def personas(
     ),
     seed: int = typer.Option(_D.seed),
     backend: str = typer.Option("nnsight", help="transformer_lens or nnsight."),
+    dtype: str | None = opt.DTYPE,
+    device: str | None = opt.DEVICE,
+    chat_template: str | None = opt.CHAT_TEMPLATE,
     json_out: Path | None = typer.Option(None, "--json", help="Write every figure here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Persona directions of the base, each child's projection on them, and SAE latent diffing."""
     setup_logging(verbose)
-    from postlens.diffs.persona_analysis import analyse_personas, persona_inputs, persona_sae
+    from postlens.chat import format_inputs
+    from postlens.diffs.persona_analysis import analyse_personas, persona_sae
     from postlens.errors import InputFileError
     from postlens.family import load
     from postlens.inputs import is_organism
@@ -138,8 +165,13 @@ def personas(
         sae, sae_id, train, layer, training_tokens, top, cos_threshold, auroc_threshold, seed,
         per_persona, limit,
     )  # fmt: skip
-    inputs = persona_inputs(base, cfg, persona_file, prompts, corpus)
-    fam = load(base, children=specs, backend=backend)
+    opt.check_outputs(json_out)
+    opt.check_load(dtype, device)
+    source = opt.prompt_source(prompts, prompt_field, completion_field)
+    inputs = _inputs(base, cfg, persona_file, source, corpus)
+    fam = load(base, children=specs, backend=backend, dtype=dtype, device=device,
+               chat_template=chat_template)  # fmt: skip
+    inputs = format_inputs(fam.first.chat, inputs)
     sae_model, source = persona_sae(fam.pairs, inputs, cfg)
     if train and save_sae_to is not None:
         from postlens.diffs.sae import save_sae

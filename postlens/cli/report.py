@@ -32,6 +32,8 @@ def report(
     rl: str | None = typer.Option(None, help="An RL child of BASE."),
     demo: bool = typer.Option(False, help="The shipped organism: base, sft and rl."),
     prompts: Path | None = opt.PROMPTS,
+    prompt_field: str = opt.PROMPT_FIELD,
+    completion_field: str = opt.COMPLETION_FIELD,
     out: Path = typer.Option(Path("report.html"), help="Where to write the HTML report."),
     json_out: Path | None = typer.Option(
         None,
@@ -52,6 +54,7 @@ def report(
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
+    chat_template: str | None = opt.CHAT_TEMPLATE,
     verbose: bool = opt.VERBOSE,
 ) -> None:
     """Compute every section and write one self-contained HTML file; exit 1 if a section failed."""
@@ -67,12 +70,15 @@ def report(
         children = _children(post, sft, rl)
     chosen = tuple(s.strip() for s in sections.split(",") if s.strip()) if sections else ()
     sample = SampleConfig(n=n_samples, max_new_tokens=max_new_tokens, seed=seed)
-    config = ReportConfig(sections=chosen, prompts=prompts, n_prompts=n_prompts, sample=sample,
+    source = opt.prompt_source(prompts, prompt_field, completion_field)
+    config = ReportConfig(sections=chosen, prompts=source, n_prompts=n_prompts, sample=sample,
                           passk_samples=passk_samples, verifier=verifier, seed=seed)  # fmt: skip
     opt.check_outputs(out, json_out)
+    opt.check_load(dtype, device)
     import postlens as pl
 
-    fam = pl.load(base, children=children, backend=backend, dtype=dtype, device=device)
+    fam = pl.load(base, children=children, backend=backend, dtype=dtype, device=device,
+                  chat_template=chat_template)  # fmt: skip
     console = Console(stderr=True)
     rep = fam.report(config, on_section=_progress(console))
     _write(rep, out, json_out, console)

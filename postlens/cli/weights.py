@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
 from postlens.diffs.weights import WeightDiffConfig
 
@@ -45,11 +46,23 @@ def weights(
     allow_nonfinite: bool = typer.Option(
         False, help="Exit 0 even when a checkpoint holds NaN or ±inf weights."
     ),
+    dtype: str | None = typer.Option(
+        None, help="Accepted and checked like the other commands'; changes nothing here."
+    ),
+    device: str | None = typer.Option(
+        None, help="Accepted and checked like the other commands'; changes nothing here."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write every figure as JSON here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Compare checkpoints tensor by tensor; exit 1 if tensors are missing, mismatched or non-finite."""
+    """Compare checkpoints tensor by tensor; exit 1 if tensors are missing, mismatched or non-finite.
+
+    Weights are streamed from the safetensors files and reduced in float64 on the CPU, whatever
+    their storage dtype: ``--dtype`` and ``--device`` are accepted (so one command line works
+    for every command) and refused when invalid, but change no figure.
+    """
     setup_logging(verbose)
+    opt.check_load(dtype, device)
     from postlens.diffs.weights import compare_children
     from postlens.io import check_writable, write_json_atomic
 

@@ -189,7 +189,10 @@ def test_resid_mid_intervention_agrees_across_backends(tiny_dirs, arch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_parity_on_real_third_party_checkpoint(tinystories_dir, backend):
-    pair = ModelPair.load(str(tinystories_dir), str(tinystories_dir), backend=backend)
+    # The checkpoint is stored in bfloat16 (its default dtype); the reference runs in float32.
+    pair = ModelPair.load(
+        str(tinystories_dir), str(tinystories_dir), backend=backend, dtype="float32"
+    )
     batch = pair.tokenize(["Once upon a time, there was a little boy named Tim.", "The cat sat."])
     names = [f"blocks.{i}.hook_resid_post" for i in range(pair.n_layers)]
     out = pair.run("base", batch, hooks=names)
