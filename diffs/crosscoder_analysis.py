@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,10 +173,41 @@ def analyse_crosscoder(
     training: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
 ) -> CrosscoderResult:  # fmt: skip
     """Every latent's figures, measured on the held-out `texts` (see the module docstring)."""
-    models, cfg = list(backends), cc.config
+    models = list(backends)
     cols = _weights_table(cc, models)
-    scaling = _scaling_entries(cc, cols, models)
-    acc = _held_out_pass(cc, list(backends.values()), texts, scaling)
+    acc = _held_out_pass(cc, list(backends.values()), texts, _scaling_entries(cc, cols, models))
+    result = _result(cc, models, cols, acc, training, provenance)
+    chosen = np.zeros(cc.n_latents, dtype=bool)
+    for c in models[1:]:
+        chosen |= np.isin(cols[f"class_{c}"], ("child-only", "base-only", "other"))
+    chosen = np.union1d(np.flatnonzero(chosen)[:200], np.argsort(-cols["freq"])[:10])
+    result.contexts = _contexts(acc, texts, backends[models[0]].tokenizer, chosen, cc.config)
+    return result
+
+
+def analyse_activations(
+    cc: Crosscoder, models: Sequence[str], batches: Iterable[Tensor]
+) -> CrosscoderResult:
+    """The same figures on raw ``[batch, model, d_model]`` activations (no token contexts).
+
+    Example:
+        >>> cc = Crosscoder(2, 8, CrosscoderConfig(n_latents=16, kind="l1"))
+        >>> r = analyse_activations(cc, ["base", "rl"], [torch.randn(32, 2, 8)])
+        >>> r.quality["n_tokens"], len(r.columns["delta_rl"])
+        (32, 16)
+    """
+    models = list(models)
+    cols = _weights_table(cc, models)
+    acc = _Pass(cc, 0, _scaling_entries(cc, cols, models))
+    for raw in batches:
+        acc.add(raw, torch.zeros(len(raw), 2, dtype=torch.long))
+    return _result(cc, models, cols, acc, None, None)
+
+
+def _result(
+    cc: Crosscoder, models: list[str], cols: dict[str, np.ndarray], acc: _Pass,
+    training: dict[str, Any] | None, provenance: dict[str, Any] | None,
+) -> CrosscoderResult:  # fmt: skip
     n = max(1, acc.n_tok)
     cols["freq"] = (acc.fired / n).numpy()
     norms = cc.decoder_norms().detach()
@@ -185,19 +216,13 @@ def analyse_crosscoder(
     dead = cols["freq"] == 0
     for c in models[1:]:
         cols[f"class_{c}"][dead] = "dead"
-    _add_scaling(cols, scaling, models, cfg)
+    _add_scaling(cols, acc.scaling, models, cc.config)
     sst = acc.sum_x2 - acc.sum_x.pow(2).sum(-1) / n
     ve = {m: float(1 - acc.sse[i] / sst[i].clamp_min(1e-12)) for i, m in enumerate(models)}
     quality = {"l0": acc.l0 / n, "dead_fraction": float(dead.mean()), "n_tokens": acc.n_tok}
-    special = np.zeros(cc.n_latents, dtype=bool)
-    for c in models[1:]:
-        special |= np.isin(cols[f"class_{c}"], ("child-only", "base-only", "other"))
-    chosen = np.union1d(np.flatnonzero(special)[:200], np.argsort(-cols["freq"])[:10])
-    contexts = _contexts(acc, texts, backends[models[0]].tokenizer, chosen, cfg)
-    result = CrosscoderResult(models, cfg.hook, cfg, cols, ve, quality, contexts,
-                              _directions(cc, cols, models), dict(training or {}),
-                              dict(provenance or {}), crosscoder=cc)  # fmt: skip
-    return result
+    return CrosscoderResult(models, cc.config.hook, cc.config, cols, ve, quality, {},
+                            _directions(cc, cols, models), dict(training or {}),
+                            dict(provenance or {}), crosscoder=cc)  # fmt: skip
 
 
 def _add_scaling(cols: dict[str, np.ndarray], scaling: LatentScaling, models: list[str], cfg: CrosscoderConfig) -> None:  # fmt: skip

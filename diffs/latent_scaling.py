@@ -21,9 +21,14 @@ is fitted for two targets, each with latent ``j``'s own contribution removed:
   model ``m`` (the decoder bias is left out: it is the same on every token; a large ``β_r`` here
   is Latent Decoupling).
 
-The ratios ``ν^ε = β^ε_r / β^ε_o`` and ``ν^r = β^r_r / β^r_o`` (ν = β_base / β_child for a
+The ratios ``ν^ε = β^ε_r / β^ε_o`` and ``ν^r = β^r_r / β^{r+}_o`` (ν = β_base / β_child for a
 child-only latent, β_child / β_base for a base-only one) are ≈0 for a latent truly absent from
-the other model and ≈1 for a concept both models hold. One pass, accumulated batch by batch.
+the other model and ≈1 for a concept both models hold. For ν^r the own model's β (``β^{r+}``)
+is fitted on its reconstruction *with* latent ``j`` (``x̂^o − b_dec^o``): without it, a genuine
+latent leaves nothing along ``u`` in its own model either, and the ratio would divide two
+near-zeros. ν^ε's own β needs no such care: the own model's error with ``j`` added back holds
+``j``'s contribution (≈1 for a latent that reconstructs its model). One pass, accumulated batch
+by batch.
 
 Example:
     >>> u = torch.tensor([[1.0, 0.0]])
@@ -68,6 +73,7 @@ class LatentScaling:
         n = len(self.latents)
         self.num_error = torch.zeros(n, n_models, dtype=torch.float64)
         self.num_recon = torch.zeros(n, n_models, dtype=torch.float64)
+        self.num_recon_full = torch.zeros(n, n_models, dtype=torch.float64)
         self.sum_f2 = torch.zeros(n, dtype=torch.float64)
 
     @torch.no_grad()
@@ -86,21 +92,26 @@ class LatentScaling:
         err = torch.einsum("bmd,ed->bem", (x - x_hat).float(), self.u)
         rec = torch.einsum("bmd,ed->bem", (x_hat - b_dec).float(), self.u)
         self.num_error += (torch.einsum("be,bem->em", fj, err) + self_dot * f2[:, None]).double()
-        self.num_recon += (torch.einsum("be,bem->em", fj, rec) - self_dot * f2[:, None]).double()
+        full = torch.einsum("be,bem->em", fj, rec)
+        self.num_recon += (full - self_dot * f2[:, None]).double()
+        self.num_recon_full += full.double()
         self.sum_f2 += f2.double()
 
     def betas(self) -> dict[str, Float[Tensor, "entry model"]]:
-        """β^ε and β^r of every entry in every model (NaN for a latent that never fired)."""
+        """β^ε, β^r and β^{r+} (reconstruction with the latent) of every entry in every model
+        (NaN for a latent that never fired)."""
         den = (self.u.double().pow(2).sum(-1) * self.sum_f2)[:, None]
         den = torch.where(den > 0, den, torch.nan)
-        return {"beta_error": self.num_error / den, "beta_recon": self.num_recon / den}
+        return {"error": self.num_error / den, "recon": self.num_recon / den,
+                "recon_full": self.num_recon_full / den}  # fmt: skip
 
     def nu(self) -> dict[str, Float[Tensor, " entry"]]:
-        """ν^ε and ν^r per entry: β in the other model over β in the own model."""
-        out = {}
-        rows = torch.arange(len(self.latents))
-        for name, beta in self.betas().items():
-            own, other = beta[rows, self.own], beta[rows, self.other]
-            own = torch.where(own.abs() > 1e-9, own, torch.nan)
-            out[name.replace("beta", "nu")] = (other / own).float()
-        return out
+        """ν^ε (``nu_error``) and ν^r (``nu_recon``) per entry (see the module docstring)."""
+        beta, rows = self.betas(), torch.arange(len(self.latents))
+
+        def ratio(other: Tensor, own: Tensor) -> Tensor:
+            own = own[rows, self.own]
+            return (other[rows, self.other] / torch.where(own.abs() > 1e-9, own, torch.nan)).float()
+
+        return {"nu_error": ratio(beta["error"], beta["error"]),
+                "nu_recon": ratio(beta["recon"], beta["recon_full"])}  # fmt: skip

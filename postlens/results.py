@@ -34,6 +34,7 @@ RESULT_MODULES = (
     "postlens.diffs.passk",
     "postlens.diffs.persona_analysis",
     "postlens.probes.confidence_result",
+    "postlens.diffs.crosscoder_result",
 )
 
 

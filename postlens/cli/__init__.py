@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postlens.cli import activations, forks, info, passk, personas, report, weights  # noqa: F401  (one subcommand each)
+from postlens.cli import activations, crosscoder, forks, info, passk, personas, report, weights  # noqa: F401  (one subcommand each)
 from postlens.cli.app import app
 
 

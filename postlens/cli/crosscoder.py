@@ -1,0 +1,118 @@
+"""``postlens crosscoder BASE POST [--other CHILD]``: a crosscoder of the base and its child(ren).
+
+Trains a BatchTopK (or L1) crosscoder on the same tokens' activations of BASE and POST (and of
+``--other`` in the same latent space: a three-way crosscoder) at ``--hook``, then prints each
+model's reconstruction quality, the latents per class (base-only, shared, child-only) and
+Latent Scaling's verdict on the child-only and base-only ones. Texts come from ``--prompts``
+(whole lines or prompt + completion); on the organism they default to a sample of its
+pre-training mixture. Every option's default lives in `CrosscoderConfig`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from postlens.cli import options as opt
+from postlens.cli.app import app, friendly_errors, setup_logging
+from postlens.diffs.crosscoder import CrosscoderConfig
+
+_D = CrosscoderConfig
+
+
+def _print(console: Console, result: Any) -> None:
+    s = result.summary()
+    ve = ", ".join(f"{m} {v:.3f}" for m, v in s.variance_explained.items())
+    console.print(
+        f"[bold]{s.kind} crosscoder[/bold], {s.n_latents} latents at {result.hook}: variance "
+        f"explained {ve} · L0 {s.l0:.1f} · dead {s.dead_fraction:.1%} · "
+        f"{s.training_seconds}s, peak memory {s.peak_memory_mib} MiB"
+    )
+    table = Table(title="Latents per class (Δ against the base) and Latent Scaling")
+    for col in ("child", "base-only", "shared", "child-only", "other", "dead",
+                "child-only genuine / artifacts", "median ν^ε, ν^r"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for c, n in s.counts.items():
+        sc = s.child_only_scaling[c]
+        table.add_row(c, str(n.base_only), str(n.shared), str(n.child_only), str(n.other),
+                      str(n.dead), f"{sc.n_genuine} / {sc.n_artifacts}",
+                      f"{sc.median_nu_error}, {sc.median_nu_recon}")  # fmt: skip
+    console.print(table)
+    if s.patterns:
+        console.print("three-way patterns: " + ", ".join(f"{k} {v}" for k, v in s.patterns.items()))
+
+
+@app.command("crosscoder")
+@friendly_errors
+def crosscoder(
+    base: str = typer.Argument("organism:base", help="Base model spec."),
+    post: str = typer.Argument("organism:rl", help="Post-trained model spec."),
+    other: str | None = typer.Option(None, help="A second child, in the same latent space."),
+    prompts: Path | None = typer.Option(None, help="Texts to train on (JSONL or text)."),
+    hook: str = typer.Option(_D.hook, help="Hook read in every model."),
+    kind: str = typer.Option(_D.kind, help="batchtopk or l1."),
+    latents: int | None = typer.Option(_D.n_latents, help="Latents (default expansion × d)."),
+    expansion: int = typer.Option(_D.expansion, help="Latents per residual dimension."),
+    k: float = typer.Option(_D.k, help="BatchTopK: mean active latents per token."),
+    l1: float = typer.Option(_D.l1_coefficient, help="L1: the sparsity coefficient."),
+    tokens: int = typer.Option(_D.training_tokens, help="Training tokens."),
+    batch_tokens: int = typer.Option(_D.batch_tokens, help="Tokens per step."),
+    lr: float = typer.Option(_D.lr, help="Adam learning rate."),
+    checkpoint: Path | None = typer.Option(
+        None, help="Folder for checkpoints and the crosscoder (a run there is resumed)."
+    ),
+    checkpoint_every: int = typer.Option(_D.checkpoint_every, help="Steps between checkpoints."),
+    limit: int = typer.Option(5000, help="Use at most this many texts."),
+    seed: int = typer.Option(_D.seed),
+    backend: str = opt.BACKEND,
+    dtype: str | None = opt.DTYPE,
+    device: str | None = opt.DEVICE,
+    json_out: Path | None = opt.JSON_OUT,
+    verbose: bool = opt.VERBOSE,
+) -> None:
+    """What did POST (and --other) add, remove or keep? A crosscoder's latents, classified."""
+    setup_logging(verbose)
+    import postlens as pl
+    from postlens.progress import show_progress
+
+    cfg = CrosscoderConfig(
+        hook=hook, kind=kind, n_latents=latents, expansion=expansion, k=k, l1_coefficient=l1,
+        training_tokens=tokens, batch_tokens=batch_tokens, lr=lr,
+        checkpoint_every=checkpoint_every, three_way=other is not None,
+        checkpoint=None if checkpoint is None else str(checkpoint), seed=seed,
+    )  # fmt: skip
+    opt.check_outputs(json_out)
+    texts = _texts(prompts, base, limit)
+    names = [_name(post, "post"), _name(other or "", "other")]
+    children = {names[0]: post} | ({names[1]: other} if other is not None else {})
+    fam = pl.load(base, children=children, backend=backend, dtype=dtype, device=device)
+    result = fam.crosscoder(texts, cfg, show_progress(None))
+    if other is None:
+        result = result[names[0]]
+    _print(Console(), result)
+    if json_out is not None:
+        from postlens.io import write_json_atomic
+
+        write_json_atomic(json_out, result.to_json())
+
+
+def _name(spec: str, default: str) -> str:
+    """A child's name: the organism's own (``sft``, ``rl``), else `default`."""
+    return spec.split(":", 1)[1] if spec.startswith("organism:") else default
+
+
+def _texts(prompts: Path | None, base: str, limit: int) -> list[str] | None:
+    """The file's texts, or ``None`` for the organism's corpus sample."""
+    from postlens.diffs.persona_analysis import read_texts
+    from postlens.errors import InputFileError
+    from postlens.inputs import is_organism
+
+    if prompts is not None:
+        return read_texts(prompts, limit)
+    if not is_organism(base):
+        raise InputFileError("give --prompts FILE: the texts to train the crosscoder on")
+    return None

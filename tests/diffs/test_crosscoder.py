@@ -1,0 +1,185 @@
+"""Crosscoders: planted model-specific directions are found as such, with a small ν; resuming,
+saving and the JSON round trip; one end-to-end run on tiny planted models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import postlens as pl
+from postlens.diffs.crosscoder import BatchTopK, CrosscoderConfig, load_crosscoder
+from postlens.diffs.crosscoder_analysis import analyse_activations
+from postlens.diffs.crosscoder_result import CrosscoderResult
+from postlens.diffs.crosscoder_train import train_crosscoder
+from postlens.errors import CheckpointError, ConfigError
+
+D, N_SHARED, BATCH = 16, 12, 256
+
+
+def planted(n_batches: int, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Sparse activations of (base, child): shared features (a little rotated in the child), one
+    direction only the child has and one only the base has, each firing on ~8% of tokens."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(D, D, generator=g))
+    u_child, u_base = q[:, 0], q[:, 1]
+    # shared features live in the complement of the two planted directions
+    shared = torch.randn(N_SHARED, D - 2, generator=g) @ q[:, 2:].T
+    shared = torch.nn.functional.normalize(shared, dim=-1)
+    turn = 0.1 * torch.randn(N_SHARED, D - 2, generator=g) @ q[:, 2:].T
+    shared_child = torch.nn.functional.normalize(shared + turn, dim=-1)
+
+    def coef(*shape: int) -> torch.Tensor:
+        on = torch.rand(*shape, generator=g) < 0.08
+        return on * (0.5 + 2 * torch.rand(*shape, generator=g))
+
+    out = []
+    for _ in range(n_batches):
+        a, c, b = coef(BATCH, N_SHARED), coef(BATCH, 1), coef(BATCH, 1)
+        base = a @ shared + b * u_base
+        child = a @ shared_child + c * u_child
+        out.append(torch.stack([base, child], 1) + 0.01 * torch.randn(BATCH, 2, D, generator=g))
+    return out, u_child, u_base
+
+
+def _best(result: CrosscoderResult, u: torch.Tensor, model: int) -> int:
+    dec = result.crosscoder.W_dec.detach()[:, model]
+    return int(torch.nn.functional.cosine_similarity(dec, u[None], dim=-1).argmax())
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[CrosscoderResult, torch.Tensor, torch.Tensor]:
+    batches, u_child, u_base = planted(340)
+    cfg = CrosscoderConfig(n_latents=32, k=3, batch_tokens=BATCH, training_tokens=BATCH * 300,
+                           lr=3e-3)  # fmt: skip
+    cc, log = train_crosscoder(batches[:300], cfg, models=("base", "child"))
+    result = analyse_activations(cc, ["base", "child"], batches[300:])
+    result.training = log.to_json()
+    return result, u_child, u_base
+
+
+def test_planted_child_only_and_base_only_directions_are_found(trained):
+    result, u_child, u_base = trained
+    cols = result.columns
+    jc, jb = _best(result, u_child, 1), _best(result, u_base, 0)
+    dec = result.crosscoder.W_dec.detach()
+    assert torch.nn.functional.cosine_similarity(dec[jc, 1], u_child, dim=0) > 0.9
+    assert cols["delta_child"][jc] > 0.9 and cols["class_child"][jc] == "child-only"
+    assert torch.nn.functional.cosine_similarity(dec[jb, 0], u_base, dim=0) > 0.9
+    assert cols["delta_child"][jb] < 0.1 and cols["class_child"][jb] == "base-only"
+    # Latent Scaling: the other model holds none of either direction
+    for j in (jc, jb):
+        assert abs(cols["nu_error_child"][j]) < 0.2 and abs(cols["nu_recon_child"][j]) < 0.2
+        assert cols["artifact_child"][j] is False
+
+
+def test_shared_structure_lands_near_one_half(trained):
+    result, u_child, u_base = trained
+    cols = result.columns
+    live = cols["class_child"] != "dead"
+    planted_ids = {_best(result, u_child, 1), _best(result, u_base, 0)}
+    rest = [j for j in np.flatnonzero(live) if j not in planted_ids]
+    assert abs(float(np.median(cols["delta_child"][rest])) - 0.5) < 0.1
+    s = result.summary()
+    assert s.counts["child"].shared >= N_SHARED // 2
+    assert s.variance_explained["base"] > 0.8 and s.variance_explained["child"] > 0.8
+
+
+def test_result_json_round_trip(trained):
+    result = trained[0]
+    back = pl.Result.from_json(result.to_json())
+    assert isinstance(back, CrosscoderResult) and back.summary() == result.summary()
+    assert back.to_frame().shape == result.to_frame().shape
+    assert len(result.plot().data) >= 2
+
+
+def test_l1_crosscoder_trains_and_penalises_decoder_norms():
+    batches, _, _ = planted(40, seed=1)
+    cfg = CrosscoderConfig(kind="l1", n_latents=32, batch_tokens=BATCH, training_tokens=BATCH * 40,
+                           lr=3e-3, l1_coefficient=0.5)  # fmt: skip
+    cc, log = train_crosscoder(batches, cfg)
+    assert log.steps == 40 and np.isfinite(log.final_fvu)
+    total, mse, sparsity = cc.loss(cc.normalise(batches[0]), l1=0.5)
+    assert sparsity > 0 and torch.isclose(total, mse + 0.5 * sparsity)
+
+
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
+    batches, _, _ = planted(8, seed=2)
+    cfg = CrosscoderConfig(n_latents=16, k=2, batch_tokens=BATCH, training_tokens=BATCH * 8,
+                           checkpoint_every=4)  # fmt: skip
+    whole, _ = train_crosscoder(batches, cfg)
+    with pytest.raises(ConfigError, match="ended after 6"):  # interrupted after step 6
+        train_crosscoder(batches[:6], cfg, checkpoint=tmp_path / "ck")
+    resumed, log = train_crosscoder(batches, cfg, checkpoint=tmp_path / "ck")
+    assert log.resumed_from == 4
+    assert torch.allclose(resumed.W_dec, whole.W_dec, atol=1e-6)
+    assert torch.equal(resumed.threshold, whole.threshold)
+    back, meta = load_crosscoder(tmp_path / "ck")
+    assert meta["state"]["step"] == 8 and torch.equal(back.W_enc, resumed.W_enc)
+    assert not list((tmp_path / "ck").glob("*.pt")) and not list((tmp_path / "ck").glob("*.pkl"))
+    other = CrosscoderConfig(n_latents=16, k=3, batch_tokens=BATCH, training_tokens=BATCH * 8)
+    with pytest.raises(CheckpointError, match="other settings"):
+        train_crosscoder(batches, other, checkpoint=tmp_path / "ck")
+
+
+def test_batch_top_k_is_saelens_rule():
+    sae_topk = pytest.importorskip("sae_lens.saes.batchtopk_sae").BatchTopK
+    x = torch.randn(7, 20, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(BatchTopK(3)(x), sae_topk(3)(x))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"kind": "gated"}, {"k": 0}, {"batch_tokens": 10, "training_tokens": 5},
+     {"eval_fraction": 1.0}, {"shared_range": (0.6, 0.4)}, {"nu_threshold": 0}],
+)  # fmt: skip
+def test_bad_config_is_a_config_error(bad):
+    with pytest.raises(ConfigError):
+        CrosscoderConfig(**bad)
+
+
+def _planted_models():
+    """Tiny Llamas whose token embeddings are sparse sums of 8 shared features, plus a direction
+    on the digits in the child only and one on the letters a–j in the base only; the crosscoder
+    reads the embeddings (``blocks.0.hook_resid_pre``). With fewer latents than tokens, the
+    crosscoder must find the features rather than one latent per token."""
+    from postlens.testing import tiny_model
+
+    base, tok = tiny_model("llama", seed=0)
+    child, _ = tiny_model("llama", seed=0)
+    g = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(32, 32, generator=g))
+    n_vocab = base.get_input_embeddings().weight.shape[0]
+    pick = torch.rand(n_vocab, 8, generator=g).argsort(-1)[:, :2]
+    coef = torch.zeros(n_vocab, 8).scatter(1, pick, 0.5 + torch.rand(n_vocab, 2, generator=g))
+    emb = coef @ q[:, 2:10].T
+    digits = tok.convert_tokens_to_ids(list("0123456789"))
+    letters = tok.convert_tokens_to_ids(list("abcdefghij"))
+    emb_c, emb_b = emb.clone(), emb.clone()
+    emb_c[digits] += (0.5 + torch.rand(10, 1, generator=g)) * q[:, 0]
+    emb_b[letters] += (0.5 + torch.rand(10, 1, generator=g)) * q[:, 1]
+    with torch.no_grad():
+        base.get_input_embeddings().weight.copy_(emb_b)
+        child.get_input_embeddings().weight.copy_(emb_c)
+    return base, child, tok, q[:, 0], q[:, 1]
+
+
+def test_end_to_end_on_tiny_planted_models(tmp_path):
+    from postlens.pair import ModelPair
+
+    base, child, tok, u_child, u_base = _planted_models()
+    fam = pl.Family.of(ModelPair.from_models(base, child, tok), "child")
+    rng = np.random.default_rng(0)
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789 ")
+    texts = ["".join(rng.choice(chars, 40)) for _ in range(300)]
+    cfg = CrosscoderConfig(hook="blocks.0.hook_resid_pre", n_latents=16, k=3, batch_tokens=256,
+                           training_tokens=256 * 400, lr=3e-3, texts_per_chunk=50,
+                           checkpoint=str(tmp_path / "cc"))  # fmt: skip
+    result = fam.crosscoder(texts, cfg)["child"]
+    jc, jb = _best(result, u_child, 1), _best(result, u_base, 0)
+    assert result.columns["delta_child"][jc] > 0.9 and result.columns["delta_child"][jb] < 0.1
+    assert abs(result.columns["nu_error_child"][jc]) < 0.3
+    assert result.contexts and result.provenance["hook"] == "blocks.0.hook_resid_pre"
+    assert (tmp_path / "cc" / "model.safetensors").is_file()
+    back = pl.load_result(result.to_json())
+    assert back.summary() == result.summary()
