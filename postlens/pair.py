@@ -171,8 +171,10 @@ class ModelPair:
             if spec.path is not None:
                 check_model_folder(spec.path)
         check_memory(list(specs.values()), dtype, device, device_map)
-        toks = {k: load_tokenizer(s, options) for k, s in specs.items()}
-        models = {k: load_hf_model(s, options) for k, s in specs.items()}
+        # A LoRA child is applied to BASE itself (and refused if it names another base).
+        bases = {k: None if k == "base" else specs["base"] for k in specs}
+        toks = {k: load_tokenizer(s, options, bases[k]) for k, s in specs.items()}
+        models = {k: load_hf_model(s, options, bases[k]) for k, s in specs.items()}
         names = {k: (specs["base"].spec, specs[k].spec) for k in children}
         tokens = {
             k: check_comparable(models["base"].config, models[k].config, toks["base"], toks[k],

@@ -20,13 +20,13 @@ DEFAULT_POST = "organism:rl"
 def info(
     base: str = typer.Argument(DEFAULT_BASE, help="Base model spec."),
     post: str = typer.Argument(DEFAULT_POST, help="Post-trained model spec."),
-    backend: str = typer.Option("transformer_lens", help="transformer_lens or nnsight."),
+    backend: str = opt.BACKEND,
     device: str | None = opt.DEVICE,
     dtype: str | None = opt.DTYPE,
     chat_template: str | None = opt.CHAT_TEMPLATE,
     trust_remote_code: bool = typer.Option(False, help="Run code shipped with a checkpoint."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the description here."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    json_out: Path | None = opt.JSON_OUT,
+    verbose: bool = opt.VERBOSE,
 ) -> None:
     """Load BASE and POST side by side and print architecture, sizes, tokenizer differences, hooks.
 
@@ -34,6 +34,7 @@ def info(
     """
     setup_logging(verbose)
     opt.check_load(dtype, device)
+    opt.check_outputs(json_out)
     from postlens.io import write_json_atomic
     from postlens.pair import ModelPair
     from postlens.pair_info import describe_pair

@@ -140,7 +140,7 @@ def personas(
         _D.auroc_threshold, help="Tagged-text AUROC to flag a latent."
     ),
     seed: int = typer.Option(_D.seed),
-    backend: str = typer.Option("nnsight", help="transformer_lens or nnsight."),
+    backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
     chat_template: str | None = opt.CHAT_TEMPLATE,

@@ -43,7 +43,7 @@ def _sha256(path: Path) -> str:
 def fingerprint(spec: Any) -> dict[str, Any]:
     """Spec, location and a SHA-256 of each weight file (hub ids and models in memory: none)."""
     info: dict[str, Any] = {"spec": spec.spec, "kind": spec.kind, "location": spec.location}
-    if spec.kind in ("organism", "local"):
+    if spec.kind in ("organism", "local", "adapter"):
         info["files"] = {
             f.name: _sha256(f) for f in sorted(Path(spec.location).glob("*.safetensors"))
         }

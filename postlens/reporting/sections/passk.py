@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from postlens.reporting.section import ReportContext, Section
+from postlens.reporting.sections.common import records
 from postlens.viz import figures
 from postlens.viz.html import figure_div, table
 
@@ -28,11 +29,8 @@ def _unavailable(ctx: ReportContext) -> str | None:
 
     if ctx.config.prompts is None and not is_organism(ctx.family.base_spec):
         return "pass@k needs verifiable problems: a prompt file whose records have an 'answer'"
-    if ctx.config.prompts is not None:
-        from postlens.prompts import read_prompts
-
-        if any(r.answer is None for r in read_prompts(ctx.config.prompts)[: ctx.config.n_prompts]):
-            return "pass@k needs an 'answer' in every prompt record"
+    if ctx.config.prompts is not None and any(r.answer is None for r in records(ctx)):
+        return "pass@k needs an 'answer' in every prompt record"
     return None
 
 
