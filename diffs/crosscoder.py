@@ -12,8 +12,10 @@ child-only one. Two sparsity schemes:
 
 * ``batchtopk`` (Minder et al., arXiv 2504.02922): the ``k × batch`` largest values of
   ``f_j · Σ_m ‖d_j^m‖`` in a batch are kept; at inference a latent fires when that value exceeds
-  a threshold learnt during training (so a token's code does not depend on its batch). Loss:
-  the reconstruction error alone. Far less prone to the L1 artifacts below.
+  a threshold learnt during training (so a token's code does not depend on its batch): the
+  mean, over the last 10% of the steps, of each batch's smallest kept value (an EMA of it, as
+  SAELens keeps, lags behind in runs of a few hundred steps). Loss: the reconstruction error
+  plus AuxK on dead latents. Far less prone to the L1 artifacts below.
 * ``l1`` (Anthropic 2024): ReLU, loss = error + λ Σ_j f_j Σ_m ‖d_j^m‖. It produces Complete
   Shrinkage and Latent Decoupling artifacts (Minder et al.), which `postlens.diffs.latent_scaling`
   tests for.
@@ -82,6 +84,9 @@ class CrosscoderConfig:
         skip_bos: leave out the BOS position (its activations are outliers in every model).
         norm_batches: batches used to estimate each model's normalisation.
         checkpoint_every: steps between checkpoints (with the optimizer state).
+        aux_coefficient: BatchTopK: weight of the AuxK loss on dead latents (Gao et al.'s
+            1/32, also dictionary-learning's crosscoder default).
+        dead_steps: BatchTopK: a latent silent for more steps than this is dead for AuxK.
         three_way: ``Family.crosscoder``: one crosscoder over the base and every child (one
             latent space) instead of one per child.
         eval_fraction: share of the texts held out for quality, frequencies, contexts and ν.
@@ -112,6 +117,8 @@ class CrosscoderConfig:
     skip_bos: bool = True
     norm_batches: int = 4
     checkpoint_every: int = 200
+    aux_coefficient: float = 1 / 32
+    dead_steps: int = 50
     three_way: bool = False
     eval_fraction: float = 0.2
     n_contexts: int = 5
@@ -141,6 +148,8 @@ class CrosscoderConfig:
         lo, hi = self.shared_range
         if not 0 <= self.base_only_max < lo <= 0.5 <= hi < self.child_only_min <= 1:
             raise ConfigError("need 0 <= base_only_max < shared_range[0] <= 0.5 <= shared_range[1] < child_only_min <= 1")  # fmt: skip
+        if self.aux_coefficient < 0 or self.dead_steps < 1:
+            raise ConfigError("need aux_coefficient >= 0 and dead_steps >= 1")
         if self.nu_threshold <= 0 or not 0 < self.persona_cos <= 1:
             raise ConfigError("need nu_threshold > 0 and 0 < persona_cos <= 1")
 
@@ -209,7 +218,10 @@ class Crosscoder(nn.Module):
         # float64, as SAELens keeps its threshold: an EMA of small values drifts in float32
         self.register_buffer("threshold", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("scales", torch.ones(n_models))
+        # steps since each latent last fired: AuxK's dead latents (saved, so a resume is exact)
+        self.register_buffer("steps_since_fired", torch.zeros(n, dtype=torch.long))
         self._top_k = BatchTopK(config.k)
+        self.last_kept_min: float | None = None
 
     @property
     def n_latents(self) -> int:
@@ -254,9 +266,11 @@ class Crosscoder(nn.Module):
 
     @torch.no_grad()
     def _update_threshold(self, kept: Tensor, rate: float = 0.01) -> None:
-        """SAELens's rule: move the threshold 1% toward the smallest kept value of the batch."""
+        """SAELens's rule: move the threshold 1% toward the smallest kept value of the batch
+        (`train_crosscoder` sets the final one to that value's mean over the last steps)."""
         if kept.numel():
             low = kept.min().double()
+            self.last_kept_min = float(low)
             first = self.threshold == 0  # start from the first batch's value, not from 0
             self.threshold.copy_(torch.where(first, low, (1 - rate) * self.threshold + rate * low))
 
@@ -268,13 +282,33 @@ class Crosscoder(nn.Module):
         return x * self.scales.view(1, -1, 1).to(x.dtype)
 
     def loss(self, x: Float[Tensor, "batch model d_model"], l1: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-        """(total, reconstruction, sparsity) on normalised `x`; `l1` is the current λ."""
+        """(total, reconstruction, sparsity or AuxK) on normalised `x`; `l1` is the current λ."""
         f = self.encode_train(x)
-        mse = (x - self.decode(f)).pow(2).sum((-1, -2)).mean()
+        x_hat = self.decode(f)
+        mse = (x - x_hat).pow(2).sum((-1, -2)).mean()
+        with torch.no_grad():
+            fired = (f > 0).any(0)
+            self.steps_since_fired.copy_(torch.where(fired, 0, self.steps_since_fired + 1))
         if self.config.kind == "batchtopk":
-            return mse, mse, torch.zeros(())
+            aux = self._aux_loss(x, x_hat)
+            return mse + self.config.aux_coefficient * aux, mse, aux
         sparsity = (f * self.decoder_norms().sum(-1)).sum(-1).mean()
         return mse + l1 * sparsity, mse, sparsity
+
+    def _aux_loss(self, x: Tensor, x_hat: Tensor) -> Tensor:
+        """AuxK (Gao et al. 2024, as SAELens's `calculate_topk_aux_loss`): the top ``k_aux``
+        dead latents of each token reconstruct what the live ones left, without the bias."""
+        dead = self.steps_since_fired > self.config.dead_steps
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return x.new_zeros(())
+        k_aux = self.n_models * self.d_model // 2  # SAELens: half the input width
+        scale, k_aux = min(n_dead / k_aux, 1.0), min(k_aux, n_dead)
+        pre = torch.where(dead[None], self.pre_acts(x), -torch.inf)
+        top = pre.topk(k_aux, sorted=False)
+        acts = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+        recon = torch.einsum("bl,lmd->bmd", acts, self.W_dec)
+        return scale * (recon - (x - x_hat).detach()).pow(2).sum((-1, -2)).mean()
 
 
 def scaling_factors(batches: list[Tensor]) -> Float[Tensor, " model"]:

@@ -215,10 +215,11 @@ def train_crosscoder(
         first = list(itertools.islice(_stream(batches, 0), config.norm_batches))
         if not first:
             raise ConfigError("the activation stream is empty")
-        cc, start, fvus = _fresh(first, config), 0, []
+        cc, start, fvus, lows = _fresh(first, config), 0, [], []
     else:
         cc, meta = resumed
         start, fvus = meta["state"]["step"], meta["state"].get("fvu", [])
+        lows = meta["state"].get("kept_min", [])
     opt = torch.optim.Adam(cc.parameters(), lr=config.lr, betas=(0.9, 0.999))
     if resumed is not None:
         _restore_optimizer(opt, resumed[1]["tensors"], resumed[1]["state"]["param_groups"])
@@ -228,7 +229,7 @@ def train_crosscoder(
     def save(step: int) -> None:
         if path is not None:
             groups = opt.state_dict()["param_groups"]
-            state = {"step": step, "fvu": fvus, "param_groups": groups}
+            state = {"step": step, "fvu": fvus, "kept_min": lows, "param_groups": groups}
             save_crosscoder(cc, path, list(models), provenance, _optimizer_tensors(opt), state)
 
     for step in range(start, config.steps):
@@ -236,11 +237,14 @@ def train_crosscoder(
         if raw is None:
             raise ConfigError(f"the activation stream ended after {step} of {config.steps} steps")
         fvus.append(_step(cc, opt, cc.normalise(raw.float()), config, step))
+        if cc.last_kept_min is not None:
+            lows.append(cc.last_kept_min)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(fvu=f"{fvus[-1]:.3f}")
         if (step + 1) % config.checkpoint_every == 0:
             save(step + 1)
+    _final_threshold(cc, lows)
     save(config.steps)
     if bar is not None:
         bar.close()
@@ -250,6 +254,13 @@ def train_crosscoder(
                       round(time.perf_counter() - start_time, 2), round(peak_memory_mib(), 1),
                       float(sum(tail) / len(tail)) if tail else float("nan"), start)  # fmt: skip
     return cc, log
+
+
+def _final_threshold(cc: Crosscoder, lows: list[float]) -> None:
+    """BatchTopK's inference threshold: the mean smallest kept value of the last 10% of steps."""
+    if cc.config.kind == "batchtopk" and lows:
+        tail = lows[-max(1, len(lows) // 10) :]
+        cc.threshold.fill_(sum(tail) / len(tail))
 
 
 def _step(

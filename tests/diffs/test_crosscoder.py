@@ -49,11 +49,11 @@ def _best(result: CrosscoderResult, u: torch.Tensor, model: int) -> int:
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[CrosscoderResult, torch.Tensor, torch.Tensor]:
-    batches, u_child, u_base = planted(340)
-    cfg = CrosscoderConfig(n_latents=32, k=3, batch_tokens=BATCH, training_tokens=BATCH * 300,
+    batches, u_child, u_base = planted(440)
+    cfg = CrosscoderConfig(n_latents=32, k=3, batch_tokens=BATCH, training_tokens=BATCH * 400,
                            lr=3e-3)  # fmt: skip
-    cc, log = train_crosscoder(batches[:300], cfg, models=("base", "child"))
-    result = analyse_activations(cc, ["base", "child"], batches[300:])
+    cc, log = train_crosscoder(batches[:400], cfg, models=("base", "child"))
+    result = analyse_activations(cc, ["base", "child"], batches[400:])
     result.training = log.to_json()
     return result, u_child, u_base
 
