@@ -19,9 +19,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.backends.base import Backend
 from postlens.diffs.sequences import Sequence, sequences_for
@@ -32,6 +32,17 @@ from postlens.loading import check_device
 from postlens.pair import DEFAULT_BACKEND, ModelPair
 from postlens.progress import show_progress
 from postlens.results import ByChild
+
+if TYPE_CHECKING:  # the configs and results named in signatures; imported lazily at run time
+    from postlens.diffs.activations import ActivationConfig
+    from postlens.diffs.forks import ForkConfig
+    from postlens.diffs.passk import PassAtKResult, PassKConfig
+    from postlens.diffs.persona_analysis import PersonaConfig, PersonaInputs
+    from postlens.diffs.persona_result import PersonaAnalysis
+    from postlens.diffs.weights import FamilyWeightDiff, WeightDiffConfig
+    from postlens.probes.confidence_result import ConfidenceConfig, ConfidenceResult
+    from postlens.probes.trajectory import Trace
+    from postlens.reporting import Report, ReportConfig
 
 #: What a fork or activation analysis reads: prompts (sampled from each child), or the
 #: sequences `Family.sample` returned (child name → sequences).
@@ -218,7 +229,7 @@ class Family:
     def forks(
         self,
         data: Data = None,
-        config: Any = None,
+        config: ForkConfig | None = None,
         sample: SampleConfig | None = None,
         progress: bool | None = None,
     ) -> ByChild:
@@ -237,7 +248,7 @@ class Family:
     def activations(
         self,
         data: Data = None,
-        config: Any = None,
+        config: ActivationConfig | None = None,
         sample: SampleConfig | None = None,
         progress: bool | None = None,
     ) -> ByChild:
@@ -250,14 +261,17 @@ class Family:
         return self._per_child("activations", activation_shifts, data, config, sample, progress)
 
     def _per_child(
-        self, kind: str, analyse: Any, data: Data, config: Any, sample: SampleConfig | None,
+        self, kind: str, analyse: Callable[..., Any], data: Data, config: Any,
+        sample: SampleConfig | None,
         progress: bool | None,
     ) -> ByChild:  # fmt: skip
         """`analyse(pair, sequences, config, progress)` for every child, on its own sequences."""
         seqs, show = self._sequences(data, sample), show_progress(progress)
         return ByChild(kind, {c: analyse(p, seqs[c], config, show) for c, p in self.pairs.items()})
 
-    def weights(self, config: Any = None, progress: bool | None = None) -> Any:
+    def weights(
+        self, config: WeightDiffConfig | None = None, progress: bool | None = None
+    ) -> FamilyWeightDiff:
         """Weight shifts of every child, streamed from the checkpoints (`postlens.diffs.weights`).
 
         Returns a `FamilyWeightDiff` (one `WeightDiff` per child, and the cosine between the
@@ -273,8 +287,11 @@ class Family:
         return compare_children(self.base_spec, self.specs, config, show_progress(progress))
 
     def passk(
-        self, problems: PromptSource = None, config: Any = None, progress: bool | None = None
-    ) -> Any:
+        self,
+        problems: PromptSource = None,
+        config: PassKConfig | None = None,
+        progress: bool | None = None,
+    ) -> PassAtKResult:
         """pass@k of the base and every child on verifiable problems (`postlens.diffs.passk`).
 
         Args:
@@ -292,7 +309,9 @@ class Family:
             self.models(), self.tokenizer, prompts, verifiers, cfg, show_progress(progress)
         )
 
-    def personas(self, inputs: Any = None, config: Any = None) -> Any:
+    def personas(
+        self, inputs: PersonaInputs | None = None, config: PersonaConfig | None = None
+    ) -> PersonaAnalysis:
         """Persona directions of the base and each child's move along them (`PersonaAnalysis`).
 
         Args:
@@ -307,7 +326,11 @@ class Family:
         data = inputs if inputs is not None else persona_inputs(self.base_spec, cfg)
         return analyse_personas(self.pairs, format_inputs(self.first.chat, data), cfg)
 
-    def confidence(self, traces: Any = None, config: Any = None) -> Any:
+    def confidence(
+        self,
+        traces: Mapping[str, list[Trace]] | None = None,
+        config: ConfidenceConfig | None = None,
+    ) -> ConfidenceResult:
         """Confidence trajectories and per-layer probes of every model (`ConfidenceResult`).
 
         Args:
@@ -335,7 +358,9 @@ class Family:
 
         return crosscoder_family(self, texts, config, show_progress(progress))
 
-    def report(self, config: Any = None, on_section: Any = None) -> Any:
+    def report(
+        self, config: ReportConfig | None = None, on_section: Callable[..., None] | None = None
+    ) -> Report:
         """Run the report's sections on this family (`postlens.reporting`); returns a `Report`."""
         from postlens.reporting import ReportConfig, run_report
 
