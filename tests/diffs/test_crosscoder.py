@@ -183,3 +183,36 @@ def test_end_to_end_on_tiny_planted_models(tmp_path):
     assert (tmp_path / "cc" / "model.safetensors").is_file()
     back = pl.load_result(result.to_json())
     assert back.summary() == result.summary()
+
+
+def test_report_section_renders_from_the_result(trained):
+    from postlens.reporting.sections.crosscoder import SECTION
+
+    result = trained[0]
+    html = SECTION.render(result)
+    assert "child-only" in html and "Latent Scaling" in html and "plotly" in html
+    assert "child-only" in SECTION.sentences(result)[0]
+    assert SECTION.default is False and SECTION.cards(result, "child")
+
+
+def test_cli_writes_the_result_as_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from postlens.cli import app
+    from postlens.testing import save_tiny_model
+
+    base = save_tiny_model(tmp_path / "base", arch="llama", seed=0)
+    post = save_tiny_model(tmp_path / "post", arch="llama", seed=1)
+    prompts = tmp_path / "texts.txt"
+    prompts.write_text("\n".join(f"text {i} about {i * 7} apples." for i in range(40)))
+    out = tmp_path / "cc.json"
+    args = ["crosscoder", str(base), str(post), "--prompts", str(prompts), "--hook",
+            "blocks.1.hook_resid_post", "--latents", "16", "--k", "2", "--tokens", "512",
+            "--batch-tokens", "128", "--json", str(out)]  # fmt: skip
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    back = pl.load_result(out)
+    assert back.models == ["base", "post"] and back.hook == "blocks.1.hook_resid_post"
+    assert set(back.provenance["models"]["base"]["files"]) == {"model.safetensors"}
+    bad = CliRunner().invoke(app, [*args[:-2], "--kind", "gated"])
+    assert bad.exit_code != 0 and "gated" in bad.output

@@ -8,7 +8,15 @@ Example:
 from __future__ import annotations
 
 from postlens.reporting.section import Section
-from postlens.reporting.sections import activations, confidence, forks, passk, personas, weights
+from postlens.reporting.sections import (
+    activations,
+    confidence,
+    crosscoder,
+    forks,
+    passk,
+    personas,
+    weights,
+)
 
 SECTIONS: tuple[Section, ...] = (
     weights.SECTION,
@@ -17,6 +25,7 @@ SECTIONS: tuple[Section, ...] = (
     passk.SECTION,
     confidence.SECTION,
     personas.SECTION,
+    crosscoder.SECTION,
 )
 SECTION_NAMES = tuple(s.name for s in SECTIONS)
 BY_NAME = {s.name: s for s in SECTIONS}
