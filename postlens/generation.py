@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any
 
 from postlens import compat
-from postlens.backends.base import Backend
-from postlens.batch import Sample
 from postlens.chat import TemplatedPrompt
 from postlens.errors import ConfigError
 from postlens.progress import show_progress
+
+# torch is imported inside the functions: the command line reads `SampleConfig`'s defaults at
+# start-up, and `postlens weights` / `info` must not pay for torch's import to build options.
+if TYPE_CHECKING:
+    import torch
+
+    from postlens.backends.base import Backend
+    from postlens.batch import Sample
 
 SOURCES = ("post", "base")
 
@@ -103,6 +106,9 @@ def sample_completions(
         >>> len(out), out[0].prompt
         (2, 'Q: 1+2=?\\n')
     """
+    import torch
+    from tqdm.auto import tqdm
+
     SampleConfig(n, max_new_tokens, temperature, top_p, seed, batch_size)  # validates
     if stop_ids is None:
         stop_ids = compat.stop_ids(tokenizer, getattr(backend, "tokenizer", None))
@@ -131,6 +137,8 @@ def sample_completions(
 
 def _encode_left(tokenizer: Any, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ids and mask; formatted prompts keep their own ids (no second BOS)."""
+    import torch
+
     if not any(isinstance(p, TemplatedPrompt) for p in prompts):
         enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
         return enc["input_ids"], enc["attention_mask"]
@@ -154,6 +162,8 @@ def _sample_batch(
     label: str,
     stop: list[int],
 ) -> list[Sample]:
+    from postlens.batch import Sample
+
     # Left padding so every row's generated tokens start at the same column.
     input_ids, attention_mask = _encode_left(tokenizer, prompts)
     greedy = temperature == 0

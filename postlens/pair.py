@@ -23,6 +23,9 @@ from typing import Any, Literal
 import torch
 
 from postlens.backends.base import Backend, Intervention, RunOutput
+
+# Defined in a light module, so that the command line reads them without importing torch.
+from postlens.backends.names import BACKENDS, DEFAULT_BACKEND  # noqa: F401  (re-exported)
 from postlens.batch import Sample, TokenBatch
 from postlens.chat import ChatFormat, choose_chat
 from postlens.compat import TokenizerComparison, check_comparable
@@ -37,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 BackendName = Literal["transformer_lens", "nnsight"]
 Which = Literal["base", "post"]
-BACKENDS = ("transformer_lens", "nnsight")
-#: The backend every function and command uses unless told otherwise (the one default).
-DEFAULT_BACKEND = "nnsight"
 
 
 def make_backend(

@@ -1,14 +1,78 @@
-"""The ``postlens`` command line. Each subcommand lives in its own module of this package."""
+"""The ``postlens`` command line. Each subcommand lives in its own module of this package.
+
+Start-up is part of every command's time: a subcommand module imports what it needs (torch,
+transformers, nnsight...) when it is imported, so `main` imports only the module of the command
+being run (`postlens weights` never loads torch's model stack). ``postlens --help``, an unknown
+command and the `app` attribute (used by tests and by `typer`'s runner) register every
+subcommand.
+
+Example:
+    >>> command_module(["weights", "organism:base", "organism:rl"])
+    'weights'
+    >>> command_module(["--debug", "render", "results.json"])
+    'report'
+    >>> command_module(["--help"]) is None
+    True
+"""
 
 from __future__ import annotations
 
-from postlens.cli import activations, crosscoder, forks, info, passk, personas, report, weights  # noqa: F401  (one subcommand each)
-from postlens.cli.app import app
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import postlens.cli.app  # noqa: F401  (light: typer only; the commands register on its app)
+
+# Importing the submodule bound the name ``app`` here to it; unbind it so that ``app`` is
+# resolved by `__getattr__` below (the typer app with every subcommand registered).
+del globals()["app"]
+
+#: Subcommand → the module of this package that registers it on the typer app.
+COMMANDS = {
+    "activations": "activations",
+    "crosscoder": "crosscoder",
+    "forks": "forks",
+    "info": "info",
+    "passk": "passk",
+    "personas": "personas",
+    "render": "report",
+    "report": "report",
+    "weights": "weights",
+}
+
+
+def command_module(argv: Sequence[str]) -> str | None:
+    """The module of the subcommand named in `argv` (options before it skipped), or ``None``."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return COMMANDS.get(arg)
+    return None
+
+
+def load_commands(modules: Sequence[str] | None = None) -> Any:
+    """Import the given subcommand modules (default: all) and return the typer app."""
+    for module in sorted(set(COMMANDS.values()) if modules is None else set(modules)):
+        importlib.import_module(f"postlens.cli.{module}")
+    from postlens.cli.app import app as typer_app
+
+    if modules is None:
+        globals()["app"] = typer_app  # every command is registered: later lookups are direct
+    return typer_app
 
 
 def main() -> None:
     """Entry point of the ``postlens`` console script."""
-    app()
+    module = command_module(sys.argv[1:])
+    load_commands(None if module is None else [module])()
 
 
-__all__ = ["app", "main"]
+def __getattr__(name: str) -> Any:
+    # `from postlens.cli import app` gets the app with every subcommand registered; the
+    # submodule itself stays importable (`from postlens.cli.app import friendly_errors`).
+    if name == "app":
+        return load_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["COMMANDS", "app", "command_module", "load_commands", "main"]

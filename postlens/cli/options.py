@@ -1,7 +1,9 @@
 """Options shared by several commands, with their defaults taken from the config dataclasses.
 
 Each default lives once, in the dataclass (`SampleConfig`, `ForkConfig`, ...); a command's option
-reads it from there (``typer.Option(SampleConfig.max_new_tokens)``).
+reads it from there (``typer.Option(SampleConfig.max_new_tokens)``). This module is imported by
+every command at start-up, so it imports only light modules: `postlens.generation` defers torch
+to its functions and the backend names live in `postlens.backends.names`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from typing import Any
 
 import typer
 
+from postlens.backends.names import BACKENDS, DEFAULT_BACKEND
 from postlens.generation import SampleConfig
-from postlens.pair import BACKENDS, DEFAULT_BACKEND
 
 BACKEND = typer.Option(DEFAULT_BACKEND, help=f"{' or '.join(BACKENDS)}.")
 DTYPE = typer.Option(
