@@ -366,3 +366,26 @@ class Family:
 
         cfg = config or ReportConfig()
         return run_report(self, cfg, on_section)
+
+    # --- causal tests (issue 19) --------------------------------------------------------
+    def steer(
+        self, vector: Any = None, config: Any = None, problems: PromptSource = None,
+        classifier: Any = None,
+    ) -> Any:  # fmt: skip
+        """Steer the base along a persona direction (or `vector`) per α (`postlens.diffs.steer`).
+
+        Returns a `SweepResult`: per α the pass rate, the classifier's label shares and the
+        on-policy KL to the base and every child.
+        """
+        from postlens.diffs.steer import steer_family
+
+        return steer_family(self, vector, config, problems, classifier)
+
+    def extrapolate(
+        self, child: str, config: Any = None, problems: PromptSource = None,
+        classifier: Any = None,
+    ) -> Any:  # fmt: skip
+        """Models at θ_start + α·(θ_child − θ_start) per α (`postlens.diffs.extrapolate`)."""
+        from postlens.diffs.extrapolate import extrapolate_family
+
+        return extrapolate_family(self, child, config, problems, classifier)

@@ -35,6 +35,7 @@ RESULT_MODULES = (
     "postlens.diffs.persona_analysis",
     "postlens.probes.confidence_result",
     "postlens.diffs.crosscoder_result",
+    "postlens.diffs.causal_sweep",
 )
 
 

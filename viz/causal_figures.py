@@ -1,0 +1,82 @@
+"""Figures of the causal tests (steering, extrapolation, substitution, ADL, fork training).
+
+Rendering only: each function reads a result and draws it.
+
+Example:
+    >>> from postlens.diffs.causal_sweep import SweepResult, SweepRow
+    >>> rows = [SweepRow(a, 0.5, {"careful": 0.5}, {"rl": 1.0 - a}) for a in (0.0, 1.0)]
+    >>> sweep(SweepResult("careful", 2, rows)).layout.title.text
+    'Steering along careful at layer 2'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+_LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+           "height": 380}  # fmt: skip
+
+
+def sweep(result: Any) -> go.Figure:
+    """Pass rate, label shares and on-policy KL to each model against α (a `SweepResult`)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("behaviour", "KL(p_α ‖ model)"))
+    alphas = [r.alpha for r in result.rows]
+    fig.add_trace(go.Scatter(x=alphas, y=[r.pass_rate for r in result.rows], name="pass rate",
+                             mode="lines+markers"), row=1, col=1)  # fmt: skip
+    labels = sorted({k for r in result.rows for k in r.shares})
+    for label in labels:
+        ys = [r.shares.get(label, 0.0) for r in result.rows]
+        fig.add_trace(go.Scatter(x=alphas, y=ys, name=f"share {label}", mode="lines+markers",
+                                 line={"dash": "dot"}), row=1, col=1)  # fmt: skip
+    for model in result.rows[0].kl:
+        ys = [r.kl[model] for r in result.rows]
+        fig.add_trace(go.Scatter(x=alphas, y=ys, name=f"KL to {model}", mode="lines+markers"),
+                      row=1, col=2)  # fmt: skip
+    if result.kind == "extrapolate":
+        title = f"Weight extrapolation {result.axis}"
+    else:
+        title = f"Steering along {result.axis} at layer {result.layer}"
+    fig.update_xaxes(title_text="α")
+    fig.update_layout(title=title, **_LAYOUT)
+    return fig
+
+
+def substitution(result: Any) -> go.Figure:
+    """pass@1 and the share handed over against τ, with the random control (`SubstitutionResult`)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("pass@1", "share of positions handed over"))
+    for direction, rows in result.by_direction().items():
+        taus = [r.tau_label for r in rows]
+        fig.add_trace(go.Scatter(x=taus, y=[r.pass_at_1 for r in rows], mode="lines+markers",
+                                 name=f"{direction}: entropy > τ"), row=1, col=1)  # fmt: skip
+        fig.add_trace(go.Scatter(x=taus, y=[r.control_pass_at_1 for r in rows],
+                                 mode="lines+markers", line={"dash": "dot"},
+                                 name=f"{direction}: random, same share"), row=1, col=1)  # fmt: skip
+        fig.add_trace(go.Scatter(x=taus, y=[r.share for r in rows], mode="lines+markers",
+                                 name=f"{direction}: share"), row=1, col=2)  # fmt: skip
+    fig.update_xaxes(title_text="τ (nats)", type="category")
+    fig.update_layout(title="Fork substitution decoding", **_LAYOUT)
+    return fig
+
+
+def passk_intervals(
+    result: Any, intervals: Mapping[str, Mapping[int, tuple[float, float]]]
+) -> go.Figure:
+    """pass@k curves with bootstrap bands (model → k → (low, high))."""
+    fig = go.Figure()
+    for model, curve in result.curves.items():
+        ks = sorted(curve)
+        band = intervals.get(model, {})
+        fig.add_trace(go.Scatter(
+            x=ks, y=[curve[k] for k in ks], name=model, mode="lines+markers",
+            error_y={"type": "data", "symmetric": False,
+                     "array": [band[k][1] - curve[k] for k in ks] if band else None,
+                     "arrayminus": [curve[k] - band[k][0] for k in ks] if band else None},
+        ))  # fmt: skip
+    fig.update_xaxes(type="log", title_text="k")
+    fig.update_yaxes(title_text="pass@k")
+    fig.update_layout(title="pass@k with bootstrap intervals over problems", **_LAYOUT)
+    return fig
