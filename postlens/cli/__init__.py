@@ -32,12 +32,14 @@ del globals()["app"]
 COMMANDS = {
     "activations": "activations",
     "crosscoder": "crosscoder",
+    "extrapolate": "extrapolate",
     "forks": "forks",
     "info": "info",
     "passk": "passk",
     "personas": "personas",
     "render": "report",
     "report": "report",
+    "steer": "steer",
     "weights": "weights",
 }
 

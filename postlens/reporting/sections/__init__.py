@@ -15,6 +15,7 @@ from postlens.reporting.sections import (
     forks,
     passk,
     personas,
+    steer,
     weights,
 )
 
@@ -26,6 +27,8 @@ SECTIONS: tuple[Section, ...] = (
     confidence.SECTION,
     personas.SECTION,
     crosscoder.SECTION,
+    steer.STEER,
+    steer.EXTRAPOLATE,
 )
 SECTION_NAMES = tuple(s.name for s in SECTIONS)
 BY_NAME = {s.name: s for s in SECTIONS}

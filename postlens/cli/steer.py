@@ -1,0 +1,107 @@
+"""``postlens steer BASE CHILD...``: steer the base along a persona direction or a vector, per α.
+
+For each ``--alpha`` the base samples the problems with α·v added to its residual stream at
+``--layer`` (`postlens.steering`); the table gives the verifier's pass rate, the share of each
+style (on the organism) and the on-policy KL to the base and each child. The direction is the
+base's ``--persona`` direction (on the organism: careful, sloppy or hasty) or ``--vector FILE``
+(a ``.pt`` tensor or ``.npy`` array of d_model numbers). Every default lives in `SteerConfig`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from postlens.cli import options as opt
+from postlens.cli.app import app, friendly_errors, setup_logging
+from postlens.diffs.steer import SteerConfig
+
+_D = SteerConfig
+
+
+def child_specs(children: list[str]) -> dict[str, str]:
+    """Children by name: the organism's own (``sft``, ``rl``), else ``child1``, ``child2``...
+
+    Example:
+        >>> child_specs(["organism:rl", "out/model"])
+        {'rl': 'organism:rl', 'child2': 'out/model'}
+    """
+    names = {}
+    for i, spec in enumerate(children):
+        name = spec.split(":", 1)[1] if spec.startswith("organism:") else f"child{i + 1}"
+        names[name if name not in names else f"child{i + 1}"] = spec
+    return names
+
+
+def print_sweep(console: Console, result: Any) -> None:
+    """The sweep's rows as a table."""
+    frame = result.to_frame()
+    table = Table(title=f"{result.kind}: {result.axis}" + (
+        f" at layer {result.layer}" if result.layer is not None else ""))  # fmt: skip
+    for col in frame.columns:
+        table.add_column(col, justify="right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
+def read_vector(path: Path) -> Any:
+    """A steering vector from a ``.pt`` or ``.npy`` file."""
+    import torch
+
+    from postlens.errors import InputFileError
+
+    if not path.is_file():
+        raise InputFileError(f"{path}: file not found")
+    if path.suffix == ".npy":
+        import numpy as np
+
+        return torch.from_numpy(np.load(path)).float().flatten()
+    return torch.load(path, map_location="cpu", weights_only=True).float().flatten()
+
+
+@app.command("steer")
+@friendly_errors
+def steer(
+    base: str = typer.Argument("organism:base", help="Base model spec (steered)."),
+    children: list[str] = typer.Argument(None, help="Children to compare with (default sft, rl)."),
+    persona: str = typer.Option(_D.persona, help="The base's persona direction to steer along."),
+    vector: Path | None = typer.Option(None, help="A .pt / .npy vector instead of a persona."),
+    layer: int | None = typer.Option(_D.layer, help="Steered block (default: persona's best)."),
+    alpha: list[float] = typer.Option(list(_D.alphas), help="α values (repeat the option)."),
+    where: str = typer.Option(_D.where, help="all or generated positions."),
+    site: str = typer.Option(_D.site, help="hook_resid_post or hook_resid_pre."),
+    prompts: Path | None = typer.Option(None, help="JSONL with 'prompt' and 'answer'."),
+    limit: int = typer.Option(_D.limit, help="Problems sampled."),
+    n: int = typer.Option(_D.n, help="Completions per problem and α."),
+    max_new_tokens: int = opt.MAX_NEW_TOKENS,
+    temperature: float = opt.TEMPERATURE,
+    seed: int = opt.SEED,
+    backend: str = opt.BACKEND,
+    dtype: str | None = opt.DTYPE,
+    device: str | None = opt.DEVICE,
+    json_out: Path | None = opt.JSON_OUT,
+    verbose: bool = opt.VERBOSE,
+) -> None:
+    """Does steering the base along a direction reproduce what SFT or RL did?"""
+    setup_logging(verbose)
+    import postlens as pl
+
+    cfg = SteerConfig(alphas=tuple(alpha), persona=persona, layer=layer, site=site, where=where,
+                      limit=limit, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                      seed=seed)  # fmt: skip
+    opt.check_outputs(json_out)
+    opt.check_load(dtype, device)
+    v = read_vector(vector) if vector is not None else None
+    specs = child_specs(children or ["organism:sft", "organism:rl"])
+    fam = pl.load(base, children=specs, backend=backend, dtype=dtype, device=device)
+    result = fam.steer(v, cfg, prompts)
+    print_sweep(Console(), result)
+    if json_out is not None:
+        from postlens.io import write_json_atomic
+
+        write_json_atomic(json_out, result.to_json())
