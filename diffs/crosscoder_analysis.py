@@ -74,6 +74,10 @@ def _weights_table(cc: Crosscoder, models: list[str]) -> dict[str, np.ndarray]:
         cols[f"delta_{c}"] = cc.relative_norm(i).numpy()
         cols[f"class_{c}"] = classify(cols[f"delta_{c}"], cc.config)
         cols[f"cos_{c}"] = torch.nn.functional.cosine_similarity(dec[:, i], dec[:, 0], -1).numpy()
+    for a in range(1, len(models)):  # three-way: the children's decoders against each other
+        for b in range(a + 1, len(models)):
+            cos = torch.nn.functional.cosine_similarity(dec[:, a], dec[:, b], -1)
+            cols[f"cos_{models[a]}_{models[b]}"] = cos.numpy()
     if len(models) > 2:  # three-way: in which models each latent exists
         present = (norms / norms.max(-1, keepdim=True).values.clamp_min(1e-12)) >= 0.2
         cols["pattern"] = np.array(

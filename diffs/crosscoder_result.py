@@ -3,7 +3,8 @@
 Per latent (`CrosscoderResult.columns`, one entry per latent; ``c`` a child, ``m`` any model):
 ``norm_m`` (decoder norm ‖d_j^m‖), ``delta_c`` (relative norm against the base), ``class_c``
 (``base-only``, ``shared``, ``child-only``, ``other`` between those, or ``dead``: never fired on
-the held-out tokens), ``cos_c`` (cosine of d_j^c and d_j^base), ``freq`` (share of tokens
+the held-out tokens), ``cos_c`` (cosine of d_j^c and d_j^base; ``cos_a_b`` of two children's
+in a three-way crosscoder), ``freq`` (share of tokens
 where it fires; one code is shared by all models, so per model what differs is its
 contribution ``contrib_m`` = mean f_j · ‖d_j^m‖), ``nu_error_c`` / ``nu_recon_c`` and
 ``artifact_c`` (Latent Scaling, `postlens.diffs.latent_scaling`, for child-only and base-only
