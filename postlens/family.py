@@ -389,3 +389,9 @@ class Family:
         from postlens.diffs.extrapolate import extrapolate_family
 
         return extrapolate_family(self, child, config, problems, classifier)
+
+    def substitute(self, config: Any = None, problems: PromptSource = None) -> Any:
+        """Fork substitution decoding of the base with each child (`postlens.diffs.substitution`)."""
+        from postlens.diffs.substitution import substitute_family
+
+        return substitute_family(self, config, problems)

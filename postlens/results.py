@@ -36,6 +36,7 @@ RESULT_MODULES = (
     "postlens.probes.confidence_result",
     "postlens.diffs.crosscoder_result",
     "postlens.diffs.causal_sweep",
+    "postlens.diffs.substitution",
 )
 
 

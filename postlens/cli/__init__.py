@@ -40,6 +40,7 @@ COMMANDS = {
     "render": "report",
     "report": "report",
     "steer": "steer",
+    "substitute": "substitute",
     "weights": "weights",
 }
 

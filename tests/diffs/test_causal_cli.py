@@ -41,3 +41,15 @@ def test_steer_and_extrapolate_commands(tmp_path):
 
 def test_sections_are_off_by_default():
     assert not BY_NAME["steer"].default and not BY_NAME["extrapolate"].default
+
+
+def test_substitute_command(tmp_path):
+    (base, child), problems = _setup(tmp_path)
+    out = CliRunner().invoke(app, ["substitute", base, child, "--tau", "-inf", "--tau", "3",
+                                   "--prompts", str(problems), "--limit", "2", "--n", "1",
+                                   "--max-new-tokens", "4", "--json", str(tmp_path / "f.json")])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    data = json.loads((tmp_path / "f.json").read_text())
+    rows = data["children"]["child1"]["rows"]
+    assert rows[0]["tau"] == "-inf" and rows[0]["share"] == 1.0
+    assert not BY_NAME["substitution"].default

@@ -16,6 +16,7 @@ from postlens.reporting.sections import (
     passk,
     personas,
     steer,
+    substitution,
     weights,
 )
 
@@ -29,6 +30,7 @@ SECTIONS: tuple[Section, ...] = (
     crosscoder.SECTION,
     steer.STEER,
     steer.EXTRAPOLATE,
+    substitution.SECTION,
 )
 SECTION_NAMES = tuple(s.name for s in SECTIONS)
 BY_NAME = {s.name: s for s in SECTIONS}
