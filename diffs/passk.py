@@ -196,6 +196,45 @@ class PassAtKResult(Result, kind="passk"):
 
         return figures.pass_at_k_curves(self)
 
+    def intervals(
+        self, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+    ) -> dict[str, dict[int, tuple[float, float]]]:
+        """Bootstrap confidence intervals over problems: model → k → (low, high).
+
+        Problems are resampled with replacement `n_boot` times and each resample's mean
+        pass@k taken (BRIEF §10: crossing points are noisy; report the spread).
+
+        Example:
+            >>> res = PassAtKResult({"m": {1: 0.5}}, {"m": [0, 1, 2, 1]}, n=2)
+            >>> lo, hi = res.intervals(n_boot=200)["m"][1]
+            >>> 0.0 <= lo <= 0.5 <= hi <= 1.0
+            True
+        """
+        from postlens.diffs.passk_bootstrap import bootstrap_curves, percentile_band
+
+        ks = sorted(next(iter(self.curves.values())))
+        boots = bootstrap_curves(self.correct, self.n, ks, n_boot, seed)
+        return {m: percentile_band(b, ks, level) for m, b in boots.items()}
+
+    def crossing(
+        self, child: str, base: str = "base", n_boot: int = 1000, seed: int = 0,
+        level: float = 0.95,
+    ) -> Any:  # fmt: skip
+        """The smallest k at which `base` catches up with `child`, with a bootstrap interval.
+
+        Returns a `CrossingK` (`postlens.diffs.passk_bootstrap`).
+        """
+        from postlens.diffs.passk_bootstrap import crossing_interval
+
+        ks = sorted(next(iter(self.curves.values())))
+        return crossing_interval(self.correct, self.n, ks, base, child, n_boot, seed, level)
+
+    def plot_intervals(self, n_boot: int = 1000, seed: int = 0) -> Any:
+        """The pass@k curves with bootstrap error bars."""
+        from postlens.viz import causal_figures
+
+        return causal_figures.passk_intervals(self, self.intervals(n_boot, seed))
+
     def _repr_html_(self) -> str:
         from postlens.viz.html import table
 
