@@ -144,7 +144,7 @@ def behaviour(
     """The pass rate of `samples` (n per problem, in order) and each label's share.
 
     Example:
-        >>> s = [Sample("q", "answer 3", [1], [2]), Sample("q", "x", [1], [2])]
+        >>> s = [Sample("q", "answer 3", [1], [2], "m"), Sample("q", "x", [1], [2], "m")]
         >>> behaviour(s, [lambda c: c.endswith("3")], n=2, classifier=len)
         (0.5, {'8': 0.5, '1': 0.5})
     """
