@@ -36,7 +36,6 @@ _EXPORTS = {
     "SteerConfig": "postlens.diffs.steer",
     "ExtrapolateConfig": "postlens.diffs.extrapolate",
     "SubstitutionConfig": "postlens.diffs.substitution",
-    "steering": "postlens.steering",
     "link_personas": "postlens.diffs.crosscoder_links",
     "link_forks": "postlens.diffs.crosscoder_links",
     "ReportConfig": "postlens.reporting",

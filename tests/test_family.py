@@ -94,3 +94,11 @@ def test_public_api_is_one_import():
     assert {"load", "Family", "SampleConfig", "ForkConfig", "Result", "report"} <= names
     with pytest.raises(AttributeError):
         _ = pl.nothing_here
+
+
+def test_exported_names_are_the_objects_not_modules():
+    import types
+
+    for name in pl.__all__:
+        if name != "__version__":
+            assert not isinstance(getattr(pl, name), types.ModuleType), name
