@@ -3,7 +3,8 @@
 A spec is one of
 
 * ``organism:<name>``: a checkpoint of the model organism shipped with postlens
-  (``organism:base``, ``organism:sft``, ``organism:rl``);
+  (``organism:base``, ``organism:sft``, ``organism:rl``, and the chat child ``organism:chat-sft``);
+  ``organism:rl-lora`` is a PEFT adapter folder, so its kind is ``"adapter"``;
 * a local folder in Hugging Face format (``config.json`` plus weights);
 * a PEFT LoRA adapter folder (``adapter_config.json`` plus ``adapter_model.safetensors``), kind
   ``"adapter"``: the model is its base with the LoRA update applied (`postlens.adapters`);
@@ -13,6 +14,8 @@ Example:
     >>> from postlens.specs import resolve_spec
     >>> resolve_spec("organism:base").kind
     'organism'
+    >>> resolve_spec("organism:rl-lora").kind
+    'adapter'
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from postlens.errors import SpecError
 
 ORGANISM_PREFIX = "organism:"
 #: The one place where organism names are registered.
-ORGANISM_NAMES = ("base", "sft", "rl")
+ORGANISM_NAMES = ("base", "sft", "rl", "chat-sft", "rl-lora")
 ORGANISM_ROOT = Path(__file__).resolve().parent / "organism" / "checkpoints"
 ADAPTER_CONFIG = "adapter_config.json"
 _MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -95,6 +98,8 @@ def resolve_spec(spec: str | Path) -> ResolvedSpec:
     if text.startswith(ORGANISM_PREFIX):
         name = text[len(ORGANISM_PREFIX) :]
         path = organism_path(name)
+        if is_adapter_folder(path):  # organism:rl-lora, a LoRA adapter on organism:base
+            return ResolvedSpec(text, "adapter", str(path))
         if not (path / "config.json").is_file():
             raise SpecError(
                 f"organism checkpoint {text!r} is not installed at {path}; "

@@ -5,7 +5,7 @@ Errors reach the user as one line, ``postlens: error: ...``, with exit code 2; t
 
 Example:
     $ postlens info organism:base organism:nope
-    postlens: error: unknown organism 'nope': postlens ships base, sft, rl (use e.g. 'organism:base')
+    postlens: error: unknown organism 'nope': postlens ships base, sft, rl, chat-sft, rl-lora (use e.g. 'organism:base')
     $ postlens --debug info organism:base organism:nope   # the same, with the traceback
 """
 

@@ -37,6 +37,19 @@ class ModelEval:
         return asdict(self)
 
 
+def chat_prompt(tokenizer: Any, prompt: str) -> str:
+    """`prompt` as the chat ``[user: prompt]`` rendered with the generation prompt.
+
+    Example:
+        >>> from postlens.organism.chat import chat_tokenizer
+        >>> from postlens.organism.tokenizer import build_organism_tokenizer
+        >>> chat_prompt(chat_tokenizer(build_organism_tokenizer()), "Q: 1+2=?\\n")[-33:]
+        '<|im_end|>\\n<|im_start|>assistant\\n'
+    """
+    messages = [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
 @torch.no_grad()
 def sample(
     model: Any,
@@ -48,14 +61,24 @@ def sample(
     max_new_tokens: int = MAX_NEW_TOKENS,
     temperature: float = 1.0,
     desc: str = "sampling",
+    add_special_tokens: bool = True,
 ) -> list[str]:
-    """`n` completions per prompt at `temperature` (batched, KV cache), prompt-major order."""
+    """`n` completions per prompt at `temperature` (batched, KV cache), prompt-major order.
+
+    Prompts already rendered with a chat template are read with ``add_special_tokens=False``:
+    the template writes its own start token.
+    """
     jobs = [p for p in prompts for _ in range(n)]
     out: list[str] = []
     tokenizer.padding_side = "left"
     for i in tqdm(range(0, len(jobs), batch_size), desc=desc):
         torch.manual_seed(seed * 7919 + i)
-        enc = tokenizer(jobs[i : i + batch_size], return_tensors="pt", padding=True)
+        enc = tokenizer(
+            jobs[i : i + batch_size],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=add_special_tokens,
+        )
         gen = model.generate(
             **enc,
             do_sample=temperature > 0,
@@ -80,9 +103,17 @@ def evaluate_model(
     seed: int,
     ks: tuple[int, ...] = KS,
     desc: str = "evaluating",
+    chat: bool = False,
 ) -> ModelEval:
-    """pass@k (unbiased, from n samples per problem) and style shares on untagged prompts."""
-    completions = sample(model, tokenizer, [format_prompt(p) for p in problems], n, seed, desc=desc)
+    """pass@k (unbiased, from n samples per problem) and style shares on untagged prompts.
+
+    With `chat`, each prompt is the chat ``[user: prompt]`` in the tokenizer's template with the
+    generation prompt (how a chat child is asked); sampling stops at its eos (``<|im_end|>``).
+    """
+    prompts = [format_prompt(p) for p in problems]
+    if chat:
+        prompts = [chat_prompt(tokenizer, p) for p in prompts]
+    completions = sample(model, tokenizer, prompts, n, seed, desc=desc, add_special_tokens=not chat)
     correct = [
         sum(verify(c, p) for c in completions[i * n : (i + 1) * n]) for i, p in enumerate(problems)
     ]
