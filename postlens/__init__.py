@@ -36,6 +36,7 @@ _EXPORTS = {
     "SteerConfig": "postlens.diffs.steer",
     "ExtrapolateConfig": "postlens.diffs.extrapolate",
     "SubstitutionConfig": "postlens.diffs.substitution",
+    "ADLConfig": "postlens.diffs.adl",
     "link_personas": "postlens.diffs.crosscoder_links",
     "link_forks": "postlens.diffs.crosscoder_links",
     "ReportConfig": "postlens.reporting",

@@ -395,3 +395,12 @@ class Family:
         from postlens.diffs.substitution import substitute_family
 
         return substitute_family(self, config, problems)
+
+    def adl(
+        self, texts: Any = None, config: Any = None, problems: PromptSource = None,
+        classifier: Any = None,
+    ) -> Any:  # fmt: skip
+        """The Activation Difference Lens of each child (`postlens.diffs.adl`; a `ByChild`)."""
+        from postlens.diffs.adl import adl_family
+
+        return adl_family(self, texts, config, problems, classifier)

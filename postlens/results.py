@@ -37,6 +37,7 @@ RESULT_MODULES = (
     "postlens.diffs.crosscoder_result",
     "postlens.diffs.causal_sweep",
     "postlens.diffs.substitution",
+    "postlens.diffs.adl",
 )
 
 

@@ -80,3 +80,20 @@ def passk_intervals(
     fig.update_yaxes(title_text="pass@k")
     fig.update_layout(title="pass@k with bootstrap intervals over problems", **_LAYOUT)
     return fig
+
+
+def adl(results: Mapping[str, Any]) -> go.Figure:
+    """‖δ_ℓ‖ / ‖h_base‖ per layer and the steered pass rate per α, one trace per child."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("‖δ_ℓ‖ / ‖h_base‖", "steered pass rate"))
+    for child, res in results.items():
+        rel = [n / b if b > 0 else 0.0 for n, b in zip(res.norms, res.base_norms, strict=True)]
+        fig.add_trace(go.Scatter(x=list(range(len(rel))), y=rel, mode="lines+markers",
+                                 name=f"{child}: δ norm"), row=1, col=1)  # fmt: skip
+        fig.add_trace(go.Scatter(x=[r.alpha for r in res.rows], y=[r.pass_rate for r in res.rows],
+                                 mode="lines+markers", name=f"{child}: α·δ"), row=1, col=2)  # fmt: skip
+    fig.update_xaxes(title_text="layer", row=1, col=1)
+    fig.update_xaxes(title_text="α", row=1, col=2)
+    fig.update_layout(
+        title="Activation Difference Lens (first tokens of unrelated text)", **_LAYOUT
+    )
+    return fig

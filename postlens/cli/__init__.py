@@ -31,6 +31,7 @@ del globals()["app"]
 #: Subcommand → the module of this package that registers it on the typer app.
 COMMANDS = {
     "activations": "activations",
+    "adl": "adl",
     "crosscoder": "crosscoder",
     "extrapolate": "extrapolate",
     "forks": "forks",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from postlens.reporting.section import Section
 from postlens.reporting.sections import (
     activations,
+    adl,
     confidence,
     crosscoder,
     forks,
@@ -31,6 +32,7 @@ SECTIONS: tuple[Section, ...] = (
     steer.STEER,
     steer.EXTRAPOLATE,
     substitution.SECTION,
+    adl.SECTION,
 )
 SECTION_NAMES = tuple(s.name for s in SECTIONS)
 BY_NAME = {s.name: s for s in SECTIONS}

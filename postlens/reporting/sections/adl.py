@@ -1,0 +1,50 @@
+"""Report section: the Activation Difference Lens (off by default: it samples per α and child).
+
+Example:
+    >>> SECTION.name, SECTION.default
+    ('adl', False)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from postlens.reporting.section import ReportContext, Section
+from postlens.viz import causal_figures
+from postlens.viz.html import esc, figure_div, table
+
+
+def _compute(ctx: ReportContext) -> Any:
+    from postlens.diffs.adl import ADLConfig
+
+    cfg = ADLConfig(limit=min(ctx.config.n_prompts, ADLConfig.limit), seed=ctx.config.seed)
+    return ctx.family.adl(config=cfg, problems=ctx.config.prompts)
+
+
+def _render(result: Any) -> str:
+    parts = [figure_div(causal_figures.adl(result.results))]
+    for child, res in result.results.items():
+        parts.append(f"<h4>{esc(child)}</h4>" + table(res.to_frame().round(4).to_dict("records"))
+                     + table(res.steer_frame().round(4).to_dict("records")))  # fmt: skip
+    return "".join(parts)
+
+
+def _sentences(result: Any) -> list[str]:
+    out = []
+    for child, res in result.results.items():
+        s = res.summary()
+        out.append(f"On unrelated text, {esc(child)}'s activations differ from the base's most at "
+                   f"layer {s.peak_layer}; at layer {s.layer} δ reads as "
+                   f"{esc(', '.join(repr(t) for t in s.top_post))} under its logit lens.")  # fmt: skip
+    return out
+
+
+SECTION = Section(
+    name="adl",
+    title="Causal test: the Activation Difference Lens",
+    compute=_compute,
+    render=_render,
+    sentences=_sentences,
+    default=False,
+    cost="one forward of each model on the texts; per child and α, limit × n + n_prompts samples",
+)
