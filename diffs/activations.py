@@ -6,7 +6,13 @@ On the same tokens, per layer ℓ of the residual stream (``blocks.{ℓ}.hook_re
   and histograms (optionally split into prompt and completion tokens);
 * the logit lens of each model (its own final norm and unembedding applied to h at ℓ) and
   ``logit_lens_kl`` = the mean over positions of KL(post lens ‖ base lens); at the last layer
-  this is the output KL(post‖base);
+  this is the output KL(post‖base). With a large vocabulary the lens is the costly part (one
+  unembedding per layer, position and model), so by default it is taken at
+  ``ActivationConfig.lens_positions`` = 4 positions per sequence, drawn uniformly without
+  replacement among its tokens (seeded by ``ActivationConfig.seed``), at every layer
+  (``lens_layers``: which); `ActivationResult.lens_positions` says how many positions it
+  averaged, and layers left out have ``logit_lens_kl`` ``None``. Every KL is reduced a block of
+  rows at a time, so no positions × vocabulary tensor is built for it;
 * patching: the base is run with its residual stream at ℓ replaced by the post model's (at
   every position of the sequence). ``patch_recovered`` = 1 − Σ_t KL(post‖patched)_t /
   Σ_t KL(post‖base)_t — the share of the output divergence that layer ℓ's residual carries.
@@ -14,7 +20,12 @@ On the same tokens, per layer ℓ of the residual stream (``blocks.{ℓ}.hook_re
   per-position recovery 1 − KL(post‖patched)_t / KL(post‖base)_t, which stays defined where a
   position's KL is ~0. It is 0 where patching changes nothing, 1 where it reproduces the post
   model; it is at most 1 and negative when the patch moves the base further away. ``None`` when
-  the output KL is exactly 0 (identical models): there is nothing to recover.
+  the output KL is exactly 0 (identical models): there is nothing to recover. By default
+  (``patching="attribution"``) the numerator is its first-order estimate from one forward and
+  one backward of the base for all layers at once (`postlens.diffs.attribution`: recovered_ℓ ≈
+  −Σ⟨∂M/∂h_ℓ, h_post,ℓ − h_base,ℓ⟩ / M with M = Σ_t KL(post‖base)_t), which can leave [.., 1];
+  ``patching="exact"`` runs one patched base forward per layer and batch; ``"none"`` skips it.
+  `ActivationResult.patching` records which.
 
 Positions are every non-padding token (prompt and completion); cosine and relative norm are
 also reported per position type when ``by_position_type`` is set.
@@ -29,13 +40,12 @@ Example:
     >>> fam = pl.load("organism:base", rl="organism:rl")
     >>> seqs = fam.sample(["Q: 12 + 34 = ?\\n"], pl.SampleConfig(n=2, max_new_tokens=16))
     >>> result = activation_shifts(fam["rl"], seqs["rl"], progress=False)
-    >>> list(result.to_frame().columns)[:3], result.summary().n_layers
-    (['layer', 'cosine_mean', 'rel_norm_mean'], 4)
+    >>> list(result.to_frame().columns)[:3], result.summary().n_layers, result.patching
+    (['layer', 'cosine_mean', 'rel_norm_mean'], 4, 'attribution')
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,16 +56,28 @@ from tqdm.auto import tqdm
 
 from postlens.backends.arch import layout_for
 from postlens.batch import TokenBatch
+from postlens.diffs.activation_result import (  # noqa: F401  (re-exported)
+    COS_BINS,
+    REL_BINS,
+    ActivationResult,
+    ActivationSummary,
+    LayerShift,
+)
+from postlens.diffs.attribution import (
+    ALPHAS,
+    base_pass,
+    exact_patched_kl,
+    kl_curve,
+    recovered_estimate,
+)
 from postlens.diffs.divergence import CHUNK_FLOATS, kl_from_logits
 from postlens.diffs.sequences import Sequence, keep_shared, pad_batch, shared_logits
 from postlens.errors import ConfigError
 from postlens.hooks import resid_post
 from postlens.pair import ModelPair
 from postlens.progress import show_progress
-from postlens.protocol import Result, summary_dict
 
-COS_BINS = np.linspace(-1.0, 1.0, 41)
-REL_BINS = np.linspace(0.0, 2.0, 41)
+PATCHING = ("attribution", "exact", "none")
 
 
 @dataclass(frozen=True)
@@ -64,17 +86,48 @@ class ActivationConfig:
 
     Attributes:
         batch_size: sequences per forward pass.
-        patching: run the per-layer patching (one extra base pass per layer and batch).
+        patching: ``"attribution"`` (default: the linear estimate of patching every layer, one
+            base forward and one backward per batch), ``"exact"`` (one patched base forward
+            per layer and batch) or ``"none"``. ``True`` / ``False`` mean ``"exact"`` /
+            ``"none"`` (their meaning before attribution patching existed).
+        lens_positions: logit-lens positions per sequence, drawn uniformly among its tokens
+            (``None``: every position; the lens costs one unembedding per layer, position and
+            model).
+        lens_layers: the layers whose logit lens is computed (``None``: all).
+        grad_batch_size: sequences per forward-and-backward of attribution patching (the
+            backward keeps every layer's activations of the sequences in flight).
         by_position_type: also report prompt and completion tokens separately.
+        seed: seed of the lens positions' draw.
+
+    Example:
+        >>> ActivationConfig(patching=True).patching, ActivationConfig().lens_positions
+        ('exact', 4)
     """
 
-    batch_size: int = 16
-    patching: bool = True
+    batch_size: int = 8
+    patching: str = "attribution"
+    lens_positions: int | None = 4
+    lens_layers: tuple[int, ...] | None = None
+    grad_batch_size: int = 4
     by_position_type: bool = True
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+        if isinstance(self.patching, bool):
+            object.__setattr__(self, "patching", "exact" if self.patching else "none")
+        if self.patching not in PATCHING:
+            raise ConfigError(
+                f"patching must be one of {', '.join(PATCHING)}, got {self.patching!r}"
+            )
+        if self.batch_size < 1 or self.grad_batch_size < 1:
+            raise ConfigError(
+                f"batch_size and grad_batch_size must be positive, got {self.batch_size}, "
+                f"{self.grad_batch_size}"
+            )
+        if self.lens_positions is not None and self.lens_positions < 1:
+            raise ConfigError(f"lens_positions must be positive or None, got {self.lens_positions}")
+        if self.lens_layers is not None:
+            object.__setattr__(self, "lens_layers", tuple(int(x) for x in self.lens_layers))
 
 
 @dataclass
@@ -114,123 +167,6 @@ def _shared(pair: ModelPair, logits: Tensor) -> Tensor:
 
 
 @dataclass
-class LayerShift:
-    """One layer's figures."""
-
-    layer: int
-    cosine_mean: float
-    rel_norm_mean: float
-    logit_lens_kl: float
-    patch_recovered: float | None
-    by_type: dict[str, dict[str, float]] = field(default_factory=dict)
-    cosine_hist: list[int] = field(default_factory=list)
-    rel_norm_hist: list[int] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ActivationSummary:
-    """The headline figures of an activation-shift run.
-
-    Attributes:
-        n_positions: token positions accumulated.
-        n_layers: blocks.
-        output_kl: mean KL(post‖base) of the output distributions (nats).
-        parting_layer: the first layer whose patching recovers at least half the output KL.
-        last_cosine: mean cosine(h_base, h_post) after the last block.
-        last_rel_norm: mean ‖h_post − h_base‖/‖h_base‖ after the last block.
-        n_excluded: positions left out: ids only one model has (`postlens.compat`).
-    """
-
-    n_positions: int
-    n_layers: int
-    output_kl: float
-    parting_layer: int | None
-    last_cosine: float
-    last_rel_norm: float
-    n_excluded: int = 0
-
-
-@dataclass
-class ActivationResult(Result, kind="activations"):
-    """Per-layer activation shifts of a pair.
-
-    Attributes:
-        base: base spec.
-        post: post-trained spec.
-        layers: one entry per block.
-        output_kl: mean KL(post‖base) of the output distributions over the positions used.
-        n_positions: positions accumulated.
-        excluded: positions left out (ids only one model has).
-    """
-
-    base: str
-    post: str
-    layers: list[LayerShift]
-    output_kl: float
-    n_positions: int
-    excluded: int = 0
-
-    def parting_layer(self, threshold: float = 0.5) -> int | None:
-        """The first layer whose patching recovers at least `threshold` of the output KL."""
-        for layer in self.layers:
-            if layer.patch_recovered is not None and layer.patch_recovered >= threshold:
-                return layer.layer
-        return None
-
-    def summary(self) -> ActivationSummary:
-        last = self.layers[-1]
-        return ActivationSummary(
-            self.n_positions, len(self.layers), self.output_kl, self.parting_layer(),
-            last.cosine_mean, last.rel_norm_mean, self.excluded,
-        )  # fmt: skip
-
-    def to_frame(self) -> Any:
-        import pandas as pd
-
-        cols = ("layer", "cosine_mean", "rel_norm_mean", "logit_lens_kl", "patch_recovered")
-        return pd.DataFrame([{c: getattr(x, c) for c in cols} for x in self.layers])
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "base": self.base,
-            "post": self.post,
-            "summary": summary_dict(self.summary()),
-            "output_kl": self.output_kl,
-            "n_positions": self.n_positions,
-            "excluded": self.excluded,
-            "parting_layer": self.parting_layer(),
-            "cosine_bins": COS_BINS.tolist(),
-            "rel_norm_bins": REL_BINS.tolist(),
-            "layers": [vars(x) for x in self.layers],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ActivationResult:
-        layers = [LayerShift(**x) for x in data["layers"]]
-        return cls(
-            data["base"], data["post"], layers, data["output_kl"], data["n_positions"],
-            data.get("excluded", 0),
-        )  # fmt: skip
-
-    def plot(self) -> Any:
-        return self.plot_children({self.post or "post": self})
-
-    @classmethod
-    def plot_children(cls, results: Mapping[str, Result]) -> Any:
-        """Per-layer cosine, relative norm, logit-lens KL and patching recovery, per child."""
-        from postlens.viz import figures
-
-        return figures.layer_profile(results)
-
-    def _repr_html_(self) -> str:
-        from postlens.viz.html import esc, table
-
-        head = f"<b>activation shifts {esc(self.base)} → {esc(self.post)}</b>: output KL {self.output_kl:.4g}"
-        return f"<div>{head}{table(self.to_frame().to_dict('records'))}</div>"
-
-
-@dataclass
 class _Totals:
     """Running sums over the corpus: per-layer accumulators and KL sums (nats)."""
 
@@ -239,6 +175,9 @@ class _Totals:
     patched_kl: np.ndarray
     out_kl: float = 0.0
     n_pos: int = 0
+    n_lens: int = 0
+    jeffreys: float = 0.0
+    curve: np.ndarray = field(default_factory=lambda: np.zeros(len(ALPHAS)))
 
 
 @torch.no_grad()
@@ -248,10 +187,19 @@ def activation_shifts(
     config: ActivationConfig | None = None,
     progress: bool | None = None,
 ) -> ActivationResult:
-    """Accumulate per-layer shifts, logit-lens KL and patching over `seqs` (see module doc)."""
+    """Accumulate per-layer shifts, logit-lens KL and patching over `seqs` (see module doc).
+
+    The logit lens is averaged over ``config.lens_positions`` sampled positions per sequence
+    (default 4; ``None``: all) at ``config.lens_layers`` (default all), and ``patch_recovered``
+    is attribution patching's estimate unless ``config.patching="exact"``; the result says
+    which (`ActivationResult.lens_positions`, `ActivationResult.patching`).
+    """
     cfg = config or ActivationConfig()
     seqs, excluded = keep_shared(pair, seqs)
     n_layers = pair.n_layers
+    lens_layers = _lens_layers(cfg, n_layers)
+    if cfg.patching == "attribution" and getattr(pair.base, "remote", False):
+        raise ConfigError("attribution patching needs local gradients; use patching='exact'")
     totals = _Totals(
         {t: [_Acc() for _ in range(n_layers)] for t in ("all", "prompt", "completion")},
         np.zeros(n_layers),
@@ -259,40 +207,69 @@ def activation_shifts(
     )
     lens = {w: _lens(pair, w) for w in ("base", "post")}
     lens["vocab"] = pair.base.hf_model.config.vocab_size
-    for start in tqdm(
-        range(0, len(seqs), cfg.batch_size),
-        desc="activation shifts",
-        disable=not show_progress(progress),
+    lens["layers"] = lens_layers
+    for index, start in enumerate(
+        tqdm(
+            range(0, len(seqs), cfg.batch_size),
+            desc="activation shifts",
+            disable=not show_progress(progress),
+        )
     ):
-        _add_batch(pair, seqs[start : start + cfg.batch_size], cfg, lens, totals)
-    accs, lens_kl, patched_kl = totals.accs, totals.lens_kl, totals.patched_kl
+        chunk = seqs[start : start + cfg.batch_size]
+        _add_batch(pair, chunk, cfg, lens, totals, index)
     out_kl, n_pos = totals.out_kl, totals.n_pos
-    layers = [
-        _layer(i, accs, lens_kl[i] / max(1, n_pos), patched_kl[i], out_kl, cfg)
-        for i in range(n_layers)
-    ]
+    layers = [_layer(i, totals, i in lens_layers, out_kl, cfg) for i in range(n_layers)]
     return ActivationResult(
-        pair.base_spec.spec, pair.post_spec.spec, layers, out_kl / max(1, n_pos), n_pos, excluded
-    )
+        pair.base_spec.spec, pair.post_spec.spec, layers, out_kl / max(1, n_pos), n_pos,
+        excluded, cfg.patching, totals.n_lens,
+    )  # fmt: skip
+
+
+def _lens_layers(cfg: ActivationConfig, n_layers: int) -> set[int]:
+    if cfg.lens_layers is None:
+        return set(range(n_layers))
+    bad = [x for x in cfg.lens_layers if not 0 <= x < n_layers]
+    if bad:
+        raise ConfigError(f"lens_layers {bad} out of range: the models have {n_layers} layers")
+    return set(cfg.lens_layers)
+
+
+def _lens_rows(mask: Tensor, k: int | None, seed: int, index: int) -> Tensor:
+    """Which real positions the lens reads: `k` per sequence drawn without replacement."""
+    real = mask.bool()
+    if k is None:
+        return real
+    g = torch.Generator().manual_seed(seed * 1_000_003 + index)
+    score = torch.rand(real.shape, generator=g).masked_fill(~real, -1.0)
+    top = score.topk(min(k, real.shape[1]), dim=1).indices
+    chosen = torch.zeros_like(real).scatter_(1, top, True)
+    return chosen & real
 
 
 def _add_batch(
-    pair: ModelPair, chunk: list[Sequence], cfg: ActivationConfig, lens: dict, totals: _Totals
+    pair: ModelPair,
+    chunk: list[Sequence],
+    cfg: ActivationConfig,
+    lens: dict,
+    totals: _Totals,
+    index: int,
 ) -> None:
     """Run one batch through both models (and the patched base) and add it to `totals`."""
     hooks = [resid_post(i) for i in range(pair.n_layers)]
     ids, mask, scored = pad_batch(pair, chunk)
     batch = TokenBatch(ids, mask, [])
-    run_b, run_p = pair.run("base", batch, hooks), pair.run("post", batch, hooks)
+    run_p = pair.run("post", batch, hooks)
+    grad = cfg.grad_batch_size if cfg.patching == "attribution" else None
+    base = base_pass(pair, ids, mask, run_p, grad_batch_size=grad)
     device = run_p.logits.device
     real = mask.bool().to(device)
     completion = scored.roll(1, dims=1).to(device) & real  # tokens of the completion itself
-    # Only real (non-padding) positions are reduced; KL is computed a block of rows at a time.
-    z_post = _shared(pair, run_p.logits[real])
-    totals.out_kl += float(kl_from_logits(z_post, _shared(pair, run_b.logits[real])).sum())
+    sampled = _lens_rows(mask, cfg.lens_positions, cfg.seed, index).to(device)
+    totals.out_kl += base.output_kl
     totals.n_pos += int(real.sum())
+    totals.n_lens += int(sampled.sum())
     for i, name in enumerate(hooks):
-        hb, hp = run_b[name].float(), run_p[name].float()
+        hb, hp = base.resid[i].float(), run_p[name].float()
         cos = torch.nn.functional.cosine_similarity(hb, hp, dim=-1)
         rel = (hp - hb).norm(dim=-1) / hb.norm(dim=-1).clamp_min(1e-12)
         for kind, sel in (
@@ -301,11 +278,17 @@ def _add_batch(
             ("completion", completion),
         ):
             totals.accs[kind][i].add(cos[sel].cpu().numpy(), rel[sel].cpu().numpy())
-        totals.lens_kl[i] += float(_lens_kl(lens, hp[real], hb[real]).sum())
-        if cfg.patching:
-            patched = pair.run("base", batch, interventions={name: run_p[name]}).logits
-            patched_kl = kl_from_logits(z_post, _shared(pair, patched[real]))
-            totals.patched_kl[i] += float(patched_kl.sum())
+        if i in lens["layers"]:
+            totals.lens_kl[i] += float(_lens_kl(lens, hp[sampled], hb[sampled]).sum())
+    if cfg.patching == "exact":
+        z_post = _shared(pair, run_p.logits[real])
+        totals.patched_kl += exact_patched_kl(pair, batch, run_p, z_post, range(pair.n_layers))
+    elif cfg.patching == "attribution":
+        totals.patched_kl += base.attribution  # Σ⟨∂M/∂h_ℓ, Δh_ℓ⟩, the first-order term
+        totals.jeffreys += base.jeffreys
+        # M along base→post, at the lens's sampled positions (rows of the real positions).
+        rows = sampled[real]
+        totals.curve += kl_curve(_shared(pair, run_p.logits[sampled]), base.logits[rows])
 
 
 def _lens_kl(lens: dict, h_post: Tensor, h_base: Tensor) -> Tensor:
@@ -319,14 +302,8 @@ def _lens_kl(lens: dict, h_post: Tensor, h_base: Tensor) -> Tensor:
     return torch.cat(parts) if parts else h_post.new_zeros(0)
 
 
-def _layer(
-    i: int,
-    accs: dict[str, list[_Acc]],
-    lens_kl: float,
-    patched: float,
-    out: float,
-    cfg: ActivationConfig,
-) -> LayerShift:
+def _layer(i: int, totals: _Totals, lensed: bool, out: float, cfg: ActivationConfig) -> LayerShift:
+    accs = totals.accs
     a = accs["all"][i]
     by_type = {}
     if cfg.by_position_type:
@@ -335,13 +312,19 @@ def _layer(
             for kind in ("prompt", "completion")
             if (acc := accs[kind][i]).n
         }
-    recovered = (1.0 - patched / out) if cfg.patching and out > 0 else None
+    recovered = first_order = None
+    if cfg.patching == "exact" and out > 0:
+        recovered = 1.0 - float(totals.patched_kl[i]) / out
+    elif cfg.patching == "attribution" and out > 0:
+        first_order = -float(totals.patched_kl[i]) / max(totals.jeffreys, 1e-30)
+        recovered = recovered_estimate(first_order, totals.curve)
     return LayerShift(
         layer=i,
         cosine_mean=a.cos / max(1, a.n),
         rel_norm_mean=a.rel / max(1, a.n),
-        logit_lens_kl=lens_kl,
+        logit_lens_kl=totals.lens_kl[i] / max(1, totals.n_lens) if lensed else None,
         patch_recovered=recovered,
+        patch_first_order=first_order,
         by_type=by_type,
         cosine_hist=a.cos_hist.tolist(),
         rel_norm_hist=a.rel_hist.tolist(),

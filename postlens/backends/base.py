@@ -67,6 +67,25 @@ class Backend(ABC):
         Captured activations are taken after any intervention at the same hook.
         """
 
+    def run_with_grad(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        hooks: Sequence[str] = (),
+        interventions: Mapping[str, Intervention] | None = None,
+    ) -> RunOutput:
+        """`run` with autograd recording, so that its outputs can be differentiated.
+
+        Attribution patching (`postlens.diffs.attribution`) differentiates the logits with
+        respect to tensors added at hook points through `interventions`. The model's own
+        parameters keep ``requires_grad``; take gradients with `torch.autograd.grad` on the
+        tensors you need, so that no parameter gradient is computed or stored.
+
+        Raises:
+            NotImplementedError: the backend cannot record gradients (e.g. remote execution).
+        """
+        raise NotImplementedError(f"the {self.name} backend does not record gradients")
+
     @torch.no_grad()
     def final_hidden(
         self,

@@ -88,6 +88,27 @@ class NNsightBackend(Backend):
         hooks: Sequence[str] = (),
         interventions: Mapping[str, Intervention] | None = None,
     ) -> RunOutput:
+        return self._forward(input_ids, attention_mask, hooks, interventions)
+
+    def run_with_grad(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        hooks: Sequence[str] = (),
+        interventions: Mapping[str, Intervention] | None = None,
+    ) -> RunOutput:
+        if self.remote:  # the graph would live on NDIF; nothing here to differentiate
+            return super().run_with_grad(input_ids, attention_mask, hooks, interventions)
+        with torch.enable_grad():
+            return self._forward(input_ids, attention_mask, hooks, interventions)
+
+    def _forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        hooks: Sequence[str],
+        interventions: Mapping[str, Intervention] | None,
+    ) -> RunOutput:
         interventions = dict(interventions or {})
         points = forward_order([*hooks, *interventions], self.n_layers)
         if attention_mask is None:

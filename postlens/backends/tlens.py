@@ -45,6 +45,25 @@ class TransformerLensBackend(Backend):
         hooks: Sequence[str] = (),
         interventions: Mapping[str, Intervention] | None = None,
     ) -> RunOutput:
+        return self._forward(input_ids, attention_mask, hooks, interventions)
+
+    def run_with_grad(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        hooks: Sequence[str] = (),
+        interventions: Mapping[str, Intervention] | None = None,
+    ) -> RunOutput:
+        with torch.enable_grad():
+            return self._forward(input_ids, attention_mask, hooks, interventions)
+
+    def _forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        hooks: Sequence[str],
+        interventions: Mapping[str, Intervention] | None,
+    ) -> RunOutput:
         interventions = dict(interventions or {})
         # Parse every name first, so a bad name fails before any compute.
         forward_order([*hooks, *interventions], self.n_layers)

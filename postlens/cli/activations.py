@@ -26,8 +26,14 @@ def activations(
     max_new_tokens: int = opt.MAX_NEW_TOKENS,
     seed: int = opt.SEED,
     limit: int = typer.Option(32, help="Use at most this many prompts."),
-    patching: bool = typer.Option(
-        ActivationConfig.patching, help="Per-layer patching (one extra base pass per layer)."
+    patching: str = typer.Option(
+        ActivationConfig.patching,
+        help="attribution (one base forward and backward per batch, the linear estimate), "
+        "exact (one patched base forward per layer and batch) or none.",
+    ),
+    lens_positions: int = typer.Option(
+        ActivationConfig.lens_positions,
+        help="Logit-lens positions sampled per sequence (0: every position).",
     ),
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
@@ -40,7 +46,7 @@ def activations(
     setup_logging(verbose)
     import postlens as pl
 
-    config = ActivationConfig(patching=patching)
+    config = ActivationConfig(patching=patching, lens_positions=lens_positions or None)
     sample = opt.sample_config(generate, max_new_tokens, SampleConfig.temperature, 1.0, seed)
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
@@ -51,14 +57,16 @@ def activations(
     )
     result = fam.activations(data, config, sample)["post"]
     table = Table(
-        title=f"{base} → {post} (output KL {result.output_kl:.4g}, {result.n_positions} positions)"
+        title=f"{base} → {post} (output KL {result.output_kl:.4g}, {result.n_positions} "
+        f"positions; logit lens at {result.lens_positions}; {result.patching} patching)"
     )
     for col in ("layer", "cosine", "rel. norm", "logit-lens KL", "patch recovered"):
         table.add_column(col, justify="right")
     for x in result.layers:
         rec = "–" if x.patch_recovered is None else f"{x.patch_recovered:.3f}"
+        lens = "–" if x.logit_lens_kl is None else f"{x.logit_lens_kl:.4g}"
         table.add_row(str(x.layer), f"{x.cosine_mean:.4f}", f"{x.rel_norm_mean:.4f}",
-                      f"{x.logit_lens_kl:.4g}", rec)  # fmt: skip
+                      lens, rec)  # fmt: skip
     Console().print(table)
     if json_out is not None:
         from postlens.io import write_json_atomic

@@ -9,11 +9,14 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from postlens import ModelPair
-from postlens.diffs.activations import activation_shifts
+from postlens.diffs.activations import ActivationConfig, activation_shifts
 from postlens.diffs.forks import given_sequences
 from postlens.testing import save_model, tiny_model
 
 TEXTS = [("q: 12+34=?", " 46 done"), ("hello", " world, again"), ("abc", " def ghi")]
+# These tests pin exact patching and the logit lens at every position (the defaults are
+# attribution patching and a sample of positions: tests/diffs/test_attribution.py).
+EXACT = ActivationConfig(patching="exact", lens_positions=None)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def late_change(tmp_path_factory):
 def test_shift_is_zero_before_the_changed_layer_and_patching_locates_it(late_change, backend):
     base, post = late_change
     pair = ModelPair.load(str(base), str(post), backend=backend)
-    result = activation_shifts(pair, given_sequences(pair, TEXTS), progress=False)
+    result = activation_shifts(pair, given_sequences(pair, TEXTS), EXACT, progress=False)
     first, *rest = result.layers
     assert first.rel_norm_mean == 0.0 and first.cosine_mean == pytest.approx(1.0)
     assert first.logit_lens_kl == pytest.approx(0.0, abs=1e-7)
@@ -50,7 +53,7 @@ def test_cosine_and_relative_norm_match_hidden_states(late_change):
     base, post = late_change
     pair = ModelPair.load(str(base), str(post), backend="nnsight")
     seqs = given_sequences(pair, TEXTS[:1])
-    result = activation_shifts(pair, seqs, progress=False)
+    result = activation_shifts(pair, seqs, EXACT, progress=False)
     ids = torch.tensor([seqs[0].prompt_ids + seqs[0].completion_ids])
     with torch.no_grad():
         hb = AutoModelForCausalLM.from_pretrained(base)(
@@ -72,7 +75,7 @@ def test_cosine_and_relative_norm_match_hidden_states(late_change):
 def test_identical_models(tiny_dirs):
     path = str(tiny_dirs["gpt2"])
     pair = ModelPair.load(path, path, backend="nnsight")
-    result = activation_shifts(pair, given_sequences(pair, TEXTS), progress=False)
+    result = activation_shifts(pair, given_sequences(pair, TEXTS), EXACT, progress=False)
     assert all(x.cosine_mean == pytest.approx(1.0) and x.rel_norm_mean == 0 for x in result.layers)
     assert result.output_kl == pytest.approx(0.0, abs=1e-7)
     assert all(x.patch_recovered is None for x in result.layers)

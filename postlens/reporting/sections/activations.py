@@ -26,6 +26,8 @@ def _render(results: Any) -> str:
             "output KL": r.output_kl,
             "positions": r.n_positions,
             "parting layer (≥50% patched)": r.parting_layer(),
+            "patching": r.patching,
+            "logit-lens positions": r.lens_positions,
         }
         for k, r in results.items()
     ]
@@ -62,6 +64,8 @@ SECTION = Section(
     render=_render,
     sentences=_sentences,
     cards=_cards,
-    cost="two forwards per batch, a logit lens at every layer, and one patched base forward "
-    "per layer and batch (the most expensive default section)",
+    cost="two forwards per batch and one backward of the base (attribution patching of every "
+    "layer at once), plus a logit lens at every layer on 4 sampled positions per sequence: "
+    "about 2.5x the two bare forwards; exact patching (patching='exact') adds one base forward "
+    "per layer and batch",
 )
