@@ -37,6 +37,7 @@ _EXPORTS = {
     "ExtrapolateConfig": "postlens.diffs.extrapolate",
     "SubstitutionConfig": "postlens.diffs.substitution",
     "ADLConfig": "postlens.diffs.adl",
+    "ForkTrainConfig": "postlens.diffs.fork_training",
     "link_personas": "postlens.diffs.crosscoder_links",
     "link_forks": "postlens.diffs.crosscoder_links",
     "ReportConfig": "postlens.reporting",

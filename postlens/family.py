@@ -404,3 +404,9 @@ class Family:
         from postlens.diffs.adl import adl_family
 
         return adl_family(self, texts, config, problems, classifier)
+
+    def fork_train(self, config: Any = None, problems: PromptSource = None) -> Any:
+        """Train copies of the base at each child's forks vs random positions (`postlens.diffs.fork_training`)."""
+        from postlens.diffs.fork_training import fork_train_family
+
+        return fork_train_family(self, config, problems)

@@ -38,6 +38,7 @@ RESULT_MODULES = (
     "postlens.diffs.causal_sweep",
     "postlens.diffs.substitution",
     "postlens.diffs.adl",
+    "postlens.diffs.fork_training",
 )
 
 

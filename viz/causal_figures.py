@@ -97,3 +97,19 @@ def adl(results: Mapping[str, Any]) -> go.Figure:
         title="Activation Difference Lens (first tokens of unrelated text)", **_LAYOUT
     )
     return fig
+
+
+def fork_train(results: Mapping[str, Any]) -> go.Figure:
+    """The child's pass@1 gain recovered per seed, at the forks and at random positions."""
+    fig = go.Figure()
+    for child, res in results.items():
+        for kind, dash in (("fork", "solid"), ("random", "dot")):
+            rows = [r for r in res.rows if r.positions == kind]
+            fig.add_trace(go.Scatter(x=[f"seed {r.seed}" for r in rows], y=[r.recovered for r in rows],
+                                     mode="markers+lines", line={"dash": dash},
+                                     name=f"{child}: {kind} positions"))  # fmt: skip
+    fig.update_yaxes(title_text="(pass@1_θ − base) / (post − base)")
+    fig.update_layout(
+        title="Fork-targeted training: the share of the child's gain recovered", **_LAYOUT
+    )
+    return fig

@@ -34,6 +34,7 @@ COMMANDS = {
     "adl": "adl",
     "crosscoder": "crosscoder",
     "extrapolate": "extrapolate",
+    "fork-train": "fork_train",
     "forks": "forks",
     "info": "info",
     "passk": "passk",

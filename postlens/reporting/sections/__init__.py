@@ -13,6 +13,7 @@ from postlens.reporting.sections import (
     adl,
     confidence,
     crosscoder,
+    fork_train,
     forks,
     passk,
     personas,
@@ -33,6 +34,7 @@ SECTIONS: tuple[Section, ...] = (
     steer.EXTRAPOLATE,
     substitution.SECTION,
     adl.SECTION,
+    fork_train.SECTION,
 )
 SECTION_NAMES = tuple(s.name for s in SECTIONS)
 BY_NAME = {s.name: s for s in SECTIONS}
