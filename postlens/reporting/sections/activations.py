@@ -64,8 +64,8 @@ SECTION = Section(
     render=_render,
     sentences=_sentences,
     cards=_cards,
-    cost="two forwards per batch and one backward of the base (attribution patching of every "
-    "layer at once), plus a logit lens at every layer on 4 sampled positions per sequence: "
-    "about 2.5x the two bare forwards; exact patching (patching='exact') adds one base forward "
-    "per layer and batch",
+    cost="two forwards and one backward of the base per batch (attribution patching of every "
+    "layer at once), a logit lens at every layer on 4 sampled positions per sequence, and a KL "
+    "over the vocabulary at every position; exact patching (patching='exact') adds one base "
+    "forward per layer and batch",
 )
