@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -314,6 +315,16 @@ def load_hf_model(
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(
             f"{resolved.spec}: cannot load the model ({_one_line(err)})"
+        ) from None
+    except pickle.UnpicklingError as err:  # torch's weights_only loader refused pickled code
+        files = (
+            ", ".join(str(f) for f in sorted(Path(resolved.location).glob("*.bin")))
+            or resolved.location
+        )
+        refused = str(err).split("WeightsUnpickler error:")[-1].strip().split(".")[0]
+        raise CheckpointError(
+            f"{files}: refused: the checkpoint holds pickled code, not only tensors ({refused}); "
+            "postlens never unpickles untrusted files (convert it to safetensors if you trust it)"
         ) from None
     except RuntimeError as err:
         if not str(err).startswith(_STATE_DICT_ERRORS):

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
 import typer
+
+from postlens.progress import PROGRESS_ENV
 
 app = typer.Typer(
     name="postlens",
@@ -148,6 +151,13 @@ def _root(
         envvar="POSTLENS_DEBUG",
         help="Show the full traceback of an error instead of the one-line message.",
     ),
+    progress: bool = typer.Option(
+        False,
+        "--progress",
+        help="Show progress bars even when stderr is not a terminal (a log file, CI).",
+    ),
 ) -> None:
     """postlens: what did post-training (SFT or RL) change inside this model?"""
     _INVOCATION["debug"] = debug
+    if progress:  # read by postlens.progress.show_progress wherever progress is left unset
+        os.environ[PROGRESS_ENV] = "1"

@@ -96,3 +96,30 @@ def test_verbose_transformers_is_left_alone():
             assert hf_logging.get_verbosity() == logging.INFO
     finally:
         hf_logging.set_verbosity(old)
+
+
+class _Code:
+    """What an untrusted pickle may carry: a call, run on unpickling."""
+
+    def __reduce__(self):
+        return (print, ("unpickled!",))
+
+
+def test_a_pickled_checkpoint_with_code_is_refused_naming_the_file(tiny_dirs, tmp_path, capsys):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from postlens.cli import app
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_dirs["llama"], folder)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save({**state, "payload": _Code()}, folder / "pytorch_model.bin")
+    result = CliRunner().invoke(app, ["info", str(folder), str(folder)])
+    assert result.exit_code == 2, result.output
+    assert "pytorch_model.bin: refused: the checkpoint holds pickled code" in result.output
+    assert "unpickled!" not in result.output + capsys.readouterr().out

@@ -27,7 +27,7 @@ def test_bad_input_is_one_line_exit_2():
     assert result.exit_code == 2
     assert result.output.strip() == (
         "postlens: error: unknown model spec '/nowhere/model': not an existing folder, "
-        "not a hub id (org/name), and not organism:<base|sft|rl>"
+        "not a hub id (org/name), and not organism:<base|sft|rl|chat-sft|rl-lora>"
     )
 
 
@@ -123,3 +123,14 @@ def test_real_process_broken_checkpoint_is_one_quiet_line(tiny_dirs, broken_dirs
     debug = _postlens("--debug", "info", str(tiny_dirs["llama"]), str(broken_dirs["missing"]))
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert "postlens.errors.CheckpointError" in debug.stderr
+
+
+def test_progress_only_on_a_terminal_unless_asked(monkeypatch):
+    from postlens.progress import PROGRESS_ENV, show_progress
+
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    assert show_progress(None) is False  # pytest's stderr is not a terminal
+    monkeypatch.setenv(PROGRESS_ENV, "1")
+    assert show_progress(None) is True and show_progress(False) is False
+    result = runner.invoke(app, ["--progress", "render", "none.json"])
+    assert result.exit_code == 2 and "none.json: file not found" in result.output
