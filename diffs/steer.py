@@ -70,8 +70,10 @@ class SteerConfig:
             raise ConfigError("give at least one alpha")
         if self.layer is not None and self.layer < 0:
             raise ConfigError(f"layer must be >= 0, got {self.layer}")
-        if self.site not in SITES or self.where not in WHERE:
-            raise ConfigError(f"site must be one of {SITES} and where one of {WHERE}")
+        if self.site not in SITES:
+            raise ConfigError(f"site must be one of {', '.join(SITES)}, got {self.site!r}")
+        if self.where not in WHERE:
+            raise ConfigError(f"where must be one of {', '.join(WHERE)}, got {self.where!r}")
         if self.limit < 1:
             raise ConfigError(f"limit must be positive, got {self.limit}")
         SampleConfig(self.n, self.max_new_tokens, self.temperature, seed=self.seed)
