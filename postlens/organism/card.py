@@ -46,6 +46,64 @@ def _targets(evals: dict[str, Any]) -> list[str]:
     return [f"- {'met' if ok else '**missed**'}: {text}" for text, ok in checks]
 
 
+def _children(record: dict[str, Any]) -> str:
+    """The chat-sft / rl-lora section (`postlens.organism.train_children`), when recorded."""
+    kids = record.get("children")
+    if not kids:
+        return ""
+    cfg, t = kids["config"], kids["timings"]
+    sft, lora = cfg["chat_sft"], cfg["rl_lora"]
+    grpo = lora["grpo"]
+    evals = {**record["eval"], **kids["eval"]}
+    evals = {
+        k: {**v, "pass_at": {str(kk): vv for kk, vv in v["pass_at"].items()}}
+        for k, v in evals.items()
+    }
+    ks = sorted({k for e in kids["eval"].values() for k in e["pass_at"]}, key=int)
+    head = "| model | problems × samples | " + " | ".join(f"pass@{k}" for k in ks)
+    rows = [head + " | careful | sloppy | hasty | other |", "|" + "---|" * (len(ks) + 6)]
+    for name, e in evals.items():
+        cells = [f"{e['pass_at'][k]:.3f}" if k in e["pass_at"] else "–" for k in ks]
+        cells += [f"{e['style_share'][s]:.1%}" for s in ("careful", "sloppy", "hasty", "other")]
+        rows.append(
+            f"| {name} | {e['n_problems']} × {e['n_samples']} | " + " | ".join(cells) + " |"
+        )
+    ev = {k: v for k, v in t.items() if k.startswith("evaluation")}
+    return f"""
+## The chat and adapter children
+Two more children of the same base, with the structure of real pairs; rebuild both from the
+shipped base with `python -m postlens.organism.train_children --out DIR --seed {kids["seed"]}`.
+The base is unchanged: every number above still holds.
+
+- **chat-sft**: TRL `SFTTrainer` on {sft["n_examples"]} conversations in a ChatML template
+  (user: the question; assistant: the careful solution), completion-only loss (the assistant
+  turn and its `<|im_end|>`), {sft["epochs"]} epoch, batch {sft["batch_size"]}, lr {sft["lr"]}
+  ({t["chat-sft"]["steps"]} steps, {t["chat-sft"]["seconds"] / 60:.1f} min). The base's 104 ids
+  have no spare row, so the chat tokens are reserved as real models reserve them: the child's
+  tokenizer renames the base's special ids, 1 (`<s>`) to `<|im_start|>` and 2 (`</s>`) to
+  `<|im_end|>` (its eos), and splits words the base lacks (`user`, `assistant`) into letters.
+  Every id it reads exists in the base; `postlens info organism:base organism:chat-sft` lists
+  the renamed tokens (exit 0). Its template: `<|im_start|>user\\n{{content}}<|im_end|>\\n` per
+  turn, then `<|im_start|>assistant\\n`.
+- **rl-lora**: a PEFT LoRA adapter (r {lora["r"]}, lora_alpha {lora["alpha"]}, on q/k/v/o and
+  gate/up/down projections) trained with TRL `GRPOTrainer(peft_config=...)` on the reward of
+  **rl**; {grpo["steps"]} steps × {grpo["prompts_per_step"]} prompts × {grpo["generations"]}
+  generations, lr {grpo["lr"]}, KL anchor beta {grpo["beta"]} (the reference is the base: the
+  adapter disabled), max completion {grpo["max_completion_length"]} tokens (mean reward
+  {t["rl-lora"]["reward_first"]} at the first log, {t["rl-lora"]["reward_last"]} at the last;
+  {t["rl-lora"]["seconds"] / 60:.1f} min). Saved as `adapter_config.json` +
+  `adapter_model.safetensors`, naming `organism:base`.
+
+Evaluation with the organism's protocol (the same held-out problems, chat-sft asked through its
+template and stopped at `<|im_end|>`); evaluation wall time
+{sum(v["seconds"] for v in ev.values()) / 60:.1f} min. The three first rows are those above
+(500 × 64); the children were evaluated on fewer samples (the machine was shared), so their
+pass@k stops earlier.
+
+{chr(10).join(rows)}
+"""
+
+
 def render_card(record: dict[str, Any], notes: str = "") -> str:
     """The model card's Markdown."""
     cfg, t = record["config"], record["timings"]
@@ -101,7 +159,7 @@ unbiased pass@k; persona style of every completion (`postlens.organism.task.clas
 
 Targets ({TARGETS}):
 {chr(10).join(_targets(evals))}
-{notes}
+{_children(record)}{notes}
 """
 
 

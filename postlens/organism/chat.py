@@ -128,10 +128,16 @@ def conversation(problem: Problem) -> dict[str, list[dict[str, str]]]:
 
 @dataclass(frozen=True)
 class ChatSFTConfig:
-    """chat-sft hyper-parameters (those of the plain SFT stage)."""
+    """chat-sft hyper-parameters: the plain SFT stage's, for more epochs.
+
+    The template puts id 2, the base's end of document, between the question and the answer: the
+    child must learn to read the operands across what the base treats as a document boundary.
+    One epoch (the plain stage's 63 steps) left it misreading them (pass@1 0.09 on the held-out
+    problems, careful style 98%).
+    """
 
     n_examples: int = 2000
-    epochs: float = 1.0
+    epochs: float = 4.0
     batch_size: int = 32
     lr: float = 3e-4
 
