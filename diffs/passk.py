@@ -15,13 +15,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from postlens.backends.base import Backend
+from postlens.diffs.passk_estimator import default_ks, pass_at_k  # noqa: F401  (re-exported)
 from postlens.errors import ConfigError
 from postlens.generation import SampleConfig, sample_completions
 from postlens.protocol import Result
@@ -60,27 +60,6 @@ def answer_verifier(answer: Any, mode: str = "last-number") -> Verifier:
     if mode == "answer-line":
         return lambda c: bool(m := _ANSWER_LINE_RE.search(c.strip())) and float(m[1]) == target
     return lambda c: bool(nums := _NUMBER_RE.findall(c)) and float(nums[-1]) == target
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c correct: 1 − C(n−c, k) / C(n, k).
-
-    Computed as a product so it stays exact for large n.
-
-    Example:
-        >>> round(pass_at_k(10, 3, 1), 3)
-        0.3
-    """
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ConfigError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
-
-def default_ks(n: int) -> list[int]:
-    """1, 2, 4, ... up to n."""
-    return [2**i for i in range(int(math.log2(n)) + 1)]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from postlens.diffs.passk import pass_at_k
+from postlens.diffs.passk_estimator import pass_at_k
 
 
 def _per_problem(counts: Sequence[int], n: int, ks: Sequence[int]) -> np.ndarray:
