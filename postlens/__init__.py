@@ -58,6 +58,12 @@ _EXPORTS = {
     "read_prompts": "postlens.prompts",
     "PromptRecord": "postlens.prompts",
     "PostlensError": "postlens.errors",
+    "ProbeCallback": "postlens.probes.callbacks",
+    "ProbeMonitor": "postlens.probes.callbacks",
+    "ProbeReward": "postlens.probes.callbacks",
+    "ConfidenceMonitor": "postlens.probes.monitor",
+    "PersonaMonitor": "postlens.probes.persona_projections",
+    "organism_texts": "postlens.diffs.crosscoder_links",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
