@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from postlens.batch import Sample
-from postlens.protocol import Result, clean_float
+from postlens.protocol import Result
 
 Classifier = Callable[[str], str]
 
@@ -107,7 +108,8 @@ class SweepResult(Result, kind="steer"):
 
     def to_json(self) -> dict[str, Any]:
         def clean(d: Mapping[str, float]) -> dict[str, float | None]:
-            return {k: clean_float(v) for k, v in d.items()}
+            # Exact (a round trip gives the same summary); NaN has no JSON form, so None.
+            return {k: float(v) if math.isfinite(v) else None for k, v in d.items()}
 
         rows = [{**asdict(r), "shares": clean(r.shares), "kl": clean(r.kl)} for r in self.rows]
         return {"kind": self.kind, "axis": self.axis, "layer": self.layer, "rows": rows,
