@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from postlens.diffs.sequences import (
     shared_logits,
     truncate_to_context,
 )
-from postlens.errors import InputFileError
+from postlens.errors import InputFileError, PostlensError
 from postlens.pair import ModelPair
 from postlens.progress import show_progress
 
@@ -56,6 +57,12 @@ __all__ = [  # the sequence helpers are re-exported: they are the inputs of fork
     "sequences_for",
 ]
 logger = logging.getLogger(__name__)
+
+
+class NonFiniteError(PostlensError):
+    """A model produced NaN or infinite logits: its statistics would be meaningless."""
+
+
 WHICH = ("base", "post")
 #: Positions × vocabulary above which `ForkConfig(compile=None)` fuses the statistics: the
 #: fused kernel saves ~15-20 ns per entry on CPU, the compilation costs ~4-8 s once.
@@ -133,6 +140,7 @@ def score_forks(
         stats = position_stats(*logits, cfg.top, compiled=compiled, rows=logit_rows)
         del logits  # the batch's logits go before the next batch's forward
         rows, cols_idx = scored.nonzero(as_tuple=True)
+        _check_finite(stats, rows, cols_idx, chunk, start)
         for c in STAT_COLUMNS:
             cols[c].append(getattr(stats, c).cpu().numpy())
         for c in ("top_base_ids", "top_base_p", "top_post_ids", "top_post_p"):
@@ -147,3 +155,23 @@ def score_forks(
     return ForkResult(
         arrays, seqs, cfg, pair.chat.tokenizer, pair.base_spec.spec, pair.post_spec.spec, excluded
     )
+
+
+def _check_finite(stats: Any, rows: torch.Tensor, cols: torch.Tensor, chunk: list[Sequence],
+                  start: int) -> None:  # fmt: skip
+    """Refuse NaN or infinite logits (a NaN weight, an fp16 overflow), naming the first position.
+
+    A non-finite logit makes the entropy of that position non-finite, so checking the two
+    entropies (one value per position) catches it without another pass over the vocabulary.
+    """
+    for which in ("base", "post"):
+        bad = ~torch.isfinite(getattr(stats, f"entropy_{which}"))
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            seq, col = int(rows[i]), int(cols[i])
+            pos = col - (len(chunk[seq].prompt_ids) - 1)
+            raise NonFiniteError(
+                f"the {which} model's logits are not finite at sequence {start + seq}, "
+                f"completion token {pos} ({int(bad.sum())} position(s) in this batch): check its "
+                "weights for NaN/inf (postlens weights) or compute in float32 (--dtype float32)"
+            )

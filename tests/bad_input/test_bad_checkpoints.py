@@ -123,3 +123,24 @@ def test_a_pickled_checkpoint_with_code_is_refused_naming_the_file(tiny_dirs, tm
     assert result.exit_code == 2, result.output
     assert "pytorch_model.bin: refused: the checkpoint holds pickled code" in result.output
     assert "unpickled!" not in result.output + capsys.readouterr().out
+
+
+def test_non_finite_logits_are_refused_with_the_position(tiny_dirs, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import postlens as pl
+
+    folder = tmp_path / "nan"
+    shutil.copytree(tiny_dirs["llama"], folder)
+    state = load_file(folder / "model.safetensors")
+    state["model.norm.weight"] = torch.full_like(state["model.norm.weight"], float("nan"))
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    fam = pl.load(str(tiny_dirs["llama"]), post=str(folder))
+    with pytest.raises(
+        pl.PostlensError,
+        match="post model's logits are not finite at sequence 0, completion token 0",
+    ):
+        fam.forks([("q: 1+2=?", " 3")])
