@@ -46,6 +46,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,7 @@ from postlens.diffs.attribution import (
     recovered_estimate,
 )
 from postlens.diffs.divergence import CHUNK_FLOATS, kl_from_logits
+from postlens.diffs.forks import NonFiniteError
 from postlens.diffs.sequences import Sequence, keep_shared, pad_batch, shared_logits
 from postlens.errors import ConfigError
 from postlens.hooks import resid_post
@@ -217,6 +219,12 @@ def activation_shifts(
     ):
         chunk = seqs[start : start + cfg.batch_size]
         _add_batch(pair, chunk, cfg, lens, totals, index)
+        if not math.isfinite(totals.out_kl):  # a NaN/inf logit poisons every later figure
+            raise NonFiniteError(
+                f"the output KL is not finite in the batch of sequences {start}–"
+                f"{start + len(chunk) - 1}: check the models' weights for NaN/inf "
+                "(postlens weights) or compute in float32 (--dtype float32)"
+            )
     out_kl, n_pos = totals.out_kl, totals.n_pos
     layers = [_layer(i, totals, i in lens_layers, out_kl, cfg) for i in range(n_layers)]
     return ActivationResult(

@@ -144,3 +144,23 @@ def test_non_finite_logits_are_refused_with_the_position(tiny_dirs, tmp_path):
         match="post model's logits are not finite at sequence 0, completion token 0",
     ):
         fam.forks([("q: 1+2=?", " 3")])
+
+
+def test_non_finite_activations_are_refused(tiny_dirs, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import postlens as pl
+
+    folder = tmp_path / "nan"
+    shutil.copytree(tiny_dirs["llama"], folder)
+    state = load_file(folder / "model.safetensors")
+    state["model.norm.weight"] = torch.full_like(state["model.norm.weight"], float("nan"))
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    fam = pl.load(str(tiny_dirs["llama"]), post=str(folder))
+    with pytest.raises(
+        pl.PostlensError, match="output KL is not finite in the batch of sequences 0"
+    ):
+        fam.activations([("q: 1+2=?", " 3")], pl.ActivationConfig(patching="exact"))
