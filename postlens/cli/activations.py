@@ -68,7 +68,4 @@ def activations(
         table.add_row(str(x.layer), f"{x.cosine_mean:.4f}", f"{x.rel_norm_mean:.4f}",
                       lens, rec)  # fmt: skip
     Console().print(table)
-    if json_out is not None:
-        from postlens.io import write_json_atomic
-
-        write_json_atomic(json_out, result.to_json())
+    opt.write_json(json_out, result.to_json())

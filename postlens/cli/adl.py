@@ -16,7 +16,6 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.cli.steer import child_specs
 from postlens.diffs.adl import ADLConfig
 
 _D = ADLConfig
@@ -49,7 +48,6 @@ def adl(
 ) -> None:
     """What does each child's activation difference on unrelated text say about its fine-tune?"""
     setup_logging(verbose)
-    import postlens as pl
     from postlens.errors import InputFileError
 
     cfg = ADLConfig(k=k, n_texts=n_texts, layer=layer, top=top, alphas=tuple(alpha),
@@ -62,8 +60,7 @@ def adl(
         if not texts.is_file():
             raise InputFileError(f"{texts}: file not found")
         lines = [t for t in texts.read_text(encoding="utf-8").splitlines() if t.strip()][:n_texts]
-    specs = child_specs(children or ["organism:sft", "organism:rl"])
-    fam = pl.load(base, children=specs, backend=backend, dtype=dtype, device=device)
+    fam = opt.load_children(base, children, ["organism:sft", "organism:rl"], backend, dtype, device)
     result = fam.adl(lines, cfg, prompts)
     console = Console()
     for child, res in result.results.items():
@@ -78,7 +75,4 @@ def adl(
             rate = "–" if r.pass_rate is None else f"{r.pass_rate:.3f}"
             console.print(f"α = {r.alpha:g} at layer {res.layer}: pass rate {rate}; "
                           f"sample {r.samples[0]!r}" if r.samples else f"α = {r.alpha:g}: {rate}")  # fmt: skip
-    if json_out is not None:
-        from postlens.io import write_json_atomic
-
-        write_json_atomic(json_out, result.to_json())
+    opt.write_json(json_out, result.to_json())

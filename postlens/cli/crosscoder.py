@@ -94,10 +94,7 @@ def crosscoder(
     if other is None:
         result = result[names[0]]
     _print(Console(), result)
-    if json_out is not None:
-        from postlens.io import write_json_atomic
-
-        write_json_atomic(json_out, result.to_json())
+    opt.write_json(json_out, result.to_json())
 
 
 def _name(spec: str, default: str) -> str:

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.cli.steer import child_specs, print_sweep
+from postlens.cli.steer import print_sweep
 from postlens.diffs.extrapolate import ExtrapolateConfig
 
 _D = ExtrapolateConfig
@@ -43,18 +43,13 @@ def extrapolate(
 ) -> None:
     """Interpolate and extrapolate the weights along a child's update: behaviour and KL."""
     setup_logging(verbose)
-    import postlens as pl
 
     cfg = ExtrapolateConfig(alphas=tuple(alpha), start=start, limit=limit, n=n,
                             max_new_tokens=max_new_tokens, temperature=temperature,
                             seed=seed)  # fmt: skip
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
-    specs = child_specs(children or ["organism:sft", "organism:rl"])
-    fam = pl.load(base, children=specs, backend=backend, dtype=dtype, device=device)
-    result = fam.extrapolate(to or list(specs)[-1], cfg, prompts)
+    fam = opt.load_children(base, children, ["organism:sft", "organism:rl"], backend, dtype, device)
+    result = fam.extrapolate(to or fam.children[-1], cfg, prompts)
     print_sweep(Console(), result)
-    if json_out is not None:
-        from postlens.io import write_json_atomic
-
-        write_json_atomic(json_out, result.to_json())
+    opt.write_json(json_out, result.to_json())

@@ -16,7 +16,6 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.cli.steer import child_specs
 from postlens.diffs.fork_training import ForkTrainConfig
 
 _D = ForkTrainConfig
@@ -48,15 +47,13 @@ def fork_train(
 ) -> None:
     """Does training the base at the child's forks alone recover the child's gain?"""
     setup_logging(verbose)
-    import postlens as pl
 
     cfg = ForkTrainConfig(steps=steps, lr=lr, loss=loss, seeds=tuple(seed_run), train=train, n=n,
                           js_threshold=js_threshold, limit=limit, n_eval=n_eval,
                           max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)  # fmt: skip
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
-    specs = child_specs(children or ["organism:rl"])
-    fam = pl.load(base, children=specs, backend=backend, dtype=dtype, device=device)
+    fam = opt.load_children(base, children, ["organism:rl"], backend, dtype, device)
     result = fam.fork_train(cfg, prompts)
     console = Console()
     for child, res in result.results.items():
@@ -69,7 +66,4 @@ def fork_train(
             table.add_row(r.positions, str(r.seed), str(r.n_positions),
                           f"{r.agreement_before:.3f}→{r.agreement_after:.3f}", f"{r.pass_at_1:.3f}", rec)  # fmt: skip
         console.print(table)
-    if json_out is not None:
-        from postlens.io import write_json_atomic
-
-        write_json_atomic(json_out, result.to_json())
+    opt.write_json(json_out, result.to_json())

@@ -63,7 +63,4 @@ def forks(
         f"{s.mean_entropy_all:.3f} overall · forks in top-20% entropy {top20}"
         + (f" · {s.n_excluded} positions excluded (ids only one model has)" if s.n_excluded else "")
     )
-    if json_out is not None:
-        from postlens.io import write_json_atomic
-
-        write_json_atomic(json_out, result.to_json())
+    opt.write_json(json_out, result.to_json())

@@ -35,7 +35,6 @@ def info(
     setup_logging(verbose)
     opt.check_load(dtype, device)
     opt.check_outputs(json_out)
-    from postlens.io import write_json_atomic
     from postlens.pair import ModelPair
     from postlens.pair_info import describe_pair
 
@@ -71,5 +70,4 @@ def info(
     console.print(f"chat template: {described.chat_template}")
     names = described.hook_names
     console.print(f"hook names ({len(names)}): {', '.join(names[:5])}, ..., {names[-1]}")
-    if json_out is not None:
-        write_json_atomic(json_out, described.to_dict())
+    opt.write_json(json_out, described.to_dict())

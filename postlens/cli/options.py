@@ -111,3 +111,36 @@ def check_outputs(*paths: Path | None) -> None:
     for path in paths:
         if path is not None:
             check_writable(path)
+
+
+def child_specs(children: list[str]) -> dict[str, str]:
+    """Children by name: the organism's own (``sft``, ``rl``), else ``child1``, ``child2``...
+
+    Example:
+        >>> child_specs(["organism:rl", "out/model"])
+        {'rl': 'organism:rl', 'child2': 'out/model'}
+    """
+    names = {}
+    for i, spec in enumerate(children):
+        name = spec.split(":", 1)[1] if spec.startswith("organism:") else f"child{i + 1}"
+        names[name if name not in names else f"child{i + 1}"] = spec
+    return names
+
+
+def load_children(
+    base: str, children: list[str] | None, default: list[str], backend: str,
+    dtype: str | None, device: str | None,
+) -> Any:  # fmt: skip
+    """The family of `base` and `children` (or `default`), each child named by `child_specs`."""
+    import postlens as pl
+
+    specs = child_specs(children or default)
+    return pl.load(base, children=specs, backend=backend, dtype=dtype, device=device)
+
+
+def write_json(path: Path | None, data: Any) -> None:
+    """Write a command's ``--json`` output atomically, when one was asked for."""
+    if path is not None:
+        from postlens.io import write_json_atomic
+
+        write_json_atomic(path, data)

@@ -79,7 +79,4 @@ def passk(
     for kk in next(iter(result.curves.values())):
         table.add_row(str(kk), *(f"{c[kk]:.3f}" for c in result.curves.values()))
     Console().print(table)
-    if json_out is not None:
-        from postlens.io import write_json_atomic
-
-        write_json_atomic(json_out, result.to_json())
+    opt.write_json(json_out, result.to_json())

@@ -154,7 +154,6 @@ def personas(
     from postlens.errors import InputFileError
     from postlens.family import load
     from postlens.inputs import is_organism
-    from postlens.io import write_json_atomic
 
     if not children:
         children = ["organism:sft", "organism:rl"] if is_organism(base) else []
@@ -180,5 +179,4 @@ def personas(
         source = str(save_sae_to)
     found = analyse_personas(fam.pairs, inputs, cfg, sae_model=sae_model, sae_source=source)
     _print(Console(), found)
-    if json_out is not None:
-        write_json_atomic(json_out, {"models": {"base": base, **specs}, **found.to_json()})
+    opt.write_json(json_out, {"models": {"base": base, **specs}, **found.to_json()})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -86,8 +88,10 @@ def report(
         raise typer.Exit(130 if rep.interrupted else 1)
 
 
-def _progress(console: Console):  # noqa: ANN202  (a callback)
-    def show(name: str, result) -> None:  # noqa: ANN001
+def _progress(console: Console) -> Callable[[str, Any], None]:
+    """The report's progress lines: a section starting, then its outcome (`SectionResult`)."""
+
+    def show(name: str, result: Any) -> None:
         if result is None:
             console.print(f"[bold]▶ {name}[/bold] …")
         elif result.ok:
@@ -99,12 +103,9 @@ def _progress(console: Console):  # noqa: ANN202  (a callback)
     return show
 
 
-def _write(rep, out: Path, json_out: Path | None, console: Console) -> None:  # noqa: ANN001
-    from postlens.io import write_json_atomic
-
+def _write(rep: Any, out: Path, json_out: Path | None, console: Console) -> None:
     rep.save(out)
-    if json_out is not None:
-        write_json_atomic(json_out, rep.to_json())
+    opt.write_json(json_out, rep.to_json())
     console.print(f"report written to {out} ({out.stat().st_size / 2**20:.1f} MiB)")
 
 

@@ -23,20 +23,6 @@ from postlens.diffs.steer import SteerConfig
 _D = SteerConfig
 
 
-def child_specs(children: list[str]) -> dict[str, str]:
-    """Children by name: the organism's own (``sft``, ``rl``), else ``child1``, ``child2``...
-
-    Example:
-        >>> child_specs(["organism:rl", "out/model"])
-        {'rl': 'organism:rl', 'child2': 'out/model'}
-    """
-    names = {}
-    for i, spec in enumerate(children):
-        name = spec.split(":", 1)[1] if spec.startswith("organism:") else f"child{i + 1}"
-        names[name if name not in names else f"child{i + 1}"] = spec
-    return names
-
-
 def print_sweep(console: Console, result: Any) -> None:
     """The sweep's rows as a table."""
     frame = result.to_frame()
@@ -89,7 +75,6 @@ def steer(
 ) -> None:
     """Does steering the base along a direction reproduce what SFT or RL did?"""
     setup_logging(verbose)
-    import postlens as pl
 
     cfg = SteerConfig(alphas=tuple(alpha), persona=persona, layer=layer, site=site, where=where,
                       limit=limit, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -97,11 +82,7 @@ def steer(
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     v = read_vector(vector) if vector is not None else None
-    specs = child_specs(children or ["organism:sft", "organism:rl"])
-    fam = pl.load(base, children=specs, backend=backend, dtype=dtype, device=device)
+    fam = opt.load_children(base, children, ["organism:sft", "organism:rl"], backend, dtype, device)
     result = fam.steer(v, cfg, prompts)
     print_sweep(Console(), result)
-    if json_out is not None:
-        from postlens.io import write_json_atomic
-
-        write_json_atomic(json_out, result.to_json())
+    opt.write_json(json_out, result.to_json())

@@ -15,7 +15,6 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.cli.steer import child_specs
 from postlens.diffs.substitution import SubstitutionConfig
 
 _D = SubstitutionConfig
@@ -43,15 +42,13 @@ def substitute(
 ) -> None:
     """Does the child's gain come back when only the base's forks are handed to it?"""
     setup_logging(verbose)
-    import postlens as pl
 
     cfg = SubstitutionConfig(taus=tuple(tau), control=control, limit=limit, n=n,
                              max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                              control_seed=control_seed)  # fmt: skip
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
-    specs = child_specs(children or ["organism:rl"])
-    fam = pl.load(base, children=specs, backend=backend, dtype=dtype, device=device)
+    fam = opt.load_children(base, children, ["organism:rl"], backend, dtype, device)
     result = fam.substitute(cfg, prompts)
     console = Console()
     for child, res in result.results.items():
@@ -62,7 +59,4 @@ def substitute(
             ctrl = "–" if r.control_pass_at_1 is None else f"{r.control_pass_at_1:.3f}"
             table.add_row(r.direction, r.tau_label, f"{r.pass_at_1:.3f}", f"{r.share:.3f}", ctrl)
         console.print(table)
-    if json_out is not None:
-        from postlens.io import write_json_atomic
-
-        write_json_atomic(json_out, result.to_json())
+    opt.write_json(json_out, result.to_json())

@@ -64,19 +64,16 @@ def weights(
     setup_logging(verbose)
     opt.check_load(dtype, device)
     from postlens.diffs.weights import compare_children
-    from postlens.io import check_writable, write_json_atomic
 
     config = WeightDiffConfig(atol=atol, rank=rank, rank_r=rank_r)
-    if json_out is not None:
-        check_writable(json_out)
+    opt.check_outputs(json_out)
     children = {"post": post} | ({"other": other} if other else {})
     family = compare_children(base, children, config)
     console = Console()
     failed = False
     for key, diff in family.children.items():
         failed |= _print_child(console, key, diff, allow_nonfinite)
-    if json_out is not None:
-        write_json_atomic(json_out, family.to_json())
+    opt.write_json(json_out, family.to_json())
     if failed:
         raise typer.Exit(1)
 
