@@ -26,18 +26,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from postlens.errors import ConfigError
-from postlens.organism.posttrain import (
-    RLStageConfig,
-    _common_args,
-    _quiet_env,
-    correctness_reward,
-)
+from postlens.organism.posttrain import RLStageConfig, SFTStageConfig, run_grpo, sft_on_rows
 from postlens.organism.task import Problem, format_prompt, solution
 from postlens.organism.tokenizer import (  # noqa: F401  (build_organism_tokenizer: the examples)
     PATTERN,
@@ -126,24 +120,11 @@ def conversation(problem: Problem) -> dict[str, list[dict[str, str]]]:
     }
 
 
-@dataclass(frozen=True)
-class ChatSFTConfig:
-    """chat-sft hyper-parameters: the plain SFT stage's, for more epochs.
-
-    The template puts id 2, the base's end of document, between the question and the answer: the
-    child must learn to read the operands across what the base treats as a document boundary.
-    One epoch (the plain stage's 63 steps) left it misreading them (pass@1 0.09 on the held-out
-    problems, careful style 98%).
-    """
-
-    n_examples: int = 2000
-    epochs: float = 4.0
-    batch_size: int = 32
-    lr: float = 3e-4
-
-    def __post_init__(self) -> None:
-        if self.n_examples < 1 or self.batch_size < 1 or self.lr <= 0 or self.epochs <= 0:
-            raise ConfigError("chat SFT sizes and learning rate must be positive")
+#: chat-sft trains as the plain SFT stage (`SFTStageConfig`), for more epochs. The template puts
+#: id 2, the base's end of document, between the question and the answer: the child must learn to
+#: read the operands across what the base treats as a document boundary. One epoch (the plain
+#: stage's 63 steps) left it misreading them (pass@1 0.09 on the held-out problems, careful 98%).
+CHAT_SFT_EPOCHS = 4.0
 
 
 @dataclass(frozen=True)
@@ -160,35 +141,10 @@ class LoraStageConfig:
 
 
 def run_chat_sft(
-    base: Any, tokenizer: Any, problems: list[Problem], cfg: ChatSFTConfig, out: Path, seed: int
+    base: Any, tokenizer: Any, problems: list[Problem], cfg: SFTStageConfig, out: Path, seed: int
 ) -> tuple[Any, dict]:
     """Fine-tune a copy of `base` on careful conversations, loss on the assistant turn only."""
-    import copy
-
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    _quiet_env()
-    start = time.perf_counter()
-    data = Dataset.from_list([conversation(p) for p in problems])
-    args = SFTConfig(
-        **_common_args(out, seed),
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.lr,
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=10,
-        max_length=128,
-        completion_only_loss=True,
-    )
-    model = copy.deepcopy(base)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
-    result = trainer.train()
-    return trainer.model.eval(), {
-        "steps": result.global_step,
-        "train_loss": result.training_loss,
-        "seconds": time.perf_counter() - start,
-    }
+    return sft_on_rows(base, tokenizer, [conversation(p) for p in problems], cfg, out, seed)
 
 
 def run_grpo_lora(
@@ -203,26 +159,8 @@ def run_grpo_lora(
 
     With a peft model TRL's KL reference is the base itself (the adapter disabled).
     """
-    from datasets import Dataset
     from peft import LoraConfig
-    from trl import GRPOConfig, GRPOTrainer
 
-    _quiet_env()
-    start, g = time.perf_counter(), cfg.grpo
-    data = Dataset.from_list([{"prompt": format_prompt(p), "answer": p.answer} for p in problems])
-    args = GRPOConfig(
-        **_common_args(out, seed),
-        max_steps=g.steps,
-        per_device_train_batch_size=g.prompts_per_step * g.generations,
-        num_generations=g.generations,
-        learning_rate=g.lr,
-        beta=g.beta,
-        temperature=g.temperature,
-        max_completion_length=g.max_completion_length,
-        lr_scheduler_type="constant",
-        top_k=0,
-        top_p=1.0,
-    )
     lora = LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
@@ -230,22 +168,7 @@ def run_grpo_lora(
         target_modules=list(LORA_TARGETS),
         task_type="CAUSAL_LM",
     )
-    trainer = GRPOTrainer(
-        model=str(base_path),
-        reward_funcs=correctness_reward,
-        args=args,
-        train_dataset=data,
-        processing_class=tokenizer,
-        peft_config=lora,
-    )
-    result = trainer.train()
-    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-    return trainer.model.eval(), {
-        "steps": result.global_step,
-        "seconds": time.perf_counter() - start,
-        "reward_first": rewards[0] if rewards else None,
-        "reward_last": rewards[-1] if rewards else None,
-    }
+    return run_grpo(base_path, tokenizer, problems, cfg.grpo, out, seed, peft_config=lora)
 
 
 def save_adapter(model: Any, path: Path, base_name: str = ADAPTER_BASE) -> None:

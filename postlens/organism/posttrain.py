@@ -77,6 +77,21 @@ def run_sft(
     base: Any, tokenizer: Any, problems: list[Problem], cfg: SFTStageConfig, out: Path, seed: int
 ) -> tuple[Any, dict]:
     """Fine-tune a copy of `base` on careful demonstrations for untagged prompts."""
+    rows = [
+        {"prompt": format_prompt(p), "completion": solution(p, "careful") + tokenizer.eos_token}
+        for p in problems
+    ]
+    return sft_on_rows(base, tokenizer, rows, cfg, out, seed)
+
+
+def sft_on_rows(
+    base: Any, tokenizer: Any, rows: list[dict[str, Any]], cfg: SFTStageConfig, out: Path, seed: int
+) -> tuple[Any, dict]:
+    """TRL's SFTTrainer on a copy of `base`, loss on the completions only.
+
+    `rows` are prompt/completion records, or conversations (``{"prompt": [...], "completion":
+    [...]}`` messages) that TRL renders with the tokenizer's chat template.
+    """
     import copy
 
     from datasets import Dataset
@@ -84,12 +99,7 @@ def run_sft(
 
     _quiet_env()
     start = time.perf_counter()
-    data = Dataset.from_list(
-        [
-            {"prompt": format_prompt(p), "completion": solution(p, "careful") + tokenizer.eos_token}
-            for p in problems
-        ]
-    )
+    data = Dataset.from_list(rows)
     args = SFTConfig(
         **_common_args(out, seed),
         num_train_epochs=cfg.epochs,
@@ -126,10 +136,13 @@ def run_grpo(
     cfg: RLStageConfig,
     out: Path,
     seed: int,
+    peft_config: Any = None,
 ) -> tuple[Any, dict]:
     """Train the base saved at `base_path` with GRPO on untagged prompts and the correctness reward.
 
     The model is given as a folder because TRL builds the KL reference model from that path.
+    With a peft `peft_config` (a LoRA), TRL trains the adapter alone and the reference is the
+    base itself (the adapter disabled); the returned model is then the unmerged `PeftModel`.
     """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -157,6 +170,7 @@ def run_grpo(
         args=args,
         train_dataset=data,
         processing_class=tokenizer,
+        peft_config=peft_config,
     )
     result = trainer.train()
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from postlens.organism.chat import (
-    ChatSFTConfig,
+    CHAT_SFT_EPOCHS,
     LoraStageConfig,
     chat_tokenizer,
     run_chat_sft,
@@ -33,7 +33,7 @@ from postlens.organism.chat import (
     save_adapter,
 )
 from postlens.organism.evaluate import evaluate_model
-from postlens.organism.posttrain import RLStageConfig
+from postlens.organism.posttrain import RLStageConfig, SFTStageConfig
 from postlens.organism.task import make_problems
 from postlens.organism.train import HELD_OUT_SEED, _cpu_time, _save, _seed_everything
 from postlens.specs import ORGANISM_ROOT
@@ -55,7 +55,7 @@ class ChildrenConfig:
         threads: torch threads.
     """
 
-    chat_sft: ChatSFTConfig = field(default_factory=ChatSFTConfig)
+    chat_sft: SFTStageConfig = field(default_factory=lambda: SFTStageConfig(epochs=CHAT_SFT_EPOCHS))
     rl_lora: LoraStageConfig = field(default_factory=LoraStageConfig)
     n_held_out: int = 500
     eval_samples: int = 64
@@ -66,7 +66,7 @@ class ChildrenConfig:
         """A tiny configuration that exercises both stages in seconds."""
         grpo = RLStageConfig(steps=1, prompts_per_step=2, generations=2, max_completion_length=16)
         return cls(
-            chat_sft=ChatSFTConfig(n_examples=16, batch_size=16),
+            chat_sft=SFTStageConfig(n_examples=16, batch_size=16, epochs=CHAT_SFT_EPOCHS),
             rl_lora=LoraStageConfig(grpo=grpo, r=2, alpha=4),
             n_held_out=2,
             eval_samples=2,
