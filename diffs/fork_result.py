@@ -204,16 +204,21 @@ class ForkResult(Result, kind="forks"):
 
     def to_frame(self, context: int = 8) -> Any:
         """One row per scored position, with decoded tokens and the preceding context."""
+        return self._frame(np.arange(self.columns["seq"].size), context)
+
+    def _frame(self, rows: np.ndarray, context: int = 8) -> Any:
+        """`to_frame`'s rows at the positions `rows` only (decoding is most of its cost)."""
         import pandas as pd
 
         c = self.columns
-        frame = pd.DataFrame({k: c[k] for k in ("seq", "pos", *STAT_COLUMNS)})
-        frame["token"] = self._decode(c["token"])
-        frame["token_base"] = self._decode(c["argmax_base"])
-        frame["token_post"] = self._decode(c["argmax_post"])
-        frame["fork"] = self.is_fork
+        frame = pd.DataFrame({k: c[k][rows] for k in ("seq", "pos", *STAT_COLUMNS)})
+        frame["token"] = self._decode(c["token"][rows])
+        frame["token_base"] = self._decode(c["argmax_base"][rows])
+        frame["token_post"] = self._decode(c["argmax_post"][rows])
+        frame["fork"] = self.is_fork[rows]
         frame["context"] = [
-            self._context(int(s), int(p), context) for s, p in zip(c["seq"], c["pos"], strict=True)
+            self._context(int(s), int(p), context)
+            for s, p in zip(c["seq"][rows], c["pos"][rows], strict=True)
         ]
         return frame
 
@@ -224,8 +229,8 @@ class ForkResult(Result, kind="forks"):
 
     def forks(self) -> Any:
         """The fork positions, most divergent (KL) first."""
-        frame = self.to_frame()
-        return frame[frame["fork"]].sort_values("kl", ascending=False).reset_index(drop=True)
+        frame = self._frame(np.flatnonzero(self.is_fork))  # only the forks are decoded
+        return frame.sort_values("kl", ascending=False).reset_index(drop=True)
 
     def to_json(self, max_forks: int = 200) -> dict[str, Any]:
         """Summary, top forks, and every position's figures (schema of ``postlens forks --json``).
