@@ -108,6 +108,8 @@ def test_positions_are_counted_in_completion_tokens(favoured_pair):
     assert set(summary["topk_coverage"]) == {str(k) for k in range(1, 11)}
     again = Result.from_json(data)  # every position's figures and tokens come back exactly
     assert again.summary() == result.summary() and again.to_frame().equals(frame)
+    expected = frame[frame["fork"]].sort_values("kl", ascending=False).reset_index(drop=True)
+    assert result.forks().equals(expected)  # the fork rows of the full frame, most divergent first
     view = result.token_view()
     assert len(view[0]["tokens"]) == 7 and len(view[0]["tokens"][0]["top_base"]) == 5
 
