@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from bad_inputs import BROKEN_CHECKPOINTS, leftovers
+from bad_inputs import BROKEN_CHECKPOINTS, break_checkpoint, leftovers
 from typer.testing import CliRunner
 
 from postlens.cli import app
@@ -125,42 +125,34 @@ def test_a_pickled_checkpoint_with_code_is_refused_naming_the_file(tiny_dirs, tm
     assert "unpickled!" not in result.output + capsys.readouterr().out
 
 
-def test_non_finite_logits_are_refused_with_the_position(tiny_dirs, tmp_path):
-    import shutil
-
+@pytest.fixture(scope="module")
+def nan_family(tiny_dirs, tmp_path_factory):
+    """The tiny llama and a copy whose final norm is NaN (a checkpoint that loads, but is wrong)."""
     import torch
-    from safetensors.torch import load_file, save_file
 
     import postlens as pl
 
-    folder = tmp_path / "nan"
-    shutil.copytree(tiny_dirs["llama"], folder)
-    state = load_file(folder / "model.safetensors")
-    state["model.norm.weight"] = torch.full_like(state["model.norm.weight"], float("nan"))
-    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
-    fam = pl.load(str(tiny_dirs["llama"]), post=str(folder))
+    def nan_norm(state: dict) -> None:
+        state["model.norm.weight"] = torch.full_like(state["model.norm.weight"], float("nan"))
+
+    folder = break_checkpoint(tiny_dirs["llama"], tmp_path_factory.mktemp("nan") / "m", nan_norm)
+    return pl.load(str(tiny_dirs["llama"]), post=str(folder))
+
+
+def test_non_finite_logits_are_refused_with_the_position(nan_family):
+    import postlens as pl
+
     with pytest.raises(
         pl.PostlensError,
         match="post model's logits are not finite at sequence 0, completion token 0",
     ):
-        fam.forks([("q: 1+2=?", " 3")])
+        nan_family.forks([("q: 1+2=?", " 3")])
 
 
-def test_non_finite_activations_are_refused(tiny_dirs, tmp_path):
-    import shutil
-
-    import torch
-    from safetensors.torch import load_file, save_file
-
+def test_non_finite_activations_are_refused(nan_family):
     import postlens as pl
 
-    folder = tmp_path / "nan"
-    shutil.copytree(tiny_dirs["llama"], folder)
-    state = load_file(folder / "model.safetensors")
-    state["model.norm.weight"] = torch.full_like(state["model.norm.weight"], float("nan"))
-    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
-    fam = pl.load(str(tiny_dirs["llama"]), post=str(folder))
     with pytest.raises(
         pl.PostlensError, match="output KL is not finite in the batch of sequences 0"
     ):
-        fam.activations([("q: 1+2=?", " 3")], pl.ActivationConfig(patching="exact"))
+        nan_family.activations([("q: 1+2=?", " 3")], pl.ActivationConfig(patching="exact"))
