@@ -28,7 +28,6 @@ from postlens.diffs.sequences import Sequence, sequences_for
 from postlens.errors import ConfigError, NotSupportedError
 from postlens.generation import SampleConfig
 from postlens.inputs import PromptSource, prompt_records
-from postlens.loading import check_device
 from postlens.pair import DEFAULT_BACKEND, ModelPair
 from postlens.progress import show_progress
 from postlens.results import ByChild
@@ -86,7 +85,6 @@ def load(
         >>> pl.load("organism:base", rl="organism:rl").children
         ['rl']
     """
-    check_device(device)
     named = {"post": post, "sft": sft, "rl": rl}
     specs = {k: v for k, v in named.items() if v is not None} | dict(children or {})
     if not specs:
@@ -118,7 +116,6 @@ def load_models(
     from postlens.preflight import check_memory
     from postlens.specs import resolve_spec
 
-    check_device(device)
     resolved = [resolve_spec(s) for s in specs]  # every spec checked before any model loads
     dtype, (device, device_map) = resolve_dtype(dtype, resolved), device_and_map(device)
     options, out, tokenizer = LoadOptions(device, dtype, device_map), {}, None
