@@ -54,7 +54,7 @@ class Backend(ABC):
     def device(self) -> torch.device:
         return next(self.hf_model.parameters()).device
 
-    @torch.no_grad()
+    @abstractmethod
     def run(
         self,
         input_ids: Int[Tensor, "batch pos"],
@@ -66,17 +66,6 @@ class Backend(ABC):
 
         Captured activations are taken after any intervention at the same hook.
         """
-        return self._forward(input_ids, attention_mask, hooks, interventions)
-
-    @abstractmethod
-    def _forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None,
-        hooks: Sequence[str],
-        interventions: Mapping[str, Intervention] | None,
-    ) -> RunOutput:
-        """The backend's forward pass (`run` without gradients, `run_with_grad` with them)."""
 
     def run_with_grad(
         self,
@@ -95,8 +84,7 @@ class Backend(ABC):
         Raises:
             NotImplementedError: the backend cannot record gradients (e.g. remote execution).
         """
-        with torch.enable_grad():
-            return self._forward(input_ids, attention_mask, hooks, interventions)
+        raise NotImplementedError(f"the {self.name} backend does not record gradients")
 
     @torch.no_grad()
     def final_hidden(

@@ -80,6 +80,16 @@ class NNsightBackend(Backend):
             envoy = _walk(envoy, self.layout.layers)[layer]
         return _walk(envoy, path)
 
+    @torch.no_grad()
+    def run(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        hooks: Sequence[str] = (),
+        interventions: Mapping[str, Intervention] | None = None,
+    ) -> RunOutput:
+        return self._forward(input_ids, attention_mask, hooks, interventions)
+
     def run_with_grad(
         self,
         input_ids: Int[Tensor, "batch pos"],
@@ -88,8 +98,9 @@ class NNsightBackend(Backend):
         interventions: Mapping[str, Intervention] | None = None,
     ) -> RunOutput:
         if self.remote:  # the graph would live on NDIF; nothing here to differentiate
-            raise NotImplementedError(f"the {self.name} backend does not record gradients remotely")
-        return super().run_with_grad(input_ids, attention_mask, hooks, interventions)
+            return super().run_with_grad(input_ids, attention_mask, hooks, interventions)
+        with torch.enable_grad():
+            return self._forward(input_ids, attention_mask, hooks, interventions)
 
     def _forward(
         self,
