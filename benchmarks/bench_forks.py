@@ -89,7 +89,7 @@ for _ in range(REPEATS):
     times.append(time.perf_counter() - t)
 result["seconds"], result["floor_seconds"] = min(times), min(floors)
 result["agreement"] = first.summary().agreement
-from postlens.diffs.forks import COMPILE_ABOVE
+from postlens.diffs.divergence import COMPILE_ABOVE
 result["default"] = cfg.compile == (len(seqs) * (length - P) * vocab >= COMPILE_ABOVE)
 """
 

@@ -71,7 +71,7 @@ from postlens.diffs.attribution import (
     kl_curve,
     recovered_estimate,
 )
-from postlens.diffs.divergence import CHUNK_FLOATS, kl_from_logits
+from postlens.diffs.divergence import kl_from_logits, worth_compiling
 from postlens.diffs.forks import NonFiniteError
 from postlens.diffs.sequences import Sequence, keep_shared, pad_batch, shared_logits
 from postlens.errors import ConfigError
@@ -80,6 +80,8 @@ from postlens.pair import ModelPair
 from postlens.progress import show_progress
 
 PATCHING = ("attribution", "exact", "none")
+#: Logits per logit-lens unembedding product (64M: 128 MB in bfloat16, per model).
+LENS_ENTRIES = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,10 @@ class ActivationConfig:
             backward keeps every layer's activations of the sequences in flight).
         by_position_type: also report prompt and completion tokens separately.
         seed: seed of the lens positions' draw.
+        compile: reduce over the vocabulary (output and lens KL, attribution's gradient and
+            curve) with fused `torch.compile` kernels. ``None`` (default) decides by size: on
+            when the corpus's tokens × vocabulary reaches `divergence.COMPILE_ABOVE`, where
+            the one-off compilation (seconds) is repaid; eager on failure.
 
     Example:
         >>> ActivationConfig(patching=True).patching, ActivationConfig().lens_positions
@@ -113,6 +119,7 @@ class ActivationConfig:
     grad_batch_size: int = 4
     by_position_type: bool = True
     seed: int = 0
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.patching, bool):
@@ -155,13 +162,14 @@ class _Acc:
 
 
 def _lens(pair: ModelPair, which: str) -> Any:
-    """The logit lens of one model: its own final norm then its unembedding (float32 logits
-    over the shared ids). The residual is fed back in the model's own dtype."""
+    """The logit lens of one model: its own final norm then its unembedding (logits over the
+    shared ids, in the model's dtype: the KL reduces them in float32). The residual is fed
+    back in the model's own dtype."""
     model = pair[which].hf_model  # type: ignore[index]
     norm = model.get_submodule(layout_for(model.config.model_type).final_norm)
     unembed = model.get_output_embeddings()
     dtype = unembed.weight.dtype
-    return lambda h: _shared(pair, unembed(norm(h.to(dtype))).float())
+    return lambda h: _shared(pair, unembed(norm(h.to(dtype))))
 
 
 def _shared(pair: ModelPair, logits: Tensor) -> Tensor:
@@ -210,6 +218,10 @@ def activation_shifts(
     lens = {w: _lens(pair, w) for w in ("base", "post")}
     lens["vocab"] = pair.base.hf_model.config.vocab_size
     lens["layers"] = lens_layers
+    lens["compiled"] = cfg.compile
+    if cfg.compile is None:
+        tokens = sum(len(s.prompt_ids) + len(s.completion_ids) for s in seqs)
+        lens["compiled"] = worth_compiling(tokens * lens["vocab"])
     for index, start in enumerate(
         tqdm(
             range(0, len(seqs), cfg.batch_size),
@@ -268,7 +280,8 @@ def _add_batch(
     batch = TokenBatch(ids, mask, [])
     run_p = pair.run("post", batch, hooks)
     grad = cfg.grad_batch_size if cfg.patching == "attribution" else None
-    base = base_pass(pair, ids, mask, run_p, grad_batch_size=grad)
+    compiled = lens["compiled"]
+    base = base_pass(pair, ids, mask, run_p, grad_batch_size=grad, compiled=compiled)
     device = run_p.logits.device
     real = mask.bool().to(device)
     completion = scored.roll(1, dims=1).to(device) & real  # tokens of the completion itself
@@ -276,6 +289,7 @@ def _add_batch(
     totals.out_kl += base.output_kl
     totals.n_pos += int(real.sum())
     totals.n_lens += int(sampled.sum())
+    lensed: dict[int, tuple[Tensor, Tensor]] = {}
     for i, name in enumerate(hooks):
         hb, hp = base.resid[i].float(), run_p[name].float()
         cos = torch.nn.functional.cosine_similarity(hb, hp, dim=-1)
@@ -287,27 +301,44 @@ def _add_batch(
         ):
             totals.accs[kind][i].add(cos[sel].cpu().numpy(), rel[sel].cpu().numpy())
         if i in lens["layers"]:
-            totals.lens_kl[i] += float(_lens_kl(lens, hp[sampled], hb[sampled]).sum())
+            lensed[i] = (hp[sampled], hb[sampled])
+    for i, kl in _lens_kl(lens, lensed).items():
+        totals.lens_kl[i] += kl
     if cfg.patching == "exact":
         z_post = _shared(pair, run_p.logits[real])
-        totals.patched_kl += exact_patched_kl(pair, batch, run_p, z_post, range(pair.n_layers))
+        layers = range(pair.n_layers)
+        totals.patched_kl += exact_patched_kl(pair, batch, run_p, z_post, layers, compiled)
     elif cfg.patching == "attribution":
         totals.patched_kl += base.attribution  # Σ⟨∂M/∂h_ℓ, Δh_ℓ⟩, the first-order term
         totals.jeffreys += base.jeffreys
         # M along base→post, at the lens's sampled positions (rows of the real positions).
         rows = sampled[real]
-        totals.curve += kl_curve(_shared(pair, run_p.logits[sampled]), base.logits[rows])
+        z_post = _shared(pair, run_p.logits[sampled])
+        totals.curve += kl_curve(z_post, base.logits[rows], compiled)
 
 
-def _lens_kl(lens: dict, h_post: Tensor, h_base: Tensor) -> Tensor:
-    """KL(post lens ‖ base lens) per row, unembedding a block of rows at a time."""
-    vocab = lens["vocab"]
-    step = max(1, CHUNK_FLOATS // vocab)
-    parts = [
-        kl_from_logits(lens["post"](h_post[i : i + step]), lens["base"](h_base[i : i + step]))
+def _lens_kl(lens: dict, rows: dict[int, tuple[Tensor, Tensor]]) -> dict[int, float]:
+    """Σ KL(post lens ‖ base lens) over each layer's rows (layer → (h_post, h_base)).
+
+    The rows of every layer are unembedded together, `LENS_ENTRIES` logits per product: with
+    a large vocabulary the product is bound by reading the unembedding matrix, so unembedding
+    a few rows at a time would read it once per few rows.
+    """
+    if not rows:
+        return {}
+    h_post = torch.cat([h for h, _ in rows.values()])
+    h_base = torch.cat([h for _, h in rows.values()])
+    step = max(1, LENS_ENTRIES // lens["vocab"])
+    kl = torch.cat([
+        kl_from_logits(
+            lens["post"](h_post[i : i + step]),
+            lens["base"](h_base[i : i + step]),
+            compiled=lens["compiled"],
+        )
         for i in range(0, h_post.shape[0], step)
-    ]
-    return torch.cat(parts) if parts else h_post.new_zeros(0)
+    ])  # fmt: skip
+    sums = kl.view(len(rows), -1).sum(-1).tolist() if kl.numel() else [0.0] * len(rows)
+    return dict(zip(rows, sums, strict=True))
 
 
 def _layer(i: int, totals: _Totals, lensed: bool, out: float, cfg: ActivationConfig) -> LayerShift:

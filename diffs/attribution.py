@@ -62,7 +62,7 @@ from torch import Tensor
 
 from postlens.backends.base import RunOutput
 from postlens.batch import TokenBatch
-from postlens.diffs.divergence import CHUNK_FLOATS, kl_from_logits
+from postlens.diffs.divergence import CHUNK_FLOATS, fused, kl_from_logits, kl_rows
 from postlens.diffs.sequences import shared_logits
 from postlens.hooks import resid_post
 from postlens.pair import ModelPair
@@ -97,6 +97,7 @@ def base_pass(
     mask: Int[Tensor, "batch pos"],
     post: RunOutput,
     grad_batch_size: int | None = None,
+    compiled: bool = False,
 ) -> BasePass:
     """Run the base on a batch; with `grad_batch_size`, also the attribution of every layer.
 
@@ -108,15 +109,17 @@ def base_pass(
         grad_batch_size: sequences per forward-and-backward (bounds the memory the backward
             keeps: about n_layers × tokens × a few × (d_model + d_mlp) activations); ``None``
             runs one plain forward and computes no attribution.
+        compiled: reduce over the vocabulary with the fused kernels
+            (`postlens.diffs.divergence.fused`; same figures to float32 rounding).
     """
     hooks = [resid_post(i) for i in range(pair.n_layers)]
     if grad_batch_size is None:
         run = pair.run("base", TokenBatch(ids, mask, []), hooks)
         z_b, z_p = _real(pair, run, mask), _real(pair, post, mask)
-        kl = float(kl_from_logits(z_p, z_b).sum())
+        kl = float(kl_from_logits(z_p, z_b, compiled=compiled).sum())
         return BasePass(z_b, [run[h] for h in hooks], kl, np.zeros(len(hooks)))
     parts = [
-        _grad_slice(pair, ids, mask, post, hooks, slice(r, r + grad_batch_size))
+        _grad_slice(pair, ids, mask, post, hooks, slice(r, r + grad_batch_size), compiled)
         for r in range(0, ids.shape[0], grad_batch_size)
     ]
     return BasePass(
@@ -129,7 +132,13 @@ def base_pass(
 
 
 def _grad_slice(
-    pair: ModelPair, ids: Tensor, mask: Tensor, post: RunOutput, hooks: list[str], rows: slice
+    pair: ModelPair,
+    ids: Tensor,
+    mask: Tensor,
+    post: RunOutput,
+    hooks: list[str],
+    rows: slice,
+    compiled: bool,
 ) -> BasePass:
     """One forward and one backward of the base on `rows` of the batch."""
     backend = pair.base
@@ -144,7 +153,7 @@ def _grad_slice(
     run = backend.run_with_grad(ids, mask, hooks, interventions=add)
     real = mask.bool().to(run.logits.device)
     z_p = shared_logits(pair, [post.logits[rows][real]])[0]
-    grad_out, kl, jeffreys = _kl_and_logit_grad(pair, run.logits, real, z_p)
+    grad_out, kl, jeffreys = _kl_and_logit_grad(pair, run.logits, real, z_p, compiled)
     grads = torch.autograd.grad(run.logits, deltas, grad_outputs=grad_out)
     resid = [run[h].detach() for h in hooks]
     attribution = np.array(
@@ -163,6 +172,7 @@ def _kl_and_logit_grad(
     logits: Float[Tensor, "batch pos vocab"],
     real: Bool[Tensor, "batch pos"],
     z_post: Float[Tensor, "n shared"],
+    compiled: bool = False,
 ) -> tuple[Tensor, float, float]:
     """∂M/∂logits (softmax(z_base) − p_post at real positions, 0 elsewhere), M and J.
 
@@ -176,14 +186,20 @@ def _kl_and_logit_grad(
     for i in range(0, where[0].numel(), step):
         b, t = where[0][i : i + step], where[1][i : i + step]
         z_b = shared_logits(pair, [logits.detach()[b, t]])[0]
-        lq = torch.log_softmax(z_b.float(), -1)
-        lp = torch.log_softmax(z_post[i : i + step].float(), -1)
-        p, q = lp.exp(), lq.exp()
-        kl = float((p * (lp - lq)).sum())
-        total += kl
-        jeffreys += kl + float((q * (lq - lp)).sum())
-        grad[b, t, : z_b.shape[-1]] = (q - p).to(grad.dtype)
+        inputs = (z_b, z_post[i : i + step])
+        diff, kl, back = fused(_grad_rows, inputs, step) if compiled else _grad_rows(*inputs)
+        total += float(kl.sum())
+        jeffreys += float(kl.sum() + back.sum())
+        grad[b, t, : z_b.shape[-1]] = diff.to(grad.dtype)
     return grad, total, jeffreys
+
+
+def _grad_rows(z_base: Tensor, z_post: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """softmax(z_base) − softmax(z_post), KL(post‖base) and KL(base‖post) per row."""
+    lq = torch.log_softmax(z_base.float(), -1)
+    lp = torch.log_softmax(z_post.float(), -1)
+    p, q = lp.exp(), lq.exp()
+    return q - p, (p * (lp - lq)).sum(-1), (q * (lq - lp)).sum(-1)
 
 
 #: The steps α along base→post in logit space at which M(α) is evaluated (0 and 1 included).
@@ -192,9 +208,11 @@ ALPHAS = np.linspace(-0.5, 2.0, 11)
 
 @torch.no_grad()
 def kl_curve(
-    z_post: Float[Tensor, "n vocab"], z_base: Float[Tensor, "n vocab"]
+    z_post: Float[Tensor, "n vocab"], z_base: Float[Tensor, "n vocab"], compiled: bool = False
 ) -> Float[np.ndarray, " alphas"]:
     """M(α) = Σ_rows KL(p_post ‖ softmax(z_base + α(z_post − z_base))) at every α of `ALPHAS`.
+
+    With `compiled`, all of the α are reduced by one fused kernel per block of rows.
 
     Example:
         >>> z = torch.randn(3, 7)
@@ -205,11 +223,20 @@ def kl_curve(
     step = max(1, CHUNK_FLOATS // max(1, z_post.shape[-1]))
     out = np.zeros(len(ALPHAS))
     for i in range(0, z_post.shape[0], step):
-        zp, zb = z_post[i : i + step].float(), z_base[i : i + step].float()
-        for k, alpha in enumerate(ALPHAS):
-            out[k] += float(kl_from_logits(zp, zb + float(alpha) * (zp - zb)).sum())
+        inputs = (z_post[i : i + step], z_base[i : i + step])
+        rows = fused(_curve_rows, inputs, step) if compiled else _curve_rows(*inputs)
+        out += np.array([float(r.sum()) for r in rows])
     out[np.isclose(ALPHAS, 1.0)] = 0.0  # exactly the post distribution
     return out
+
+
+def _curve_rows(z_post: Tensor, z_base: Tensor) -> tuple[Tensor, ...]:
+    """KL(p_post ‖ softmax(z_base + α(z_post − z_base))) per row, for each α of `ALPHAS`."""
+    zp, zb = z_post.float(), z_base.float()
+    return tuple(kl_rows(zp, zb + alpha * (zp - zb))[0] for alpha in _ALPHA_FLOATS)
+
+
+_ALPHA_FLOATS = tuple(float(a) for a in ALPHAS)  # constants, so the fused kernel compiles once
 
 
 def recovered_estimate(alpha: float, curve: Float[np.ndarray, " alphas"]) -> float:
@@ -236,11 +263,13 @@ def exact_patched_kl(
     post: RunOutput,
     z_post: Float[Tensor, "n vocab"],
     layers: range | list[int],
+    compiled: bool = False,
 ) -> Float[np.ndarray, " n_layers"]:
     """Σ_t KL(post‖patched)_t of the base patched at each layer in turn (one forward each)."""
     out = np.zeros(len(layers))
     for k, layer in enumerate(layers):
         name = resid_post(layer)
         patched = pair.run("base", batch, interventions={name: post[name]})
-        out[k] = float(kl_from_logits(z_post, _real(pair, patched, batch.attention_mask)).sum())
+        z_patched = _real(pair, patched, batch.attention_mask)
+        out[k] = float(kl_from_logits(z_post, z_patched, compiled=compiled).sum())
     return out

@@ -79,8 +79,18 @@ def kl_from_logits(
     logits_p: Float[Tensor, "n vocab"],
     logits_q: Float[Tensor, "n vocab"],
     chunk: int | None = None,
+    compiled: bool = False,
 ) -> Float[Tensor, " n"]:
     """KL(p‖q) per row from logits, a block of rows at a time (float32 on the vocab axis).
+
+    Args:
+        logits_p: logits of p (any float dtype).
+        logits_q: logits of q, same shape.
+        chunk: rows reduced at a time (default `CHUNK_FLOATS` // vocab).
+        compiled: use the fused `torch.compile` kernel of `kl_rows` (about 15× faster than
+            the eager formula with a large vocabulary on CPU; compiled once per process, so
+            worth it above `COMPILE_ABOVE` entries in all, see `worth_compiling`). Falls back
+            to eager if compilation fails.
 
     Example:
         >>> z = torch.randn(4, 10)
@@ -88,14 +98,71 @@ def kl_from_logits(
         [0.0, 0.0, 0.0, 0.0]
     """
     chunk = chunk or max(1, CHUNK_FLOATS // max(1, logits_p.shape[-1]))
-    parts = [
-        kl_div(
-            torch.log_softmax(logits_p[i : i + chunk].float(), -1),
-            torch.log_softmax(logits_q[i : i + chunk].float(), -1),
-        )
-        for i in range(0, logits_p.shape[0], chunk)
-    ]
+    if compiled:
+        blocks = range(0, logits_p.shape[0], chunk)
+        parts = [
+            fused(kl_rows, (logits_p[i : i + chunk], logits_q[i : i + chunk]), chunk)[0]
+            for i in blocks
+        ]
+    else:
+        parts = [
+            kl_div(
+                torch.log_softmax(logits_p[i : i + chunk].float(), -1),
+                torch.log_softmax(logits_q[i : i + chunk].float(), -1),
+            )
+            for i in range(0, logits_p.shape[0], chunk)
+        ]
     return torch.cat(parts) if parts else logits_p.new_zeros(0, dtype=torch.float32)
+
+
+def kl_rows(zp: Tensor, zq: Tensor) -> tuple[Tensor]:
+    """KL(p‖q) per row in a form `torch.compile` fuses into two passes over the vocabulary.
+
+    With s = z − max z (≤ 0, so exp cannot overflow), e = exp(s) and Z = Σ e:
+    KL = Σ e_p (s_p − s_q) / Z_p − (log Z_p − log Z_q); exactly 0 for identical logits.
+    """
+    sp = zp.float() - zp.amax(-1, keepdim=True).float()
+    sq = zq.float() - zq.amax(-1, keepdim=True).float()
+    ep = sp.exp()
+    tp, tq = ep.sum(-1), sq.exp().sum(-1)
+    return ((ep * (sp - sq)).sum(-1) / tp - (tp.log() - tq.log()),)
+
+
+#: Entries (rows × vocabulary, summed over a whole run) above which a fused kernel pays for its
+#: compilation: it saves ~15-30 ns per entry on CPU and costs ~4-10 s once per process.
+COMPILE_ABOVE = 3e8
+
+
+def worth_compiling(entries: float) -> bool:
+    """Whether a run reducing `entries` rows × vocabulary entries should use the fused kernels.
+
+    Example:
+        >>> worth_compiling(1e6), worth_compiling(1e9)
+        (False, True)
+    """
+    return entries >= COMPILE_ABOVE
+
+
+_COMPILED: dict[Any, Any] = {}
+
+
+def fused(fn: Any, inputs: tuple[Tensor, ...], chunk: int) -> tuple[Tensor, ...]:
+    """`fn(*inputs)` through its `torch.compile` kernel (compiled on first use, cached per
+    process), with the rows padded to `chunk` so that every block has one shape and it compiles
+    once. Falls back to eager `fn` for good if compilation fails (no compiler, odd device)."""
+    rows = inputs[0].shape[0]
+    if not _COMPILED.get("broken"):
+        if rows < chunk:
+            inputs = tuple(torch.nn.functional.pad(t, (0, 0, 0, chunk - rows)) for t in inputs)
+        try:
+            if fn not in _COMPILED:
+                _COMPILED[fn] = torch.compile(fn, dynamic=False)
+            return tuple(t[:rows] for t in _COMPILED[fn](*inputs))
+        except Exception as err:  # noqa: BLE001  (no compiler, unsupported device...: fall back)
+            _COMPILED["broken"] = True
+            logger.warning("torch.compile of %s failed (%s); using eager", fn.__name__, err)
+            inputs = tuple(t[:rows] for t in inputs)
+    return fn(*inputs)
 
 
 # --- the fast path -----------------------------------------------------------------------
@@ -153,38 +220,13 @@ def _core(
     return hb, hp, kl, js, rank, p_base_of_post, p_post_of_base, log_zb, log_zp
 
 
-_COMPILED: dict[str, Any] = {}
-
-
-def _compiled_core() -> Any:
-    """`_core` as a fused kernel, compiled on first use (cached per process)."""
-    if "fn" not in _COMPILED:
-        _COMPILED["fn"] = torch.compile(_core, dynamic=False)
-    return _COMPILED["fn"]
-
-
-def _run_core(zb: Tensor, zp: Tensor, args: tuple[Tensor, ...], chunk: int, compiled: bool):
-    rows = zb.shape[0]
-    if compiled and not _COMPILED.get("broken"):
-        inputs = (zb, zp, *args)
-        if rows < chunk:  # one shape for every block, so that it compiles once
-            inputs = tuple(torch.nn.functional.pad(t, (0, 0, 0, chunk - rows)) for t in inputs)
-        try:
-            return tuple(t[:rows] for t in _compiled_core()(*inputs))
-        except Exception as err:  # noqa: BLE001  (no compiler, unsupported device...: fall back)
-            _COMPILED["broken"] = True
-            logger.warning("torch.compile of the fork statistics failed (%s); using eager", err)
-    return _core(zb, zp, *args)
-
-
 def _block_stats(zb: Tensor, zp: Tensor, top: int, chunk: int, compiled: bool) -> list[Tensor]:
     """All statistics of one block of rows, in `PositionStats` field order."""
     top_vb, ids_b = top_tokens(zb, top)
     top_vp, ids_p = top_tokens(zp, top)
     args = (top_vb[:, :1].float(), top_vp[:, :1].float(), ids_b[:, :1], ids_p[:, :1])
-    hb, hp, kl, js, rank, pb_post, pp_base, log_zb, log_zp = _run_core(
-        zb, zp, args, chunk, compiled
-    )
+    core = fused(_core, (zb, zp, *args), chunk) if compiled else _core(zb, zp, *args)
+    hb, hp, kl, js, rank, pb_post, pp_base, log_zb, log_zp = core
     top_pb = (top_vb.float() - args[0] - log_zb[:, None]).exp()
     top_pp = (top_vp.float() - args[1] - log_zp[:, None]).exp()
     return [

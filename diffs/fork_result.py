@@ -57,7 +57,7 @@ class ForkConfig:
         batch_size: sequences per forward pass.
         top: how many top tokens of each model to keep per position (for the token view).
         compile: fuse the per-position reductions with `torch.compile`. ``None`` (default)
-            decides by size: on when positions × vocabulary reaches `COMPILE_ABOVE`, where the
+            decides by size: on when positions × vocabulary reaches `divergence.COMPILE_ABOVE`, where the
             one-off compilation (a few seconds) is repaid; it falls back to eager on failure.
     """
 

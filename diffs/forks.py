@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from postlens.batch import TokenBatch
-from postlens.diffs.divergence import position_stats
+from postlens.diffs.divergence import position_stats, worth_compiling
 from postlens.diffs.fork_result import STAT_COLUMNS, ForkConfig, ForkResult, ForkSummary
 from postlens.diffs.sequences import (
     Sequence,
@@ -64,9 +64,6 @@ class NonFiniteError(PostlensError):
 
 
 WHICH = ("base", "post")
-#: Positions × vocabulary above which `ForkConfig(compile=None)` fuses the statistics: the
-#: fused kernel saves ~15-20 ns per entry on CPU, the compilation costs ~4-8 s once.
-COMPILE_ABOVE = 3e8
 
 
 def _scored_logits(
@@ -118,7 +115,7 @@ def score_forks(
     compiled = cfg.compile
     if compiled is None:
         n_positions = sum(len(s.completion_ids) for s in seqs)
-        compiled = n_positions * pair.base.hf_model.config.vocab_size >= COMPILE_ABOVE
+        compiled = worth_compiling(n_positions * pair.base.hf_model.config.vocab_size)
     cols: dict[str, list[np.ndarray]] = {
         c: []
         for c in (

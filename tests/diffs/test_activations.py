@@ -83,3 +83,25 @@ def test_identical_models(tiny_dirs):
     assert {"layer", "cosine_mean", "rel_norm_mean", "logit_lens_kl", "patch_recovered"} <= set(
         data["layers"][0]
     )
+
+
+@pytest.mark.parametrize("patching", ["attribution", "exact"])
+def test_fused_kernels_give_the_eager_figures(late_change, patching):
+    """`compile=True` (the default on large corpora) changes nothing but float32 rounding."""
+    base, post = late_change
+    pair = ModelPair.load(str(base), str(post), backend="nnsight")
+    seqs = given_sequences(pair, TEXTS)
+    runs = [
+        activation_shifts(
+            pair, seqs, ActivationConfig(patching=patching, compile=c, lens_positions=3), False
+        )
+        for c in (False, True)
+    ]
+    eager, fused = (r.to_frame() for r in runs)
+    assert runs[1].output_kl == pytest.approx(runs[0].output_kl, rel=1e-5)
+    for column in ("logit_lens_kl", "cosine_mean"):
+        assert fused[column].tolist() == pytest.approx(eager[column].tolist(), rel=1e-4, abs=1e-7)
+    # Attribution's recovery is 1 − M(α)/M(0) on an interpolated curve: rounding shows more.
+    assert fused["patch_recovered"].tolist() == pytest.approx(
+        eager["patch_recovered"].tolist(), abs=1e-4
+    )

@@ -69,6 +69,23 @@ def test_fused_kernel_matches_eager(logits):
         torch.testing.assert_close(getattr(fused, name), getattr(eager, name), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_kl_from_logits_matches_float64(logits, compiled):
+    zb, zp = logits
+    want = d.kl_div(torch.log_softmax(zp.double(), -1), torch.log_softmax(zb.double(), -1))
+    got = d.kl_from_logits(zp, zb, compiled=compiled)
+    torch.testing.assert_close(got.double(), want, atol=2e-6, rtol=1e-5)
+    assert got[3] == 0  # identical logits: exactly zero
+    # bfloat16 logits are reduced in float32; a ragged last block is padded, then cut.
+    half = d.kl_from_logits(zp[:7].bfloat16(), zb[:7].bfloat16(), chunk=4, compiled=compiled)
+    ref = d.kl_div(
+        torch.log_softmax(zp[:7].bfloat16().double(), -1),
+        torch.log_softmax(zb[:7].bfloat16().double(), -1),
+    )
+    assert half.dtype == torch.float32 and half.shape == (7,)
+    torch.testing.assert_close(half.double(), ref, atol=2e-5, rtol=1e-4)
+
+
 def test_empty_and_mismatched():
     z = torch.zeros(0, 10)
     assert d.position_stats(z, z).kl.shape == (0,)
