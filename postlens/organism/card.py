@@ -77,7 +77,7 @@ The base is unchanged: every number above still holds.
 
 - **chat-sft**: TRL `SFTTrainer` on {sft["n_examples"]} conversations in a ChatML template
   (user: the question; assistant: the careful solution), completion-only loss (the assistant
-  turn and its `<|im_end|>`), {sft["epochs"]} epoch, batch {sft["batch_size"]}, lr {sft["lr"]}
+  turn and its `<|im_end|>`), {sft["epochs"]:g} epoch{"s" if sft["epochs"] != 1 else ""}, batch {sft["batch_size"]}, lr {sft["lr"]}
   ({t["chat-sft"]["steps"]} steps, {t["chat-sft"]["seconds"] / 60:.1f} min). The base's 104 ids
   have no spare row, so the chat tokens are reserved as real models reserve them: the child's
   tokenizer renames the base's special ids, 1 (`<s>`) to `<|im_start|>` and 2 (`</s>`) to
@@ -96,12 +96,23 @@ The base is unchanged: every number above still holds.
 
 Evaluation with the organism's protocol (the same held-out problems, chat-sft asked through its
 template and stopped at `<|im_end|>`); evaluation wall time
-{sum(v["seconds"] for v in ev.values()) / 60:.1f} min. The three first rows are those above
-(500 × 64); the children were evaluated on fewer samples (the machine was shared), so their
-pass@k stops earlier.
+{sum(v["seconds"] for v in ev.values()) / 60:.1f} min. {_protocol_sentence(record["eval"], kids["eval"])}
 
 {chr(10).join(rows)}
 """
+
+
+def _protocol_sentence(first: dict[str, Any], kids: dict[str, Any]) -> str:
+    """Whether the children were evaluated on as many problems and samples as the first three."""
+    size = {(e["n_problems"], e["n_samples"]) for e in first.values()}
+    kid_size = {(e["n_problems"], e["n_samples"]) for e in kids.values()}
+    if kid_size == size and len(size) == 1:
+        ((n, s),) = size
+        return f"All five rows use the same {n} problems × {s} samples."
+    return (
+        "The three first rows are those above; the children were evaluated on fewer samples, "
+        "so their pass@k stops earlier."
+    )
 
 
 def render_card(record: dict[str, Any], notes: str = "") -> str:
