@@ -25,6 +25,8 @@ from postlens.diffs.passk_estimator import default_ks, pass_at_k  # noqa: F401  
 from postlens.errors import ConfigError
 from postlens.generation import SampleConfig, sample_completions
 from postlens.protocol import Result
+from postlens.specs import ResolvedSpec
+from postlens.vllm_sampling import check_engine, sample_with_vllm
 
 Verifier = Callable[[str], bool]
 #: Ways to check a completion against a reference answer (see `answer_verifier`).
@@ -73,6 +75,11 @@ class PassKConfig:
             use the organism's verifier).
         limit: problems used (the first ones).
         max_new_tokens, temperature, seed, batch_size: sampling (`SampleConfig`'s defaults).
+        engine: who samples: ``"postlens"`` (its own batched sampler, on any backend) or
+            ``"vllm"`` (the ``vllm`` extra, on a GPU: `postlens.vllm_sampling`; same prompts,
+            stop ids and verifiers, vLLM's own random streams).
+        vllm_gpu_memory: the share of GPU memory vLLM may take (``gpu_memory_utilization``;
+            postlens's own copy of the models stays loaded beside it).
     """
 
     n: int = 16
@@ -83,6 +90,8 @@ class PassKConfig:
     temperature: float = SampleConfig.temperature
     seed: int = SampleConfig.seed
     batch_size: int = 256
+    engine: str = "postlens"
+    vllm_gpu_memory: float = 0.5
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.limit < 1:
@@ -96,6 +105,9 @@ class PassKConfig:
         SampleConfig(
             1, self.max_new_tokens, self.temperature, seed=self.seed, batch_size=self.batch_size
         )
+        if not 0 < self.vllm_gpu_memory <= 1:
+            raise ConfigError(f"vllm_gpu_memory must be in (0, 1], got {self.vllm_gpu_memory}")
+        check_engine(self.engine)
 
 
 @dataclass(frozen=True)
@@ -221,6 +233,30 @@ class PassAtKResult(Result, kind="passk"):
         return table(frame.to_dict("records"))
 
 
+def _sample(
+    name: str,
+    backend: Backend,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    cfg: PassKConfig,
+    progress: bool | None,
+    specs: Mapping[str, ResolvedSpec] | None,
+    base_spec: ResolvedSpec | None,
+) -> list[Any]:
+    """`cfg.n` completions per prompt from one model, by the configured engine."""
+    if cfg.engine == "vllm":
+        settings = {"n": cfg.n, "max_new_tokens": cfg.max_new_tokens, "top_p": 1.0,
+                    "temperature": cfg.temperature, "seed": cfg.seed,
+                    "gpu_memory": cfg.vllm_gpu_memory}  # fmt: skip
+        spec = specs[name]  # type: ignore[index]
+        return sample_with_vllm(spec, base_spec, backend, tokenizer, prompts, settings, name)
+    return sample_completions(
+        backend, tokenizer, prompts, n=cfg.n, max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size, label=name,
+        progress=progress,
+    )  # fmt: skip
+
+
 def pass_at_k_curves(
     models: Mapping[str, Backend],
     tokenizer: Any,
@@ -228,6 +264,8 @@ def pass_at_k_curves(
     verifiers: Sequence[Verifier],
     config: PassKConfig | None = None,
     progress: bool | None = None,
+    specs: Mapping[str, ResolvedSpec] | None = None,
+    base_spec: ResolvedSpec | None = None,
 ) -> PassAtKResult:
     """Sample n completions per prompt from each model and estimate pass@k.
 
@@ -238,6 +276,8 @@ def pass_at_k_curves(
         verifiers: one callable per problem, True for a right completion.
         config: n, ks and sampling (`PassKConfig`).
         progress: a progress bar (default: on a terminal only).
+        specs: name → where each model came from (``engine="vllm"`` loads them itself).
+        base_spec: the base an adapter among `specs` applies to (default: the one it names).
 
     Example:
         >>> import postlens as pl
@@ -252,12 +292,10 @@ def pass_at_k_curves(
         raise ConfigError("give one verifier per prompt, and at least one prompt")
     ks = list(cfg.ks or default_ks(cfg.n))
     curves, correct = {}, {}
+    if cfg.engine == "vllm" and set(models) - set(specs or {}):
+        raise ConfigError("engine 'vllm' loads the models itself: give specs for every model")
     for name, backend in models.items():
-        samples = sample_completions(
-            backend, tokenizer, prompts, n=cfg.n, max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size, label=name,
-            progress=progress,
-        )  # fmt: skip
+        samples = _sample(name, backend, tokenizer, prompts, cfg, progress, specs, base_spec)
         n = cfg.n
         counts = [
             sum(verifiers[i](s.completion) for s in samples[i * n : (i + 1) * n])

@@ -302,9 +302,12 @@ class Family:
         cfg = config or PassKConfig()
         prompts, verifiers = verifiable_problems(problems, self.base_spec, cfg.limit, cfg.verifier)
         prompts = [self.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
+        base = self.first.base_spec
+        specs = {"base": base} | {k: p.post_spec for k, p in self.pairs.items()}
         return pass_at_k_curves(
-            self.models(), self.tokenizer, prompts, verifiers, cfg, show_progress(progress)
-        )
+            self.models(), self.tokenizer, prompts, verifiers, cfg, show_progress(progress),
+            specs, base,
+        )  # fmt: skip
 
     def personas(
         self, inputs: PersonaInputs | None = None, config: PersonaConfig | None = None

@@ -110,9 +110,7 @@ def sample_completions(
     from tqdm.auto import tqdm
 
     SampleConfig(n, max_new_tokens, temperature, top_p, seed, batch_size)  # validates
-    if stop_ids is None:
-        stop_ids = compat.stop_ids(tokenizer, getattr(backend, "tokenizer", None))
-    stop_ids = sorted({*stop_ids, *_config_eos(backend)})
+    stop_ids = sampling_stop_ids(backend, tokenizer, stop_ids)
     jobs = [p for p in prompts for _ in range(n)]
     samples: list[Sample] = []
     chunks = range(0, len(jobs), batch_size)
@@ -142,7 +140,7 @@ def _encode_left(tokenizer: Any, prompts: list[str]) -> tuple[torch.Tensor, torc
     if not any(isinstance(p, TemplatedPrompt) for p in prompts):
         enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
         return enc["input_ids"], enc["attention_mask"]
-    rows = [p.ids if isinstance(p, TemplatedPrompt) else tokenizer(p).input_ids for p in prompts]
+    rows = [prompt_ids(tokenizer, p) for p in prompts]
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -185,6 +183,29 @@ def _sample_batch(
         text = tokenizer.decode(completion, skip_special_tokens=True)
         samples.append(Sample(str(prompt), text, prompt_ids, completion, label))
     return samples
+
+
+def prompt_ids(tokenizer: Any, prompt: Any) -> list[int]:
+    """The ids the sampler feeds for `prompt`: a formatted prompt's own ids
+    (`postlens.chat.TemplatedPrompt`), else the tokenizer's, special tokens included.
+
+    Example:
+        >>> from postlens.organism.tokenizer import build_organism_tokenizer
+        >>> prompt_ids(build_organism_tokenizer(), "Q:")[0]  # the BOS id first
+        1
+    """
+    return list(prompt.ids) if isinstance(prompt, TemplatedPrompt) else tokenizer(prompt).input_ids
+
+
+def sampling_stop_ids(
+    backend: Backend, tokenizer: Any, stop_ids: Sequence[int] | None = None
+) -> list[int]:
+    """The ids sampling stops at: `stop_ids` (default: the eos and end-of-turn tokens of
+    `tokenizer` and of the model's own tokenizer, `postlens.compat.stop_ids`) and the eos ids
+    of the model's generation config, which it stops at anyway."""
+    if stop_ids is None:
+        stop_ids = compat.stop_ids(tokenizer, getattr(backend, "tokenizer", None))
+    return sorted({*stop_ids, *_config_eos(backend)})
 
 
 def _config_eos(backend: Backend) -> list[int]:

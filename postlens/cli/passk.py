@@ -43,6 +43,9 @@ def passk(
     temperature: float = opt.TEMPERATURE,
     seed: int = opt.SEED,
     batch_size: int = typer.Option(PassKConfig.batch_size),
+    engine: str = typer.Option(
+        PassKConfig.engine, help="Who samples: postlens, or vllm (the vllm extra, on a GPU)."
+    ),
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
@@ -56,10 +59,11 @@ def passk(
     from postlens.errors import ConfigError
     from postlens.family import load_models
     from postlens.inputs import is_organism, verifiable_problems
+    from postlens.specs import resolve_spec
 
     config = PassKConfig(n=n, ks=tuple(k), verifier=verifier, limit=limit,
                          max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                         batch_size=batch_size)  # fmt: skip
+                         batch_size=batch_size, engine=engine)  # fmt: skip
     if prompts is None and is_organism(models[0]) and verifier != PassKConfig.verifier:
         raise ConfigError(
             "--verifier applies to a prompt file's answers; the organism's problems use the "
@@ -71,7 +75,8 @@ def passk(
     texts, verifiers = verifiable_problems(source, models[0], limit, verifier)
     backends, tokenizer = load_models(models, backend, dtype, device)
     texts = _formatted(texts, list(backends.values()), chat_template)
-    result = pass_at_k_curves(backends, tokenizer, texts, verifiers, config)
+    specs = dict(zip(backends, map(resolve_spec, models), strict=True))
+    result = pass_at_k_curves(backends, tokenizer, texts, verifiers, config, specs=specs)
     table = Table(title=f"pass@k on {len(texts)} problems, n = {n} samples each")
     table.add_column("k", justify="right")
     for name in result.curves:

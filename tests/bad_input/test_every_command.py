@@ -107,6 +107,8 @@ CASES = [
     ("passk-limit", ["passk", B, "--limit", "0"], 2, "must be positive"),
     ("passk-missing-model", ["passk", B, "./nope"], 2, "unknown model spec"),
     ("passk-json-dir", ["passk", B, "--json", "."], 2, "is a folder"),
+    ("passk-engine", ["passk", B, "--engine", "vlm"], 2, "unknown engine 'vlm'"),
+    ("passk-vllm", ["passk", B, "--engine", "vllm"], 2, "engine 'vllm' needs the vllm package"),
     ("personas-sae", ["personas", B, SFT, RL, "--sae", "./no-sae"], 2, "no-sae"),
     ("personas-file", ["personas", B, SFT, RL, "--personas", "none.jsonl"], 2, "none.jsonl"),
     ("personas-json-dir", ["personas", B, SFT, RL, "--json", "."], 2, "is a folder"),
