@@ -158,18 +158,35 @@ class WeightDiff:
 
         return pd.DataFrame([t.to_json() for t in self.tensors])
 
+    def grouped(self, key: str) -> list[dict[str, Any]]:
+        """Figures per ``"layer"`` or ``"module"`` as plain rows (no pandas: the CLI prints them).
+
+        Each row: the key (``None`` for the tensors outside the layers, last), ``numel``,
+        ``max_abs``, ``rel_norm`` of the group as a whole (√(Σ‖ΔW‖² / Σ‖W‖²), not a mean of
+        ratios) and the numel-weighted ``frac_changed_exact``, ``frac_changed_tol``,
+        ``mean_abs``; sorted by key.
+        """
+        groups: dict[Any, list[TensorDiff]] = {}
+        for t in self.tensors:
+            groups.setdefault(getattr(t, key), []).append(t)
+        rows = []
+        for k in sorted(groups, key=lambda v: (v is None, 0 if v is None else v)):
+            ts = groups[k]
+            numel = sum(t.numel for t in ts)
+            sq_diff, sq_base = sum(t.norm_diff**2 for t in ts), sum(t.norm_base**2 for t in ts)
+            rel = (
+                math.sqrt(sq_diff / sq_base) if sq_base else (math.nan if not sq_diff else math.inf)
+            )
+            row = {key: k, "numel": numel, "max_abs": max(t.max_abs for t in ts), "rel_norm": rel}
+            for col in ("frac_changed_exact", "frac_changed_tol", "mean_abs"):
+                row[col] = sum(getattr(t, col) * t.numel for t in ts) / numel if numel else 0.0
+            rows.append(row)
+        return rows
+
     def _grouped(self, key: str) -> Any:
-        frame = self.to_frame()
-        frame["sq_diff"], frame["sq_base"] = frame["norm_diff"] ** 2, frame["norm_base"] ** 2
-        grouped = frame.groupby(key, dropna=False)
-        out = grouped.agg(numel=("numel", "sum"), max_abs=("max_abs", "max"))
-        # Relative norm of the group as a whole, not a mean of ratios.
-        out["rel_norm"] = (grouped["sq_diff"].sum() / grouped["sq_base"].sum()).pow(0.5)
-        for col in ("frac_changed_exact", "frac_changed_tol", "mean_abs"):
-            out[col] = (frame[col] * frame["numel"]).groupby(frame[key], dropna=False).sum() / out[
-                "numel"
-            ]
-        return out.reset_index()
+        import pandas as pd
+
+        return pd.DataFrame(self.grouped(key))
 
     def by_layer(self) -> Any:
         """Figures per layer (``None`` = embeddings, final norm, unembedding)."""

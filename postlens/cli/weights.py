@@ -14,20 +14,22 @@ from postlens.cli.app import app, friendly_errors, setup_logging
 from postlens.diffs.weights import WeightDiffConfig
 
 
-def _frame_table(title: str, frame) -> Table:
+def _rows_table(title: str, rows: list[dict]) -> Table:
+    """A `WeightDiff.grouped` table (plain rows: printing them needs no pandas)."""
     table = Table(title=title)
-    cols = [
-        c
-        for c in ("layer", "module", "numel", "rel_norm", "frac_changed_tol", "max_abs")
-        if c in frame
-    ]
+    names = ("layer", "module", "numel", "rel_norm", "frac_changed_tol", "max_abs")
+    cols = [c for c in names if rows and c in rows[0]]
     for c in cols:
         table.add_column(c, justify="right")
-    for row in frame.to_dict("records"):
-        table.add_row(
-            *(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols)
-        )
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in cols))
     return table
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "other"  # embeddings, final norm, unembedding: outside the layers
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @app.command("weights")
@@ -96,8 +98,8 @@ def _print_child(console: Console, key: str, diff: Any, allow_nonfinite: bool) -
         f"{s.frac_changed_tol:.2%} (|Δ|>{s.atol:g}), exactly {s.frac_changed_exact:.2%} · "
         f"{s.n_params:,} params · {s.bytes_read / 2**20:.1f} MiB read in {s.seconds:.2f} s"
     )
-    console.print(_frame_table(f"{key}: by module", diff.by_module()))
-    console.print(_frame_table(f"{key}: by layer", diff.by_layer()))
+    console.print(_rows_table(f"{key}: by module", diff.grouped("module")))
+    console.print(_rows_table(f"{key}: by layer", diff.grouped("layer")))
     bad = [t for t in diff.tensors if t.nan_count or t.inf_count]
     if bad:
         names = ", ".join(f"{t.name} ({t.nan_count} NaN, {t.inf_count} inf)" for t in bad[:10])

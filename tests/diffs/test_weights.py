@@ -98,6 +98,18 @@ def test_every_figure_matches_a_hand_computation(planted):
     by_module = diff.by_module().set_index("module")
     assert by_module.loc["attn_q", "rel_norm"] == pytest.approx(q.rel_norm)
     assert set(diff.by_layer()["layer"].dropna()) == {0, 1}
+    # The per-group figures equal a pandas group-by of the per-tensor rows (float64 sums).
+    frame = diff.to_frame()
+    for key in ("layer", "module"):
+        got = {r[key]: r for r in diff.grouped(key)}
+        for k, g in frame.groupby(key, dropna=False):
+            row = got[None if isinstance(k, float) and math.isnan(k) else k]
+            want = math.sqrt((g.norm_diff**2).sum() / (g.norm_base**2).sum())
+            assert row["rel_norm"] == pytest.approx(want, rel=1e-12)
+            assert row["numel"] == g.numel.sum() and row["max_abs"] == g.max_abs.max()
+            mean = (g.mean_abs * g.numel).sum() / g.numel.sum()
+            assert row["mean_abs"] == pytest.approx(mean, rel=1e-12)
+    assert [r["layer"] for r in diff.grouped("layer")] == [0, 1, None]
 
 
 def test_bf16_base_and_fp32_post_compare_in_fp32(tmp_path):
