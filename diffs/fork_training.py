@@ -17,6 +17,10 @@ and, as the control, a copy with the same loss at the same number of random posi
   target instead.
 * **Loop.** Plain PyTorch: full-batch AdamW for `steps` steps at learning rate `lr`, in
   float32, on a deep copy of the base (the base itself is never touched). 0 steps is the base.
+* **Ids.** When the two models' ids differ (`postlens.compat`), the training sequences are cut
+  before their first id that is not shared (`keep_shared`, as fork scoring does) and both
+  distributions are taken over the shared ids, renormalised there, in the loss and the
+  agreement alike.
 * **Read-out.** pass@1 of θ on the evaluation problems (`limit` problems, `n_eval` samples
   each, the same seed for every model), and the fraction of the child's gain recovered,
   ``(pass@1_θ − pass@1_base) / (pass@1_post − pass@1_base)``, per kind of positions and seed;
@@ -234,6 +238,24 @@ def _logits_at(model: Any, ids: Tensor, mask: Tensor, where: Tensor) -> Tensor:
     return out[where[:, 0], where[:, 1]].float()
 
 
+def _shared(pair: Any, logits: Tensor) -> Tensor:
+    """`logits` over the ids both models of `pair` share (no copy when all are)."""
+    from postlens.diffs.sequences import shared_logits
+
+    return logits if pair.tokens is None else shared_logits(pair, [logits])[0]
+
+
+def scorable(pair: Any, seqs: Sequence[Any]) -> list[Any]:
+    """`seqs` as fork scoring reads them: cut at their first id one model lacks, cut to the
+    context, and without the ones left empty (so positions index this list)."""
+    from postlens.diffs.sequences import context_length, keep_shared, truncate_to_context
+
+    out, _ = keep_shared(pair, list(seqs))
+    context = context_length(pair)
+    out = truncate_to_context(out, context) if context else out
+    return [s for s in out if s.completion_ids]
+
+
 def _loss(logits: Tensor, target_logp: Tensor, kind: str) -> Tensor:
     logp = F.log_softmax(logits, dim=-1)
     if kind == "ce":
@@ -266,12 +288,12 @@ def train_at(
     where = torch.tensor([[remap[int(s)], len(seqs[int(s)].prompt_ids) - 1 + int(p)]
                           for s, p in positions], dtype=torch.long).reshape(-1, 2)  # fmt: skip
     with torch.no_grad():
-        target = F.log_softmax(_logits_at(post_model, ids, mask, where), dim=-1)
+        target = F.log_softmax(_shared(pair, _logits_at(post_model, ids, mask, where)), dim=-1)
     choice = target.argmax(-1)
 
     def measure() -> tuple[float, float]:
         with torch.no_grad():
-            logits = _logits_at(theta, ids, mask, where)
+            logits = _shared(pair, _logits_at(theta, ids, mask, where))
         return float(_loss(logits, target, config.loss)), float(
             (logits.argmax(-1) == choice).float().mean()
         )
@@ -280,7 +302,7 @@ def train_at(
     opt = torch.optim.AdamW(theta.parameters(), lr=config.lr, weight_decay=0.0)
     for _ in range(config.steps):
         opt.zero_grad()
-        _loss(_logits_at(theta, ids, mask, where), target, config.loss).backward()
+        _loss(_shared(pair, _logits_at(theta, ids, mask, where)), target, config.loss).backward()
         opt.step()
     after = measure()
     stats = {"loss_before": before[0], "agreement_before": before[1],
@@ -325,6 +347,7 @@ def fork_train_pair(
     seqs = sample_sequences(pair, list(train_prompts), n=cfg.n, source="post",
                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                             seed=cfg.seed)  # fmt: skip
+    seqs = scorable(pair, seqs)  # the positions fork scoring returns index this list
     forks, every = fork_positions(pair, seqs, cfg.js_threshold)
     base_rate = pass_rate(pair.base, pair.tokenizer, prompts, verifiers, cfg)
     post_rate = pass_rate(pair.post, pair.tokenizer, prompts, verifiers, cfg)

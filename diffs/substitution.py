@@ -9,6 +9,10 @@ probability = the share measured at that τ, from a generator of its own). If th
 pass@1 comes back while only a few % of positions are handed over, and the random control at
 the same share does not bring it back, the change lives at the forks.
 
+When the two models' ids differ (`postlens.compat`), both step distributions are taken over the
+shared ids only, renormalised there (as every comparison in postlens is), so every sampled token
+is one both models can read; a child's own end-of-turn id is then never sampled.
+
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
@@ -208,15 +212,46 @@ class SubstitutionResult(Result, kind="substitution"):
 
     @classmethod
     def plot_children(cls, results: Mapping[str, Result]) -> Any:
-        return next(iter(results.values())).plot()
+        """One figure with every child's traces, each named by its child."""
+        from postlens.viz import causal_figures
+
+        fig = None
+        for child, res in results.items():
+            part = causal_figures.substitution(res)
+            for trace in part.data:
+                trace.name = f"{child}, {trace.name}"  # keeps its subplot (xaxis / yaxis)
+            if fig is None:
+                fig = part
+            else:
+                fig.add_traces(list(part.data))
+        return fig
 
 
 def _tau_json(tau: float) -> float | str:
     return tau if math.isfinite(tau) else ("inf" if tau > 0 else "-inf")
 
 
+def on_shared_ids(combine: Any, tokens: Any) -> Any:
+    """`combine` applied to both models' logits over the ids they share (`restrict_logits`).
+
+    Unchanged when the two vocabularies agree (``tokens`` is a `TokenizerComparison`, or ``None``).
+    """
+    if tokens is None or (not tokens.masked and tokens.vocab_size[0] == tokens.vocab_size[1]):
+        return combine
+    from postlens.diffs.divergence import restrict_logits
+
+    masked = torch.tensor(tokens.masked, dtype=torch.long) if tokens.masked else None
+
+    def restricted(driver: Tensor, helper: Tensor) -> tuple[Tensor, Tensor]:
+        return combine(restrict_logits(driver, tokens.width, masked),
+                       restrict_logits(helper, tokens.width, masked))  # fmt: skip
+
+    return restricted
+
+
 def _run(driver: Any, helper: Any, tokenizer: Any, prompts: Sequence[str], verifiers: Sequence[Any],
-         combine: Any, cfg: SubstitutionConfig) -> tuple[float, float]:  # fmt: skip
+         combine: Any, cfg: SubstitutionConfig, tokens: Any = None) -> tuple[float, float]:  # fmt: skip
+    combine = on_shared_ids(combine, tokens)
     samples, flags = two_model_decode(driver, helper, tokenizer, prompts, combine, n=cfg.n,
                                       max_new_tokens=cfg.max_new_tokens,
                                       temperature=cfg.temperature, seed=cfg.seed)  # fmt: skip
@@ -228,7 +263,7 @@ def _run(driver: Any, helper: Any, tokenizer: Any, prompts: Sequence[str], verif
 
 def substitution_decoding(
     base: Any, post: Any, tokenizer: Any, prompts: Sequence[str], verifiers: Sequence[Any],
-    config: SubstitutionConfig | None = None,
+    config: SubstitutionConfig | None = None, tokens: Any = None,
 ) -> SubstitutionResult:  # fmt: skip
     """pass@1 and the share handed over for every direction and τ (see the module docstring).
 
@@ -236,6 +271,8 @@ def substitution_decoding(
         base, post: backends (or causal LMs) sharing `tokenizer`.
         prompts, verifiers: the problems, one verifier each.
         config: thresholds, directions and sampling (`SubstitutionConfig`).
+        tokens: the pair's `TokenizerComparison` (``pair.tokens``) when the two models' ids
+            differ: both decode over the shared ids.
     """
     cfg = config or SubstitutionConfig()
     rows = []
@@ -243,12 +280,12 @@ def substitution_decoding(
         driver, helper = (base, post) if direction == "base→post" else (post, base)
         for tau in cfg.taus:
             passed, share = _run(
-                driver, helper, tokenizer, prompts, verifiers, by_entropy(tau), cfg
+                driver, helper, tokenizer, prompts, verifiers, by_entropy(tau), cfg, tokens
             )
             control = (None, None)
             if cfg.control and not math.isinf(tau):
                 control = _run(driver, helper, tokenizer, prompts, verifiers,
-                               at_random(share, cfg.control_seed), cfg)  # fmt: skip
+                               at_random(share, cfg.control_seed), cfg, tokens)  # fmt: skip
             elif cfg.control:  # nothing or everything handed over: the control is the same run
                 control = (passed, share)
             rows.append(SubstitutionRow(direction, float(tau), passed, share, *control))
@@ -269,6 +306,7 @@ def substitute_family(
     prompts, verifiers = verifiable_problems(problems, family.base_spec, cfg.limit)
     prompts = [family.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
     return ByChild("substitution", {
-        child: substitution_decoding(pair.base, pair.post, family.tokenizer, prompts, verifiers, cfg)
+        child: substitution_decoding(pair.base, pair.post, family.tokenizer, prompts, verifiers, cfg,
+                                     pair.tokens)
         for child, pair in family.pairs.items()
     })  # fmt: skip

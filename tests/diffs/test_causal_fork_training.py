@@ -6,10 +6,17 @@ import torch
 from typer.testing import CliRunner
 
 import postlens as pl
-from postlens.diffs.fork_training import ForkTrainConfig, fork_positions, fork_train_pair, train_at
+from postlens.diffs.fork_training import (
+    ForkTrainConfig,
+    fork_positions,
+    fork_train_pair,
+    scorable,
+    train_at,
+)
 from postlens.diffs.forks import sample_sequences
+from postlens.diffs.sequences import Sequence
 from postlens.pair import ModelPair
-from postlens.testing import save_model, tiny_model
+from postlens.testing import build_tokenizer, save_model, tiny_model
 
 PROMPTS = ["ab + cd = ?\n", "q: 12+3\n", "1+2="]
 
@@ -62,4 +69,30 @@ def test_fork_train_command(tmp_path):
                                    "--json", str(tmp_path / "t.json")])  # fmt: skip
     assert out.exit_code == 0, out.output
     res = pl.load_result(tmp_path / "t.json")["child1"]
+    assert [r.positions for r in res.rows] == ["fork", "random"]
+
+
+def test_a_child_with_an_extra_id_trains_on_the_shared_ids(tmp_path):
+    base, tok = tiny_model(seed=0)
+    child, _ = tiny_model(seed=1, vocab_size=len(tok) + 1)
+    child_tok = build_tokenizer()
+    child_tok.add_special_tokens({"eos_token": "<|im_end|>"})  # id 50, which the base lacks
+    save_model(base, tok, tmp_path / "base")
+    save_model(child, child_tok, tmp_path / "child")
+    fam = pl.load(str(tmp_path / "base"), str(tmp_path / "child"))
+    pair = fam.pair
+    prompt = pair.tokenizer("1+2=").input_ids
+    # The child's samples may hold its own id: cut there, and a sequence cut to nothing is
+    # dropped, so that the fork positions index the sequences trained on.
+    seqs = scorable(pair, [Sequence(prompt, [50, 6, 7]), Sequence(prompt, [6, 7, 50, 8]),
+                           Sequence(prompt, [8, 9, 10])])  # fmt: skip
+    assert [s.completion_ids for s in seqs] == [[6, 7], [8, 9, 10]]
+    forks, every = fork_positions(pair, seqs)
+    assert every.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1], [1, 2]]
+    theta, stats = train_at(pair.base.hf_model, pair.post.hf_model, pair, seqs, every,
+                            ForkTrainConfig(steps=5, lr=1e-3))  # fmt: skip
+    assert stats["loss_after"] < stats["loss_before"]  # KL over the 50 shared ids, finite
+    records = [pl.PromptRecord("1+2=", answer="3"), pl.PromptRecord("2+2=", answer="4")]
+    cfg = ForkTrainConfig(steps=1, seeds=(0,), train=1, n=2, limit=1, n_eval=1, max_new_tokens=6)
+    res = fam.fork_train(cfg, records)["post"]
     assert [r.positions for r in res.rows] == ["fork", "random"]
