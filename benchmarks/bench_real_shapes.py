@@ -132,7 +132,8 @@ def bench_shape(args: argparse.Namespace, shape: str, root: Path) -> dict:
     a = w["activations"]
     print(f"activations (no patching) {a['none']:7.2f} s vs floor {a['floor']:7.2f} s (2 forwards "
           f"{a['forwards']:.2f} s + lens unembeddings {a['lens']:.2f} s): "
-          f"{a['floor'] / a['none']:.2f}x (target >= 0.7)  [{a['load']}]")  # fmt: skip
+          f"{a['floor'] / a['none']:.2f}x (target >= 0.7; warm-up compiling its kernels "
+          f"{a['first']:.1f} s)  [{a['load']}]")  # fmt: skip
     print(
         f"activations (default: attribution) {a['default']:7.2f} s vs floor + base "
         f"forward-backward {a['floor_grad']:7.2f} s: {a['floor_grad'] / a['default']:.2f}x"
