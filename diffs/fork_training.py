@@ -4,12 +4,13 @@ After arXiv 2605.06241 (which matches a full RL run by training only at high-ent
 positions): a copy θ of the base is trained with a loss at the child's fork positions only,
 and, as the control, a copy with the same loss at the same number of random positions.
 
-* **Positions.** The child samples completions of training problems (`train` problems, n
-  each; on the organism a held-out set other than the evaluation's); both models are
+* **Positions.** Per seed, the child samples completions of training problems (`train`
+  problems, n each, seeded by that seed, so every seed is a full replicate with its own forks;
+  on the organism a held-out set other than the evaluation's); both models are
   teacher-forced on them (`postlens.diffs.forks.score_forks`) and a *fork* is a position whose
   argmaxes differ or whose JS divergence exceeds ``js_threshold``. The control draws as many
   positions uniformly among all scored positions (forks included, at their base rate), from a
-  generator seeded by the run's seed.
+  generator seeded by the same seed.
 * **Loss** (ours): the forward KL from the child's next-token distribution to θ's at the chosen
   positions, ``mean_t KL(p_post(·|x_<t) ‖ p_θ(·|x_<t))``, i.e. cross-entropy toward the
   child's full distribution there (its argmax gets most of the pull, the rest of its mass is
@@ -66,13 +67,15 @@ class ForkTrainConfig:
         steps: optimisation steps (full batch); 0 leaves θ the base.
         lr: AdamW learning rate.
         loss: ``"kl"`` (KL(post ‖ θ), the default) or ``"ce"`` (the child's argmax).
-        seeds: one run per seed and kind of positions (the control's draw and nothing else).
+        seeds: one replicate per seed: the child's training samples (hence the forks) and
+            the control's draw. Evaluation samples use `seed`, the same for every copy.
         train: training problems the child samples (on the organism: a separate held-out set).
         n: child completions per training problem.
         js_threshold: a fork's JS threshold (nats; argmax disagreements are forks anyway).
         limit: evaluation problems.
         n_eval: completions per evaluation problem (pass@1 is their pass rate).
-        max_new_tokens, temperature, seed: sampling, for training samples and evaluation.
+        max_new_tokens, temperature: sampling, for training samples and evaluation.
+        seed: the evaluation samples' seed (common to the base, the child and every copy).
     """
 
     steps: int = 20
@@ -344,16 +347,18 @@ def fork_train_pair(
     from postlens.pair import ModelPair
 
     cfg = config or ForkTrainConfig()
-    seqs = sample_sequences(pair, list(train_prompts), n=cfg.n, source="post",
-                            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                            seed=cfg.seed)  # fmt: skip
-    seqs = scorable(pair, seqs)  # the positions fork scoring returns index this list
-    forks, every = fork_positions(pair, seqs, cfg.js_threshold)
     base_rate = pass_rate(pair.base, pair.tokenizer, prompts, verifiers, cfg)
     post_rate = pass_rate(pair.post, pair.tokenizer, prompts, verifiers, cfg)
     gain = post_rate - base_rate
-    rows = []
+    rows, n_seqs, n_scored = [], [], []
     for seed in cfg.seeds:
+        seqs = sample_sequences(pair, list(train_prompts), n=cfg.n, source="post",
+                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                seed=seed)  # fmt: skip
+        seqs = scorable(pair, seqs)  # the positions fork scoring returns index this list
+        forks, every = fork_positions(pair, seqs, cfg.js_threshold)
+        n_seqs.append(len(seqs))
+        n_scored.append(int(every.shape[0]))
         gen = torch.Generator().manual_seed(seed)
         drawn = every[torch.randperm(every.shape[0], generator=gen)[: forks.shape[0]]]
         for kind, where in (("fork", forks), ("random", drawn)):
@@ -370,8 +375,8 @@ def fork_train_pair(
             rows.append(ForkTrainRow(kind, seed, int(where.shape[0]), **{k: _r(v) for k, v in stats.items()},
                                      pass_at_1=rate, recovered=None if recovered is None else _r(recovered)))  # fmt: skip
             del theta, backend
-    settings = {"steps": cfg.steps, "lr": cfg.lr, "loss": cfg.loss, "n_train_sequences": len(seqs),
-                "n_scored_positions": int(every.shape[0]), "n_problems": len(prompts),
+    settings = {"steps": cfg.steps, "lr": cfg.lr, "loss": cfg.loss, "n_train_sequences": n_seqs,
+                "n_scored_positions": n_scored, "n_problems": len(prompts),
                 "n_eval": cfg.n_eval, "temperature": cfg.temperature, "seed": cfg.seed,
                 "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
     return ForkTrainResult(base_rate, post_rate, rows, settings)

@@ -55,6 +55,22 @@ def test_zero_steps_recovers_nothing_and_the_result_round_trips():
     res.plot()
 
 
+def test_each_seed_is_a_replicate_with_its_own_training_samples():
+    pair = _pair()
+    verifiers = [lambda c: "1" in c] * len(PROMPTS)
+    cfg = ForkTrainConfig(steps=3, lr=1e-2, seeds=(0, 1), n=2, n_eval=2, max_new_tokens=6)
+    both = fork_train_pair(pair, PROMPTS, PROMPTS, verifiers, cfg)
+    alone = fork_train_pair(pair, PROMPTS, PROMPTS, verifiers, ForkTrainConfig(
+        steps=3, lr=1e-2, seeds=(1,), n=2, n_eval=2, max_new_tokens=6))  # fmt: skip
+    assert [r for r in both.rows if r.seed == 1] == alone.rows  # seed 1 alone, as in a pair
+    assert len(both.settings["n_train_sequences"]) == 2
+    fork_rows = [r for r in both.rows if r.positions == "fork"]
+    # Different training samples: the fork arm differs between seeds (here in its forks).
+    assert fork_rows[0].n_positions != fork_rows[1].n_positions or (
+        fork_rows[0].loss_before != fork_rows[1].loss_before
+    )
+
+
 def test_fork_train_command(tmp_path):
     a, tok = tiny_model(seed=0)
     b, _ = tiny_model(seed=1)
