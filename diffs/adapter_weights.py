@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from postlens.adapters import AdapterConfig, LoraModule, check_adapter_base, lora_modules
 from postlens.diffs.checkpoint_io import CheckpointReader, open_checkpoint
@@ -37,6 +34,9 @@ from postlens.diffs.weight_rank import RankStats, rank_stats
 from postlens.diffs.weight_stats import CHUNK, PairedUpdates, UpdateStats, stream_updates
 from postlens.errors import NotSupportedError
 from postlens.specs import resolve_spec
+
+if TYPE_CHECKING:  # torch is imported where a LoRA update is handled (weights.py needs none)
+    from torch import Tensor
 
 
 @dataclass
@@ -90,6 +90,8 @@ class AdapterReader:
             up = LoraUpdate(layer, self.tensors.get(layer.key_a), self.tensors.get(layer.key_b))
             nbytes = up.nbytes
             if name in self.full:  # a saved copy of the base layer (save_embedding_layers)
+                import torch
+
                 copy = self.tensors.get(self.full[name])
                 nbytes += copy.numel() * copy.element_size()
                 if not torch.equal(copy, base):
@@ -137,6 +139,8 @@ def _block_rows(t: Tensor | LoraUpdate) -> int:
 def _delta(base64: Tensor, base: Tensor, post: Tensor | LoraUpdate, i: int, j: int) -> Tensor:
     """Rows i:j of a child's update in float64 (a full tensor's Δ taken in float32, as
     `postlens.diffs.weight_stats` takes it)."""
+    import torch
+
     if isinstance(post, LoraUpdate):
         return post.rows(i, j)
     if post is base:
@@ -146,6 +150,8 @@ def _delta(base64: Tensor, base: Tensor, post: Tensor | LoraUpdate, i: int, j: i
 
 def lora_stats(base: Tensor, up: LoraUpdate, atol: float) -> UpdateStats:
     """`UpdateStats` of one LoRA update, ΔW exact in float64, a block of rows at a time."""
+    import torch
+
     stats = UpdateStats()
     step = _block_rows(up)
     for i in range(0, up.shape[0], step):

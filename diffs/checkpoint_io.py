@@ -6,6 +6,8 @@ tensor is a zero-copy view of the page cache, and its mapping is released as soo
 is dropped, so resident memory stays at the tensors in use instead of growing to the whole
 checkpoint (as one long-lived mapping per file does). Headers are validated up front: a
 truncated file or a corrupted header raises `CheckpointError` naming the file.
+`CheckpointReader.raw` gives a float32 or bfloat16 tensor as a numpy view of its stored entries
+instead (`RawTensor`, for the C kernel): the usual ``postlens weights`` run never imports torch.
 
 ``.bin`` checkpoints are read with ``torch.load(weights_only=True, mmap=True)``: nothing but
 tensors is unpickled, but a whole file is mapped at once and kept until the reader is dropped
@@ -15,6 +17,9 @@ Example:
     >>> reader = open_checkpoint("organism:base")
     >>> tuple(reader.get("model.norm.weight").shape)
     (128,)
+    >>> raw = reader.raw("model.norm.weight")
+    >>> raw.code, raw.shape, bool((raw.torch() == reader.get("model.norm.weight")).all())
+    ('F32', (128,), True)
 """
 
 from __future__ import annotations
@@ -25,13 +30,18 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from postlens.adapters import read_adapter_config
+from postlens.diffs.weight_stats import RAW_DTYPES, RawTensor
 from postlens.errors import CheckpointError
-from postlens.safetensors_header import TensorInfo, read_header
+from postlens.safetensors_header import TensorInfo, dtype_code, read_header
 from postlens.specs import resolve_spec
+
+if TYPE_CHECKING:
+    import torch
 
 SAFE_INDEX, BIN_INDEX, BIN_SINGLE = (
     "model.safetensors.index.json",
@@ -71,20 +81,45 @@ class CheckpointReader:
             return self._bin[info.file][name]
         return _map_tensor(info, name)
 
+    def raw(self, name: str) -> RawTensor | None:
+        """One float32 or bfloat16 tensor of a safetensors file as its stored entries (numpy,
+        no torch: `RawTensor`); ``None`` for a ``.bin`` tensor or another dtype (use `get`)."""
+        info = self.infos[name]
+        if info.start is None or info.code not in RAW_DTYPES:
+            return None
+        dtype = RAW_DTYPES[info.code][1]
+        if info.nbytes == 0:
+            return RawTensor(np.empty(0, dtype=dtype), info.code, info.shape)
+        buf = _map_bytes(info, name)
+        offset = info.start % mmap.ALLOCATIONGRANULARITY
+        flat = np.frombuffer(buf, dtype=np.uint8, count=info.nbytes, offset=offset)
+        if info.start % np.dtype(dtype).itemsize:
+            flat = flat.copy()  # misaligned for its dtype (never written so by safetensors)
+        return RawTensor(flat.view(dtype), info.code, info.shape)
 
-def _map_tensor(info: TensorInfo, name: str) -> torch.Tensor:
+
+def _map_bytes(info: TensorInfo, name: str) -> mmap.mmap:
+    """A read-only mapping of the pages holding `info`'s bytes (from the page boundary below)."""
     assert info.start is not None
-    if info.nbytes == 0:
-        return torch.empty(info.shape, dtype=info.dtype)
     aligned = info.start - info.start % mmap.ALLOCATIONGRANULARITY
     try:
         with open(info.file, "rb") as f:
-            buf = mmap.mmap(
+            return mmap.mmap(
                 f.fileno(), info.start + info.nbytes - aligned, mmap.MAP_SHARED, mmap.PROT_READ,
                 offset=aligned,
             )  # fmt: skip
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{info.file}: cannot map tensor {name!r} ({err})") from None
+
+
+def _map_tensor(info: TensorInfo, name: str) -> torch.Tensor:
+    import torch
+
+    assert info.start is not None
+    if info.nbytes == 0:
+        return torch.empty(info.shape, dtype=info.dtype)
+    aligned = info.start - info.start % mmap.ALLOCATIONGRANULARITY
+    buf = _map_bytes(info, name)
     with warnings.catch_warnings():
         # Read-only on purpose: the tensor is a view of the page cache, never written.
         warnings.simplefilter("ignore", UserWarning)
@@ -97,6 +132,8 @@ def _map_tensor(info: TensorInfo, name: str) -> torch.Tensor:
 
 
 def _load_bin(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # pickle, zip and mmap errors alike
@@ -104,9 +141,11 @@ def _load_bin(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _bin_infos(path: Path, names: set[str] | None = None) -> dict[str, TensorInfo]:
+    import torch
+
     state = _load_bin(path)
     return {
-        k: TensorInfo(path, v.dtype, tuple(v.shape), None, v.numel() * v.element_size())
+        k: TensorInfo(path, dtype_code(v.dtype), tuple(v.shape), None, v.numel() * v.element_size())
         for k, v in state.items()
         if isinstance(v, torch.Tensor) and (names is None or k in names)
     }

@@ -28,10 +28,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from jaxtyping import Float
-from torch import Tensor
+# Torch is imported by the functions that use it: `postlens weights` without --rank needs none.
+if TYPE_CHECKING:
+    from jaxtyping import Float
+    from torch import Tensor
 
 _GRAM_BLOCK = 1 << 22  # entries per float64 block of rows when building the Gram matrix
 _EXACT_BELOW = 256  # min(shape) under which the subspaces come from an exact SVD
@@ -58,6 +60,8 @@ class RankStats:
 
 def singular_values(m: Float[Tensor, "d_out d_in"]) -> Float[Tensor, " k"]:
     """All singular values of `m` (descending, float64) via the Gram matrix on its smaller side."""
+    import torch
+
     tall = m if m.shape[0] >= m.shape[1] else m.T
     n = tall.shape[1]
     gram = torch.zeros(n, n, dtype=torch.float64)
@@ -69,6 +73,8 @@ def singular_values(m: Float[Tensor, "d_out d_in"]) -> Float[Tensor, " k"]:
 
 
 def _top_left(m: Tensor, r: int, seed: int) -> Tensor:
+    import torch
+
     if min(m.shape) <= _EXACT_BELOW:
         return torch.linalg.svd(m, full_matrices=False)[0][:, :r]
     with torch.random.fork_rng():
@@ -92,6 +98,8 @@ def rank_stats(
         rtol: relative threshold on σ / σ_max; ``None`` = max(m, n) · eps(float32).
         seed: seed of the randomized SVD.
     """
+    import torch
+
     k = min(diff.shape)
     s = singular_values(diff)
     if float(s[0]) == 0:

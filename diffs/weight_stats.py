@@ -10,6 +10,9 @@ Two producers give the same per-chunk sums: the C kernel `postlens._kernels` (on
 bytes, bf16 converted in registers, chunks shared among threads; float32 and bfloat16 storage)
 and, where it is not built or for other dtypes, a few in-place torch ops per chunk (2 MB per
 operand stays in cache; float32 reductions over ≤ `CHUNK` entries, relative error ≲ 4e-7).
+The kernel reads torch tensors or `RawTensor` (a checkpoint's stored entries as numpy, from
+`postlens.diffs.checkpoint_io`): on the latter the whole computation runs without torch, which
+is imported only where a chunk is not finite (the masked path) or the kernel is not built.
 
 Example:
     >>> import torch
@@ -24,18 +27,84 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import sys
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from jaxtyping import Float
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported where it is used: the kernel path on `RawTensor` needs none
+    from jaxtyping import Float
+    from torch import Tensor
 
 logger = logging.getLogger(__name__)
 #: Entries per chunk: 2 MB of float32 per operand, so a chunk's working set stays in cache.
 CHUNK = 1 << 19
-_FLOATS = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+#: Storage dtypes the C kernel reads (safetensors code → the kernel's dtype code, numpy dtype of
+#: the raw entries: numpy has no bfloat16, so bf16 entries are their uint16 bits).
+RAW_DTYPES: dict[str, tuple[int, type]] = {"F32": (0, np.float32), "BF16": (1, np.uint16)}
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    """A float32 or bfloat16 tensor as its stored entries (a numpy view), for the C kernel.
+
+    The streaming path of `postlens.diffs.weights` hands these to `stream_updates` so that the
+    usual comparison (safetensors, float32/bfloat16, the kernel built) never imports torch;
+    `torch()` gives the same tensor as torch sees it, for every other path.
+
+    Attributes:
+        data: the entries, flat and C-contiguous: float32, or bfloat16 as raw uint16 bits.
+        code: the storage dtype, a key of `RAW_DTYPES` (``"F32"`` or ``"BF16"``).
+        shape: the tensor's shape.
+
+    Example:
+        >>> t = RawTensor(np.ones(6, dtype=np.float32), "F32", (2, 3))
+        >>> t.numel(), t.element_size(), tuple(t.torch().shape)
+        (6, 4, (2, 3))
+    """
+
+    data: np.ndarray
+    code: str
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.code not in RAW_DTYPES or self.data.dtype != RAW_DTYPES[self.code][1]:
+            raise ValueError(f"RawTensor: {self.data.dtype} entries do not hold {self.code!r}")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def element_size(self) -> int:
+        return int(self.data.itemsize)
+
+    def torch(self) -> Tensor:
+        """The same entries as a torch tensor (a view: no copy), in their storage dtype."""
+        import torch
+
+        with warnings.catch_warnings():
+            # Read-only on purpose: a view of the mapped file, never written.
+            warnings.simplefilter("ignore", UserWarning)
+            flat = torch.from_numpy(self.data)
+        if self.code == "BF16":
+            flat = flat.view(torch.bfloat16)
+        return flat.view(self.shape)
+
+
+def _as_torch(t: Tensor | RawTensor) -> Tensor:
+    return t.torch() if isinstance(t, RawTensor) else t
+
+
+def _empty() -> Tensor:
+    import torch
+
+    return torch.empty(CHUNK)
 
 
 @dataclass
@@ -46,15 +115,17 @@ class Workspace:
     buffers makes the statistics 2-4× faster on CPU.
     """
 
-    base: Tensor = field(default_factory=lambda: torch.empty(CHUNK))
-    post: Tensor = field(default_factory=lambda: torch.empty(CHUNK))
-    other: Tensor = field(default_factory=lambda: torch.empty(CHUNK))
-    diff: Tensor = field(default_factory=lambda: torch.empty(CHUNK))
-    scratch: Tensor = field(default_factory=lambda: torch.empty(CHUNK))
+    base: Tensor = field(default_factory=_empty)
+    post: Tensor = field(default_factory=_empty)
+    other: Tensor = field(default_factory=_empty)
+    diff: Tensor = field(default_factory=_empty)
+    scratch: Tensor = field(default_factory=_empty)
 
 
 def _f32(x: Tensor, buf: Tensor) -> Tensor:
     """`x` in float32: itself when it already is (read only), else converted into `buf`."""
+    import torch
+
     return x if x.dtype == torch.float32 else buf[: x.numel()].copy_(x)
 
 
@@ -65,6 +136,8 @@ def pair_sums(b: Tensor, p: Tensor, atol: float, ws: Workspace | None = None) ->
     on CPU than the arithmetic around them. Both counts are exact: a chunk has fewer than 2^24
     entries, and for IEEE floats |Δ| − atol > 0 exactly when |Δ| > atol.
     """
+    import torch
+
     ws, n = ws or Workspace(), b.numel()
     b32 = _f32(b, ws.base)
     d = torch.sub(_f32(p, ws.post), b32, out=ws.diff[:n])
@@ -78,14 +151,13 @@ def pair_sums(b: Tensor, p: Tensor, atol: float, ws: Workspace | None = None) ->
 
 def cross_sums(b: Tensor, p: Tensor, o: Tensor, ws: Workspace | None = None) -> Tensor:
     """[ΔW_p · ΔW_o, ‖ΔW_p‖², ‖ΔW_o‖²] of one chunk (for the cosine of two updates)."""
+    import torch
+
     ws, n = ws or Workspace(), b.numel()
     b32 = _f32(b, ws.base)
     dp = torch.sub(_f32(p, ws.post), b32, out=ws.diff[:n])
     do = torch.sub(_f32(o, ws.other), b32, out=ws.scratch[:n])
     return torch.stack([torch.dot(dp, do), torch.dot(dp, dp), torch.dot(do, do)]).double()
-
-
-_KERNEL_CODES = {torch.float32: 0, torch.bfloat16: 1}  # dtype codes of postlens/_kernels.c
 
 
 @functools.cache
@@ -102,37 +174,79 @@ def _kernels() -> Any | None:
     return _kernels
 
 
+def _threads() -> int:
+    """Threads for the kernel: torch's intra-op setting once torch is loaded (so
+    ``torch.set_num_threads`` applies), else ``OMP_NUM_THREADS`` or the CPUs this process may
+    use (the kernel's figures do not depend on it: each chunk is one thread's)."""
+    loaded = sys.modules.get("torch")
+    if loaded is not None:
+        n = loaded.get_num_threads()
+    else:
+        try:
+            n = int(os.environ.get("OMP_NUM_THREADS", ""))
+        except ValueError:
+            n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+            n = n or os.cpu_count() or 1
+    return max(1, min(n, 64))
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def _kernel_sums(
+    kernels: Any, arrays: list[np.ndarray], codes: list[int], atol: float
+) -> np.ndarray:
+    """The kernel's [k, 6] or [k, 3] float64 rows for flat, C-contiguous `arrays`."""
+    n = arrays[0].size
+    if any(a.size != n for a in arrays):
+        raise ValueError(f"tensors differ in size: {[a.size for a in arrays]}")
+    out = np.empty((-(-n // CHUNK), 6 if len(arrays) == 2 else 3), dtype=np.float64)
+    kernels.chunk_sums(
+        tuple(map(_address, arrays)), tuple(codes), n, CHUNK, atol, _address(out), _threads()
+    )
+    return out
+
+
 def fused_chunk_sums(tensors: list[Tensor], atol: float = 0.0) -> Tensor | None:
     """Per-chunk sums of (base, post) [k, 6] or (base, post, other) [k, 3] from the C kernel.
 
     Rows are those of `pair_sums` and `cross_sums` for the chunks of `flat_chunks`. ``None``
     when the kernel is not built or a tensor is not a float32/bfloat16 CPU tensor.
     """
+    import torch
+
+    codes = {torch.float32: 0, torch.bfloat16: 1}  # dtype codes of postlens/_kernels.c
     kernels = _kernels()
-    if kernels is None or any(
-        t.dtype not in _KERNEL_CODES or t.device.type != "cpu" for t in tensors
-    ):
+    if kernels is None or any(t.dtype not in codes or t.device.type != "cpu" for t in tensors):
         return None
     flat = [t.reshape(-1).contiguous() for t in tensors]  # mapped tensors: views, no copy
-    n = flat[0].numel()
-    if any(f.numel() != n for f in flat):
-        raise ValueError(f"tensors differ in size: {[f.numel() for f in flat]}")
-    out = torch.empty(-(-n // CHUNK), 6 if len(flat) == 2 else 3, dtype=torch.float64)
-    kernels.chunk_sums(
-        tuple(f.data_ptr() for f in flat),
-        tuple(_KERNEL_CODES[f.dtype] for f in flat),
-        n,
-        CHUNK,
-        atol,
-        out.data_ptr(),
-        max(1, min(torch.get_num_threads(), 64)),
-    )
-    return out
+    # The kernel reads raw bytes: numpy views of the same memory (bf16 as its uint16 bits).
+    arrays = [
+        (f.view(torch.int16) if f.dtype == torch.bfloat16 else f).detach().numpy() for f in flat
+    ]
+    out = _kernel_sums(kernels, arrays, [codes[f.dtype] for f in flat], atol)
+    return torch.from_numpy(out)
+
+
+def raw_chunk_sums(tensors: list[RawTensor], atol: float = 0.0) -> np.ndarray | None:
+    """`fused_chunk_sums` of stored entries (`RawTensor`), as numpy: no torch involved.
+
+    ``None`` when the kernel is not built.
+    """
+    kernels = _kernels()
+    if kernels is None:
+        return None
+    codes = [RAW_DTYPES[t.code][0] for t in tensors]
+    arrays = [np.ascontiguousarray(t.data).reshape(-1) for t in tensors]  # views as mapped
+    return _kernel_sums(kernels, arrays, codes, atol)
 
 
 def _per_chunk(tensors: list[Tensor], torch_sums: Any, width: int, atol: float = 0.0) -> Tensor:
     """[k, width] float64 sums of the chunks of `tensors`: from the C kernel when it can, else
     ``torch_sums(*chunks, workspace)`` chunk by chunk."""
+    import torch
+
     fused = fused_chunk_sums(tensors, atol)
     if fused is not None:
         return fused
@@ -151,16 +265,18 @@ def chunk_cross_sums(base: Tensor, post: Tensor, other: Tensor) -> Tensor:
     return _per_chunk([base, post, other], cross_sums, 3)
 
 
-def _split_finite(sums: Tensor, *tensors: Tensor) -> tuple[np.ndarray, list[tuple[Tensor, ...]]]:
+def _split_finite(
+    sums: Tensor | np.ndarray, *tensors: Tensor | RawTensor
+) -> tuple[np.ndarray, list[tuple[Tensor, ...]]]:
     """The finite rows of the per-chunk sums of `tensors`, and the chunks of the other rows
-    (to redo on a masked path). Numpy: a tensor has a few dozen rows, where torch's per-call
-    overhead would cost more than the sums."""
-    rows = sums.numpy()
+    (to redo on a masked path, in torch). Numpy: a tensor has a few dozen rows, where torch's
+    per-call overhead would cost more than the sums."""
+    rows = sums if isinstance(sums, np.ndarray) else sums.numpy()
     finite = np.isfinite(rows).all(1)
     bad = np.flatnonzero(~finite).tolist()
     if not bad:  # the usual case: no need to cut the tensors into chunks
         return rows, []
-    chunks = [flat_chunks(t) for t in tensors]
+    chunks = [flat_chunks(_as_torch(t)) for t in tensors]
     return rows[finite], [tuple(c[i] for c in chunks) for i in bad]
 
 
@@ -191,7 +307,13 @@ class UpdateStats:
         self.changed_exact += int(exact)
         self.changed_tol += int(tol)
 
-    def add_chunks(self, sums: Tensor, base: Tensor, post: Tensor, atol: float) -> None:
+    def add_chunks(
+        self,
+        sums: Tensor | np.ndarray,
+        base: Tensor | RawTensor,
+        post: Tensor | RawTensor,
+        atol: float,
+    ) -> None:
         """Fold the per-chunk sums (`chunk_sums`) of a whole tensor in; non-finite chunks of
         `base` and `post` go through the masked path."""
         good, bad = _split_finite(sums, base, post)
@@ -203,6 +325,8 @@ class UpdateStats:
 
     def add_masked(self, b: Tensor, p: Tensor, atol: float) -> None:
         """Fold a chunk holding NaN/Inf in: count them per side, leave them out of the rest."""
+        import torch
+
         b64, p64 = b.double(), p.double()
         self.nan_base += int(b64.isnan().sum())
         self.nan_post += int(p64.isnan().sum())
@@ -237,7 +361,13 @@ class PairedUpdates:
     sq_a: float = 0.0
     sq_b: float = 0.0
 
-    def add_chunks(self, sums: Tensor, base: Tensor, post: Tensor, other: Tensor) -> None:
+    def add_chunks(
+        self,
+        sums: Tensor | np.ndarray,
+        base: Tensor | RawTensor,
+        post: Tensor | RawTensor,
+        other: Tensor | RawTensor,
+    ) -> None:
         """Fold the per-chunk sums (`chunk_cross_sums`) of a whole tensor in; entries
         non-finite in any of the three are left out."""
         good, bad = _split_finite(sums, base, post, other)
@@ -258,32 +388,43 @@ class PairedUpdates:
 
 def flat_chunks(t: Tensor) -> list[Tensor]:
     """Views of `t`, flattened, `CHUNK` entries at a time (non-float dtypes become float32)."""
+    import torch
+
     flat = t.reshape(-1)
-    if flat.dtype not in _FLOATS:
+    if flat.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
         flat = flat.float()  # integer or boolean buffers: compared as numbers
     return list(flat.split(CHUNK)) if flat.numel() else []
 
 
 def stream_updates(
-    base: Float[Tensor, "..."],
-    posts: list[Float[Tensor, "..."]],
+    base: Float[Tensor, "..."] | RawTensor,
+    posts: list[Float[Tensor, "..."]] | list[RawTensor],
     atol: float,
 ) -> tuple[list[UpdateStats], PairedUpdates | None]:
     """Statistics of one tensor's update in each child: one pass over base and child each.
 
     With two or more children, also the sums for the cosine between the first two updates
-    (one more pass over the three).
+    (one more pass over the three). Torch tensors or `RawTensor` (stored entries, summed by the
+    C kernel without torch; where the kernel is not built, or some operand is a torch tensor,
+    they are viewed as torch tensors: the same figures either way).
 
     Example:
+        >>> import torch
         >>> stats, _ = stream_updates(torch.ones(3), [torch.ones(3)], 0.0)
         >>> stats[0].rel_norm
         0.0
     """
+    raw = all(isinstance(t, RawTensor) for t in (base, *posts)) and _kernels() is not None
+    if not raw:
+        base, posts = _as_torch(base), [_as_torch(p) for p in posts]
     stats = [UpdateStats() for _ in posts]
     for s, post in zip(stats, posts, strict=True):
-        s.add_chunks(chunk_sums(base, post, atol), base, post, atol)
+        sums = raw_chunk_sums([base, post], atol) if raw else chunk_sums(base, post, atol)
+        s.add_chunks(sums, base, post, atol)
     if len(posts) < 2:
         return stats, None
     paired = PairedUpdates()
-    paired.add_chunks(chunk_cross_sums(base, *posts[:2]), base, *posts[:2])
+    trio = [base, *posts[:2]]
+    cross = raw_chunk_sums(trio) if raw else chunk_cross_sums(*trio)
+    paired.add_chunks(cross, *trio)
     return stats, paired

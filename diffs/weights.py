@@ -366,6 +366,12 @@ class FamilyWeightDiff(Result, kind="weights"):
         return "".join(d._repr_html_() for d in self.children.values())
 
 
+def _read(reader: CheckpointReader, name: str, raw: bool) -> Any:
+    """Tensor `name`: its stored entries (`RawTensor`) when `raw` and it can, else torch's."""
+    tensor = reader.raw(name) if raw else None
+    return reader.get(name) if tensor is None else tensor
+
+
 def compare_children(
     base: str,
     children: dict[str, str],
@@ -391,14 +397,21 @@ def compare_children(
     pair = tuple(children)[:2] if len(children) >= 2 else None
     cosines: dict[str, dict[str, float | None]] = {f"{pair[0]}_{pair[1]}": {}} if pair else {}
     bytes_read = 0
+    # Plain checkpoints without --rank: float32/bfloat16 safetensors tensors go to the C kernel
+    # as their stored entries (`RawTensor`), so this usual case never imports torch.
+    raw = not cfg.rank and all(type(r) is CheckpointReader for r in readers.values())
     for name in tqdm(names, desc="comparing tensors", disable=not show_progress(progress)):
-        w_base = readers["base"].get(name)
+        w_base = _read(readers["base"], name, raw)
         bytes_read += w_base.numel() * w_base.element_size()
         loaded = {}
         for k in children:
             if name not in common[k]:
                 continue
-            w, nbytes = lora.child_tensor(readers[k], name, w_base)
+            if raw:
+                w = _read(readers[k], name, raw)
+                nbytes = w.numel() * w.element_size()
+            else:
+                w, nbytes = lora.child_tensor(readers[k], name, w_base)
             bytes_read += nbytes
             if w.shape != w_base.shape:
                 mismatches[k].append(f"{name}: base {tuple(w_base.shape)} vs {k} {tuple(w.shape)}")
