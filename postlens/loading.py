@@ -110,7 +110,7 @@ def check_safetensors_file(path: Path) -> None:
     Raises:
         CheckpointError: the file is truncated or its header is corrupted, naming the file.
     """
-    from postlens.safetensors_header import read_header  # imports torch: only when loading
+    from postlens.safetensors_header import read_header
 
     read_header(path)
 
