@@ -181,6 +181,42 @@ class Backend(ABC):
         )
 
 
+class TracingBackend(Backend):
+    """A backend whose every forward is one `_forward` call: `run` without autograd,
+    `run_with_grad` with it (both real backends; a backend that only overrides `run`, such as a
+    test double, derives from `Backend` directly)."""
+
+    @torch.no_grad()
+    def run(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        hooks: Sequence[str] = (),
+        interventions: Mapping[str, Intervention] | None = None,
+    ) -> RunOutput:
+        return self._forward(input_ids, attention_mask, hooks, interventions)
+
+    def run_with_grad(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        hooks: Sequence[str] = (),
+        interventions: Mapping[str, Intervention] | None = None,
+    ) -> RunOutput:
+        with torch.enable_grad():
+            return self._forward(input_ids, attention_mask, hooks, interventions)
+
+    @abstractmethod
+    def _forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        hooks: Sequence[str],
+        interventions: Mapping[str, Intervention] | None,
+    ) -> RunOutput:
+        """One forward pass with `hooks` captured and `interventions` applied."""
+
+
 def apply_intervention(value: Intervention, current: Tensor) -> Tensor:
     """The new activation: `value` itself, or `value(current)` when it is a function."""
     new = value(current) if callable(value) else value

@@ -17,7 +17,13 @@ from jaxtyping import Int
 from torch import Tensor
 
 from postlens.backends.arch import ArchLayout, layout_for
-from postlens.backends.base import Backend, Intervention, RunOutput, apply_intervention
+from postlens.backends.base import (
+    Backend,
+    Intervention,
+    RunOutput,
+    TracingBackend,
+    apply_intervention,
+)
 from postlens.errors import PostlensError
 from postlens.hooks import HookPoint, forward_order
 
@@ -35,7 +41,7 @@ def ndif_api_key() -> str | None:
         return None
 
 
-class NNsightBackend(Backend):
+class NNsightBackend(TracingBackend):
     """Runs a model through nnsight's tracing.
 
     Args:
@@ -80,16 +86,6 @@ class NNsightBackend(Backend):
             envoy = _walk(envoy, self.layout.layers)[layer]
         return _walk(envoy, path)
 
-    @torch.no_grad()
-    def run(
-        self,
-        input_ids: Int[Tensor, "batch pos"],
-        attention_mask: Int[Tensor, "batch pos"] | None = None,
-        hooks: Sequence[str] = (),
-        interventions: Mapping[str, Intervention] | None = None,
-    ) -> RunOutput:
-        return self._forward(input_ids, attention_mask, hooks, interventions)
-
     def run_with_grad(
         self,
         input_ids: Int[Tensor, "batch pos"],
@@ -98,9 +94,8 @@ class NNsightBackend(Backend):
         interventions: Mapping[str, Intervention] | None = None,
     ) -> RunOutput:
         if self.remote:  # the graph would live on NDIF; nothing here to differentiate
-            return super().run_with_grad(input_ids, attention_mask, hooks, interventions)
-        with torch.enable_grad():
-            return self._forward(input_ids, attention_mask, hooks, interventions)
+            return Backend.run_with_grad(self, input_ids, attention_mask, hooks, interventions)
+        return super().run_with_grad(input_ids, attention_mask, hooks, interventions)
 
     def _forward(
         self,

@@ -6,17 +6,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-from jaxtyping import Int
 from torch import Tensor
 
-from postlens.backends.base import Backend, Intervention, RunOutput, apply_intervention
+from postlens.backends.base import Intervention, RunOutput, TracingBackend, apply_intervention
 from postlens.hooks import forward_order
 
 logger = logging.getLogger(__name__)
 
 
-class TransformerLensBackend(Backend):
+class TransformerLensBackend(TracingBackend):
     """Runs a model through TransformerLens's `TransformerBridge`.
 
     The bridge exposes TransformerLens hook names (``blocks.{i}.hook_resid_post``...) as aliases
@@ -36,26 +34,6 @@ class TransformerLensBackend(Backend):
             device=str(self.device),
             dtype=next(hf_model.parameters()).dtype,
         )
-
-    @torch.no_grad()
-    def run(
-        self,
-        input_ids: Int[Tensor, "batch pos"],
-        attention_mask: Int[Tensor, "batch pos"] | None = None,
-        hooks: Sequence[str] = (),
-        interventions: Mapping[str, Intervention] | None = None,
-    ) -> RunOutput:
-        return self._forward(input_ids, attention_mask, hooks, interventions)
-
-    def run_with_grad(
-        self,
-        input_ids: Int[Tensor, "batch pos"],
-        attention_mask: Int[Tensor, "batch pos"] | None = None,
-        hooks: Sequence[str] = (),
-        interventions: Mapping[str, Intervention] | None = None,
-    ) -> RunOutput:
-        with torch.enable_grad():
-            return self._forward(input_ids, attention_mask, hooks, interventions)
 
     def _forward(
         self,
