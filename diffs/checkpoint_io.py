@@ -90,24 +90,26 @@ class CheckpointReader:
         dtype = RAW_DTYPES[info.code][1]
         if info.nbytes == 0:
             return RawTensor(np.empty(0, dtype=dtype), info.code, info.shape)
-        buf = _map_bytes(info, name)
-        offset = info.start % mmap.ALLOCATIONGRANULARITY
+        buf, offset = _map_bytes(info, name)
         flat = np.frombuffer(buf, dtype=np.uint8, count=info.nbytes, offset=offset)
         if info.start % np.dtype(dtype).itemsize:
             flat = flat.copy()  # misaligned for its dtype (never written so by safetensors)
         return RawTensor(flat.view(dtype), info.code, info.shape)
 
 
-def _map_bytes(info: TensorInfo, name: str) -> mmap.mmap:
-    """A read-only mapping of the pages holding `info`'s bytes (from the page boundary below)."""
+def _map_bytes(info: TensorInfo, name: str) -> tuple[mmap.mmap, int]:
+    """A read-only mapping of the pages holding `info`'s bytes (from the page boundary below),
+    and the offset of the tensor's first byte in it."""
     assert info.start is not None
-    aligned = info.start - info.start % mmap.ALLOCATIONGRANULARITY
+    offset = info.start % mmap.ALLOCATIONGRANULARITY
+    aligned = info.start - offset
     try:
         with open(info.file, "rb") as f:
-            return mmap.mmap(
+            buf = mmap.mmap(
                 f.fileno(), info.start + info.nbytes - aligned, mmap.MAP_SHARED, mmap.PROT_READ,
                 offset=aligned,
             )  # fmt: skip
+        return buf, offset
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{info.file}: cannot map tensor {name!r} ({err})") from None
 
@@ -118,14 +120,11 @@ def _map_tensor(info: TensorInfo, name: str) -> torch.Tensor:
     assert info.start is not None
     if info.nbytes == 0:
         return torch.empty(info.shape, dtype=info.dtype)
-    aligned = info.start - info.start % mmap.ALLOCATIONGRANULARITY
-    buf = _map_bytes(info, name)
+    buf, offset = _map_bytes(info, name)
     with warnings.catch_warnings():
         # Read-only on purpose: the tensor is a view of the page cache, never written.
         warnings.simplefilter("ignore", UserWarning)
-        flat = torch.frombuffer(
-            buf, dtype=torch.uint8, count=info.nbytes, offset=info.start - aligned
-        )
+        flat = torch.frombuffer(buf, dtype=torch.uint8, count=info.nbytes, offset=offset)
     if info.start % info.dtype.itemsize:
         flat = flat.clone()  # misaligned for its dtype (never written so by safetensors)
     return flat.view(info.dtype).view(info.shape)

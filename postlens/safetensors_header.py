@@ -63,12 +63,6 @@ def dtype_code(dtype: torch.dtype) -> str:
     return next((c for c in CODES if torch_dtype(c) == dtype), str(dtype))
 
 
-def __getattr__(name: str) -> Any:
-    if name == "DTYPES":  # safetensors dtype codes → torch dtypes (imports torch)
-        return {code: torch_dtype(code) for code in CODES}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @dataclass(frozen=True)
 class TensorInfo:
     """Where one tensor lives, known from the header alone.
