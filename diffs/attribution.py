@@ -62,7 +62,7 @@ from torch import Tensor
 
 from postlens.backends.base import RunOutput
 from postlens.batch import TokenBatch
-from postlens.diffs.divergence import CHUNK_FLOATS, fused, kl_from_logits, kl_rows
+from postlens.diffs.divergence import CHUNK_FLOATS, kl_from_logits, kl_rows, reduce_block
 from postlens.diffs.sequences import shared_logits
 from postlens.hooks import resid_post
 from postlens.pair import ModelPair
@@ -110,7 +110,7 @@ def base_pass(
             keeps: about n_layers × tokens × a few × (d_model + d_mlp) activations); ``None``
             runs one plain forward and computes no attribution.
         compiled: reduce over the vocabulary with the fused kernels
-            (`postlens.diffs.divergence.fused`; same figures to float32 rounding).
+            (`postlens.diffs.divergence.reduce_block`; same figures to float32 rounding).
     """
     hooks = [resid_post(i) for i in range(pair.n_layers)]
     if grad_batch_size is None:
@@ -187,7 +187,7 @@ def _kl_and_logit_grad(
         b, t = where[0][i : i + step], where[1][i : i + step]
         z_b = shared_logits(pair, [logits.detach()[b, t]])[0]
         inputs = (z_b, z_post[i : i + step])
-        diff, kl, back = fused(_grad_rows, inputs, step) if compiled else _grad_rows(*inputs)
+        diff, kl, back = reduce_block(_grad_rows, inputs, step, compiled)
         total += float(kl.sum())
         jeffreys += float(kl.sum() + back.sum())
         grad[b, t, : z_b.shape[-1]] = diff.to(grad.dtype)
@@ -224,7 +224,7 @@ def kl_curve(
     out = np.zeros(len(ALPHAS))
     for i in range(0, z_post.shape[0], step):
         inputs = (z_post[i : i + step], z_base[i : i + step])
-        rows = fused(_curve_rows, inputs, step) if compiled else _curve_rows(*inputs)
+        rows = reduce_block(_curve_rows, inputs, step, compiled)
         out += np.array([float(r.sum()) for r in rows])
     out[np.isclose(ALPHAS, 1.0)] = 0.0  # exactly the post distribution
     return out
