@@ -245,9 +245,8 @@ def _sample(
 ) -> list[Any]:
     """`cfg.n` completions per prompt from one model, by the configured engine."""
     if cfg.engine == "vllm":
-        settings = {"n": cfg.n, "max_new_tokens": cfg.max_new_tokens, "top_p": 1.0,
-                    "temperature": cfg.temperature, "seed": cfg.seed,
-                    "gpu_memory": cfg.vllm_gpu_memory}  # fmt: skip
+        settings = {"n": cfg.n, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+                    "temperature": cfg.temperature, "gpu_memory": cfg.vllm_gpu_memory}  # fmt: skip
         spec = specs[name]  # type: ignore[index]
         return sample_with_vllm(spec, base_spec, backend, tokenizer, prompts, settings, name)
     return sample_completions(

@@ -69,7 +69,7 @@ def sample_with_vllm(
         backend: the model as postlens loaded it (its stop ids and dtype are used).
         tokenizer: the pair's tokenizer (prompt ids and decoding).
         prompts: the prompts, plain or formatted (`postlens.chat.TemplatedPrompt`).
-        settings: ``n``, ``max_new_tokens``, ``temperature``, ``top_p``, ``seed`` and
+        settings: ``n``, ``max_new_tokens``, ``temperature``, ``seed`` and
             ``gpu_memory`` (vLLM's ``gpu_memory_utilization``: postlens's own copy of the
             models shares the GPU).
         label: the model's name in the family, stored on each `Sample`.
@@ -105,7 +105,6 @@ def sample_with_vllm(
     params = SamplingParams(
         n=settings["n"],
         temperature=settings["temperature"],
-        top_p=settings["top_p"] if settings["temperature"] > 0 else 1.0,
         max_tokens=settings["max_new_tokens"],
         seed=settings["seed"],
         stop_token_ids=list(stop_ids),
