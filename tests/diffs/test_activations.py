@@ -11,26 +11,11 @@ from transformers import AutoModelForCausalLM
 from postlens import ModelPair
 from postlens.diffs.activations import ActivationConfig, activation_shifts
 from postlens.diffs.forks import given_sequences
-from postlens.testing import save_model, tiny_model
 
 TEXTS = [("q: 12+34=?", " 46 done"), ("hello", " world, again"), ("abc", " def ghi")]
 # These tests pin exact patching and the logit lens at every position (the defaults are
 # attribution patching and a sample of positions: tests/diffs/test_attribution.py).
 EXACT = ActivationConfig(patching="exact", lens_positions=None)
-
-
-@pytest.fixture(scope="module")
-def late_change(tmp_path_factory):
-    """A 3-layer base, and a post model whose weights differ only from layer 1 on."""
-    root = tmp_path_factory.mktemp("acts")
-    model, tok = tiny_model("llama", seed=0, num_hidden_layers=3)
-    base = save_model(model, tok, root / "base")
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for layer in model.model.layers[1:]:
-            for p in layer.parameters():
-                p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return base, save_model(model, tok, root / "post")
 
 
 @pytest.mark.parametrize("backend", ["nnsight", "transformer_lens"])

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import spearmanr
 
 import postlens as pl
@@ -20,7 +19,6 @@ from postlens.diffs.forks import given_sequences
 from postlens.diffs.sequences import pad_batch, shared_logits
 from postlens.errors import ConfigError
 from postlens.hooks import resid_post
-from postlens.testing import save_model, tiny_model
 
 PROMPTS = ["Q: 12 + 34 = ?\n", "Q: 347 + 285 = ?\n", "Q: 9 * 8 = ?\n", "Q: 100 - 37 = ?\n"]
 TEXTS = [("q: 12+34=?", " 46 done"), ("hello", " world, again"), ("abc", " def ghi")]
@@ -50,19 +48,6 @@ def test_attribution_ranks_the_layers_as_exact_patching_on_the_organism(organism
     assert np.abs(np.array(exact) - np.array(approx)).max() < 0.3
     assert runs["attribution"].patching == "attribution"
     assert all(x.patch_first_order is not None for x in runs["attribution"].layers)
-
-
-@pytest.fixture(scope="module")
-def late_change(tmp_path_factory):
-    root = tmp_path_factory.mktemp("attr")
-    model, tok = tiny_model("llama", seed=0, num_hidden_layers=3)
-    base = save_model(model, tok, root / "base")
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for layer in model.model.layers[1:]:
-            for p in layer.parameters():
-                p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return str(base), str(save_model(model, tok, root / "post"))
 
 
 def _patched_kl(pair, batch, z_post, name, value):
