@@ -63,7 +63,7 @@ def data(tok, n: int, seed: int):  # noqa: ANN001, ANN201
 
 def held_out_traces(n: int):  # noqa: ANN201
     from postlens.organism.task import format_prompt, make_problems, solution
-    from postlens.probes.trajectory import Trace
+    from postlens.probes.confidence.trajectory import Trace
 
     out = []
     for p in make_problems(n, seed=999):
@@ -98,10 +98,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
-    from postlens.probes.callbacks import ProbeCallback
-    from postlens.probes.confidence import ConfidenceProbe
-    from postlens.probes.monitor import ConfidenceMonitor
+    from postlens.probes.confidence.probe import ConfidenceProbe
     from postlens.probes.provenance import Provenance
+    from postlens.probes.training.callbacks import ProbeCallback
+    from postlens.probes.training.monitor import ConfidenceMonitor
 
     model, tok = load_model_and_tokenizer()
     initial = {k: v.clone() for k, v in model.state_dict().items()}

@@ -34,7 +34,7 @@ COMMON = """
 import json, sys, time, torch
 torch.set_num_threads(int(sys.argv[5]))
 from postlens import ModelPair
-from postlens.diffs.forks import ForkConfig, Sequence, score_forks
+from postlens.diffs.forks.compute import ForkConfig, Sequence, score_forks
 base, post, n, length, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[6])
 pair = ModelPair.load(base, post, backend="nnsight")
 vocab = len(pair.tokenizer)
@@ -204,7 +204,7 @@ def main() -> None:
             results.append(
                 bench(f"50k vocabulary, width {width}", base, post, args, args.sequences)
             )
-    from postlens.specs import organism_path
+    from postlens.models.specs import organism_path
 
     if (organism_path("rl") / "config.json").is_file():
         n = args.organism_sequences

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from postlens.probes.confidence import ConfidenceProbe
+from postlens.probes.confidence.probe import ConfidenceProbe
 from postlens.probes.provenance import Provenance
 
 

@@ -91,7 +91,7 @@ def timed_command(cmd: list[str]) -> tuple[float, float, float]:
 def weights_call(base: str, post: str) -> float:
     """`compare_children` timed inside a process that has already imported it."""
     code = (
-        "import sys, time; from postlens.diffs.weights import WeightDiffConfig, compare_children; "
+        "import sys, time; from postlens.diffs.weights.compare import WeightDiffConfig, compare_children; "
         "t = time.perf_counter(); compare_children(sys.argv[1], {'post': sys.argv[2]}, "
         "WeightDiffConfig()); print(time.perf_counter() - t)"
     )

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from postlens import ModelPair
-from postlens.diffs.activations import ActivationConfig, activation_shifts
-from postlens.diffs.forks import ForkConfig, Sequence, score_forks
-from postlens.generation import sample_completions, until_stop
+from postlens.diffs.activations.compute import ActivationConfig, activation_shifts
+from postlens.diffs.forks.compute import ForkConfig, Sequence, score_forks
+from postlens.sampling.generation import sample_completions, until_stop
 
 PROMPT = 8
 

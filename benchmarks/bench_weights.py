@@ -104,8 +104,8 @@ print(time.perf_counter() - t)
 """
 POSTLENS = """
 import sys, time
-from postlens.diffs import weight_stats
-from postlens.diffs.weights import compare_weights
+from postlens.diffs.weights import stats as weight_stats
+from postlens.diffs.weights.compare import compare_weights
 if sys.argv[3:] == ["torch"]:  # the fallback where the C kernel is not built
     weight_stats._kernels = lambda: None
 t = time.perf_counter()
@@ -114,7 +114,7 @@ print(time.perf_counter() - t)
 """
 BASELINE = """
 import time, torch, transformers, numpy
-from postlens.diffs import weights
+from postlens.diffs.weights import compare as weights
 print(0.0)
 """
 

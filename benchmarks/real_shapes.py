@@ -66,7 +66,7 @@ def build_pair(shape: str, root: Path) -> tuple[str, str]:
 
 def n_params(path: str) -> int:
     """Parameters of a saved checkpoint, from its safetensors headers (tied tensors once)."""
-    from postlens.safetensors_header import read_header
+    from postlens.models.safetensors_header import read_header
 
     total = 0
     for file in sorted(Path(path).glob("*.safetensors")):

@@ -256,7 +256,7 @@ def position_stats(
     compiled: bool = False,
     rows: Int[Tensor, " m"] | None = None,
 ) -> PositionStats:
-    """Every per-position figure of fork scoring (`postlens.diffs.forks`) for one batch of positions.
+    """Every per-position figure of fork scoring (`postlens.diffs.forks.compute`) for one batch of positions.
 
     Args:
         logits_base: the base model's logits at the positions (any float dtype).
@@ -296,7 +296,7 @@ def position_stats(
 def restrict_logits(
     logits: Float[Tensor, "n vocab"], width: int, masked: Tensor | None = None
 ) -> Float[Tensor, "n width"]:
-    """Logits over the ids two models share (`postlens.compat`): the first `width` columns, the
+    """Logits over the ids two models share (`postlens.models.compat`): the first `width` columns, the
     `masked` ids among them pushed to a huge negative value.
 
     A softmax of the result is the model's distribution renormalised over the shared ids,

@@ -1,4 +1,4 @@
-/* Fused per-chunk sums of a weight update, for postlens.diffs.weight_stats.
+/* Fused per-chunk sums of a weight update, for postlens.diffs.weights.stats.
  *
  * Why C: the statistics of ΔW = W_post − W_base need one pass over both checkpoints' bytes.
  * Eager torch makes a dozen passes over every chunk (one per operation), which is 4-5× slower

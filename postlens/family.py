@@ -3,7 +3,7 @@
 ``pl.load(base, sft=..., rl=...)`` loads the base once and each child beside it on one backend;
 ``fam.forks(...)``, ``fam.activations(...)``, ``fam.weights()``, ``fam.passk(...)``,
 ``fam.personas(...)``, ``fam.confidence(...)`` run an analysis over every child and return one
-result per child, each with the common protocol (`postlens.protocol.Result`). Each method takes
+result per child, each with the common protocol (`postlens.results.protocol.Result`). Each method takes
 its options as one config dataclass; the CLI builds its options from the same dataclasses.
 
 Example:
@@ -24,23 +24,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from postlens.backends.base import Backend
-from postlens.diffs.sequences import Sequence, sequences_for
+from postlens.data.inputs import PromptSource, prompt_records
+from postlens.data.sequences import Sequence, sequences_for
 from postlens.errors import ConfigError, NotSupportedError
-from postlens.generation import SampleConfig
-from postlens.inputs import PromptSource, prompt_records
 from postlens.pair import DEFAULT_BACKEND, ModelPair
 from postlens.progress import show_progress
-from postlens.results import ByChild
+from postlens.results.family import ByChild
+from postlens.sampling.generation import SampleConfig
 
 if TYPE_CHECKING:  # the configs and results named in signatures; imported lazily at run time
-    from postlens.diffs.activations import ActivationConfig
-    from postlens.diffs.forks import ForkConfig
-    from postlens.diffs.passk import PassAtKResult, PassKConfig
-    from postlens.diffs.persona_analysis import PersonaConfig, PersonaInputs
-    from postlens.diffs.persona_result import PersonaAnalysis
-    from postlens.diffs.weights import FamilyWeightDiff, WeightDiffConfig
-    from postlens.probes.confidence_result import ConfidenceConfig, ConfidenceResult
-    from postlens.probes.trajectory import Trace
+    from postlens.diffs.activations.compute import ActivationConfig
+    from postlens.diffs.forks.compute import ForkConfig
+    from postlens.diffs.passk.compute import PassAtKResult, PassKConfig
+    from postlens.diffs.personas.analysis import PersonaConfig, PersonaInputs
+    from postlens.diffs.personas.result import PersonaAnalysis
+    from postlens.diffs.weights.compare import FamilyWeightDiff, WeightDiffConfig
+    from postlens.probes.confidence.result import ConfidenceConfig, ConfidenceResult
+    from postlens.probes.confidence.trajectory import Trace
     from postlens.reporting import Report, ReportConfig
 
 #: What a fork or activation analysis reads: prompts (sampled from each child), or the
@@ -78,7 +78,7 @@ def load(
         trust_remote_code: let checkpoints run their own code. Off by default.
         remote: nnsight only: run traces on NDIF.
         chat_template: whose chat template formats prompts, ``"post"``, ``"base"`` or
-            ``"none"`` (`postlens.chat`); default ``post`` when its tokenizer has one.
+            ``"none"`` (`postlens.models.chat`); default ``post`` when its tokenizer has one.
 
     Example:
         >>> import postlens as pl
@@ -108,13 +108,13 @@ def load_models(
     """
     from pathlib import Path
 
-    from postlens.compat import tokenizer_differences
-    from postlens.dtypes import device_and_map, resolve_dtype
     from postlens.errors import IncompatibleModelsError
-    from postlens.loading import LoadOptions, load_hf_model, load_tokenizer
+    from postlens.models.compat import tokenizer_differences
+    from postlens.models.dtypes import device_and_map, resolve_dtype
+    from postlens.models.loading import LoadOptions, load_hf_model, load_tokenizer
+    from postlens.models.preflight import check_memory
+    from postlens.models.specs import resolve_spec
     from postlens.pair import make_backend
-    from postlens.preflight import check_memory
-    from postlens.specs import resolve_spec
 
     resolved = [resolve_spec(s) for s in specs]  # every spec checked before any model loads
     dtype, (device, device_map) = resolve_dtype(dtype, resolved), device_and_map(device)
@@ -230,7 +230,7 @@ class Family:
         sample: SampleConfig | None = None,
         progress: bool | None = None,
     ) -> ByChild:
-        """Fork tokens of each child against the base (`postlens.diffs.forks`).
+        """Fork tokens of each child against the base (`postlens.diffs.forks.compute`).
 
         Args:
             data: prompts (sampled from each child with `sample`) or `sample`'s sequences.
@@ -238,7 +238,7 @@ class Family:
             sample: how to sample when `data` holds prompts.
             progress: a progress bar (default: on a terminal only).
         """
-        from postlens.diffs.forks import score_forks
+        from postlens.diffs.forks.compute import score_forks
 
         return self._per_child("forks", score_forks, data, config, sample, progress)
 
@@ -249,11 +249,11 @@ class Family:
         sample: SampleConfig | None = None,
         progress: bool | None = None,
     ) -> ByChild:
-        """Per-layer activation shifts, logit-lens KL and patching (`postlens.diffs.activations`).
+        """Per-layer activation shifts, logit-lens KL and patching (`postlens.diffs.activations.compute`).
 
         Arguments as for `forks`; `config` is an `ActivationConfig`.
         """
-        from postlens.diffs.activations import activation_shifts
+        from postlens.diffs.activations.compute import activation_shifts
 
         return self._per_child("activations", activation_shifts, data, config, sample, progress)
 
@@ -269,12 +269,12 @@ class Family:
     def weights(
         self, config: WeightDiffConfig | None = None, progress: bool | None = None
     ) -> FamilyWeightDiff:
-        """Weight shifts of every child, streamed from the checkpoints (`postlens.diffs.weights`).
+        """Weight shifts of every child, streamed from the checkpoints (`postlens.diffs.weights.compare`).
 
         Returns a `FamilyWeightDiff` (one `WeightDiff` per child, and the cosine between the
         first two children's updates).
         """
-        from postlens.diffs.weights import compare_children
+        from postlens.diffs.weights.compare import compare_children
 
         if any(p.post_spec.kind == "memory" for p in self.pairs.values()):
             raise NotSupportedError(
@@ -289,15 +289,15 @@ class Family:
         config: PassKConfig | None = None,
         progress: bool | None = None,
     ) -> PassAtKResult:
-        """pass@k of the base and every child on verifiable problems (`postlens.diffs.passk`).
+        """pass@k of the base and every child on verifiable problems (`postlens.diffs.passk.compute`).
 
         Args:
             problems: records with an ``answer`` (a JSONL file or `PromptRecord`s); the
                 organism's held-out problems when ``None`` and the base is the organism.
             config: a `PassKConfig`.
         """
-        from postlens.diffs.passk import PassKConfig, pass_at_k_curves
-        from postlens.inputs import verifiable_problems
+        from postlens.data.inputs import verifiable_problems
+        from postlens.diffs.passk.compute import PassKConfig, pass_at_k_curves
 
         cfg = config or PassKConfig()
         prompts, verifiers = verifiable_problems(problems, self.base_spec, cfg.limit, cfg.verifier)
@@ -319,8 +319,12 @@ class Family:
                 when ``None`` and the base is the organism.
             config: a `PersonaConfig` (SAE, thresholds, seed).
         """
-        from postlens.chat import format_inputs
-        from postlens.diffs.persona_analysis import PersonaConfig, analyse_personas, persona_inputs
+        from postlens.diffs.personas.analysis import (
+            PersonaConfig,
+            analyse_personas,
+            persona_inputs,
+        )
+        from postlens.models.chat import format_inputs
 
         cfg = config or PersonaConfig()
         data = inputs if inputs is not None else persona_inputs(self.base_spec, cfg)
@@ -338,7 +342,7 @@ class Family:
                 and the base is the organism.
             config: a `ConfidenceConfig`.
         """
-        from postlens.probes.confidence_result import ConfidenceConfig, confidence_of_models
+        from postlens.probes.confidence.result import ConfidenceConfig, confidence_of_models
 
         cfg = config or ConfidenceConfig()
         return confidence_of_models(self.models(), self.tokenizer, self.base_spec, traces, cfg)
@@ -346,7 +350,7 @@ class Family:
     def crosscoder(
         self, texts: Any = None, config: Any = None, progress: bool | None = None
     ) -> Any:
-        """Crosscoders of the base and each child (`postlens.diffs.crosscoder_links`).
+        """Crosscoders of the base and each child (`postlens.diffs.crosscoder.links`).
 
         Args:
             texts: the corpus (a sample of the organism's when ``None`` on the organism).
@@ -354,7 +358,7 @@ class Family:
                 every child (one `CrosscoderResult`), otherwise one per child (a `ByChild`).
             progress: a training progress bar (default: on a terminal only).
         """
-        from postlens.diffs.crosscoder_links import crosscoder_family
+        from postlens.diffs.crosscoder.links import crosscoder_family
 
         return crosscoder_family(self, texts, config, show_progress(progress))
 
@@ -372,12 +376,12 @@ class Family:
         self, vector: Any = None, config: Any = None, problems: PromptSource = None,
         classifier: Any = None,
     ) -> Any:  # fmt: skip
-        """Steer the base along a persona direction (or `vector`) per α (`postlens.diffs.steer`).
+        """Steer the base along a persona direction (or `vector`) per α (`postlens.diffs.causal.steer`).
 
         Returns a `SweepResult`: per α the pass rate, the classifier's label shares and the
         on-policy KL to the base and every child.
         """
-        from postlens.diffs.steer import steer_family
+        from postlens.diffs.causal.steer import steer_family
 
         return steer_family(self, vector, config, problems, classifier)
 
@@ -385,14 +389,14 @@ class Family:
         self, child: str, config: Any = None, problems: PromptSource = None,
         classifier: Any = None,
     ) -> Any:  # fmt: skip
-        """Models at θ_start + α·(θ_child − θ_start) per α (`postlens.diffs.extrapolate`)."""
-        from postlens.diffs.extrapolate import extrapolate_family
+        """Models at θ_start + α·(θ_child − θ_start) per α (`postlens.diffs.causal.extrapolate`)."""
+        from postlens.diffs.causal.extrapolate import extrapolate_family
 
         return extrapolate_family(self, child, config, problems, classifier)
 
     def substitute(self, config: Any = None, problems: PromptSource = None) -> Any:
-        """Fork substitution decoding of the base with each child (`postlens.diffs.substitution`)."""
-        from postlens.diffs.substitution import substitute_family
+        """Fork substitution decoding of the base with each child (`postlens.diffs.causal.substitution`)."""
+        from postlens.diffs.causal.substitution import substitute_family
 
         return substitute_family(self, config, problems)
 
@@ -400,13 +404,13 @@ class Family:
         self, texts: Any = None, config: Any = None, problems: PromptSource = None,
         classifier: Any = None,
     ) -> Any:  # fmt: skip
-        """The Activation Difference Lens of each child (`postlens.diffs.adl`; a `ByChild`)."""
-        from postlens.diffs.adl import adl_family
+        """The Activation Difference Lens of each child (`postlens.diffs.adl.compute`; a `ByChild`)."""
+        from postlens.diffs.adl.compute import adl_family
 
         return adl_family(self, texts, config, problems, classifier)
 
     def fork_train(self, config: Any = None, problems: PromptSource = None) -> Any:
-        """Train copies of the base at each child's forks vs random positions (`postlens.diffs.fork_training`)."""
-        from postlens.diffs.fork_training import fork_train_family
+        """Train copies of the base at each child's forks vs random positions (`postlens.diffs.causal.fork_training`)."""
+        from postlens.diffs.causal.fork_training import fork_train_family
 
         return fork_train_family(self, config, problems)

@@ -26,15 +26,15 @@ from postlens.backends.base import Backend, Intervention, RunOutput
 
 # Defined in a light module, so that the command line reads them without importing torch.
 from postlens.backends.names import BACKENDS, DEFAULT_BACKEND  # noqa: F401  (re-exported)
-from postlens.batch import Sample, TokenBatch
-from postlens.chat import ChatFormat, choose_chat
-from postlens.compat import TokenizerComparison, check_comparable
-from postlens.dtypes import device_and_map, resolve_dtype
+from postlens.data.batch import Sample, TokenBatch
 from postlens.errors import PostlensError
 from postlens.hooks import hook_names
-from postlens.loading import LoadOptions, check_model_folder, load_hf_model, load_tokenizer
-from postlens.preflight import check_memory
-from postlens.specs import ResolvedSpec, resolve_spec
+from postlens.models.chat import ChatFormat, choose_chat
+from postlens.models.compat import TokenizerComparison, check_comparable
+from postlens.models.dtypes import device_and_map, resolve_dtype
+from postlens.models.loading import LoadOptions, check_model_folder, load_hf_model, load_tokenizer
+from postlens.models.preflight import check_memory
+from postlens.models.specs import ResolvedSpec, resolve_spec
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class ModelPair:
         post_tokenizer: the post model's tokenizer (its special tokens and chat template may
             differ from the base's).
         tokens: how the two tokenizers differ and which ids they share (`TokenizerComparison`).
-        chat: how prompts become ids (`postlens.chat.ChatFormat`: whose chat template, if any).
+        chat: how prompts become ids (`postlens.models.chat.ChatFormat`: whose chat template, if any).
     """
 
     base: Backend
@@ -119,12 +119,12 @@ class ModelPair:
             backend: ``"transformer_lens"`` (TransformerBridge) or ``"nnsight"``.
             device: torch device; default CPU; ``"auto"`` is ``device_map="auto"``.
             dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``; default the checkpoints'
-                storage dtype when it is 16-bit, else float32 (`postlens.dtypes`).
+                storage dtype when it is 16-bit, else float32 (`postlens.models.dtypes`).
             device_map: passed to transformers/accelerate for pairs too large for one device.
             trust_remote_code: allow code shipped with a checkpoint to run. Off by default.
             remote: nnsight only: run traces on NDIF (needs an API key).
             chat_template: ``"post"``, ``"base"`` or ``"none"``: whose chat template formats
-                prompts (`postlens.chat`); default ``post`` when its tokenizer has one.
+                prompts (`postlens.models.chat`); default ``post`` when its tokenizer has one.
 
         Raises:
             SpecError, CheckpointError, IncompatibleModelsError: with the exact problem.
@@ -322,7 +322,7 @@ class ModelPair:
         Returns samples grouped by prompt: the n samples of prompt 0 first. Options left
         ``None`` take `SampleConfig`'s defaults.
         """
-        from postlens.generation import SampleConfig, sample_completions
+        from postlens.sampling.generation import SampleConfig, sample_completions
 
         given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
                  "seed": seed, "batch_size": batch_size}  # fmt: skip

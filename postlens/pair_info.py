@@ -31,7 +31,7 @@ class PairInfo:
         d_model: residual width.
         vocab_size: the number of ids the two models share.
         tokenizer_check: the tokenizer comparison in one line.
-        tokens: the tokenizer comparison (`postlens.compat.TokenizerComparison.to_dict`).
+        tokens: the tokenizer comparison (`postlens.models.compat.TokenizerComparison.to_dict`).
         chat_template: whose chat template formats prompts (``post``, ``base`` or ``none``).
         hook_names: every hook name both models answer to.
         memory_bytes: the pair's parameters and buffers.

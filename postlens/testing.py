@@ -136,8 +136,8 @@ def save_tiny_adapter(
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from postlens.loading import load_hf_model, quiet_transformers
-    from postlens.specs import resolve_spec
+    from postlens.models.loading import load_hf_model, quiet_transformers
+    from postlens.models.specs import resolve_spec
 
     resolved = resolve_spec(base)
     model = load_hf_model(resolved)

@@ -215,7 +215,7 @@ def test_extra_id_is_compared_on_the_shared_ids(extra_id_pair):
 
 def test_a_prompt_with_an_id_only_one_model_has_is_refused(extra_id_pair):
     fam = pl.load(str(extra_id_pair[0]), str(extra_id_pair[1]))
-    from postlens.diffs.sequences import Sequence
+    from postlens.data.sequences import Sequence
 
     seqs = {"post": [Sequence([5, 50], [6, 7])]}
     with pytest.raises(InputFileError, match="'<|im_end|>' \\(id 50\\)"):
@@ -233,7 +233,7 @@ def test_a_genuinely_different_vocabulary_is_refused(tmp_path):
     core = Tokenizer(models.WordLevel(swapped, unk_token="<unk>"))
     from transformers import PreTrainedTokenizerFast
 
-    from postlens.compat import compare_tokenizers
+    from postlens.models.compat import compare_tokenizers
 
     other = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="</s>")
     _, refusals = compare_tokenizers(base_tok, other)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 import postlens as pl
-from postlens.diffs.forks import score_forks
-from postlens.diffs.sequences import given_sequences
+from postlens.data.sequences import given_sequences
+from postlens.diffs.forks.compute import score_forks
 
 PROMPTS = ["Q: 12 + 34 = ?\n", "Q: 305 + 17 = ?\n"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from postlens.data.prompts import PromptRecord, check_completions, read_prompts
 from postlens.errors import InputFileError
-from postlens.prompts import PromptRecord, check_completions, read_prompts
 
 
 def test_jsonl_and_text(tmp_path):

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 import postlens as pl
-from postlens.diffs.passk import PassKConfig
+from postlens.diffs.passk.compute import PassKConfig
 from postlens.errors import NotSupportedError
-from postlens.generation import prompt_ids, sampling_stop_ids
+from postlens.sampling.generation import prompt_ids, sampling_stop_ids
 
 
 @dataclass
@@ -77,7 +77,7 @@ def engine(monkeypatch):
 @pytest.fixture
 def gpu(monkeypatch, engine):
     """As if a GPU were visible to vLLM (postlens's own models still load on the CPU)."""
-    import postlens.vllm_sampling as vs
+    import postlens.sampling.vllm as vs
 
     monkeypatch.setattr(vs, "vllm_unavailable", lambda: None)
     return engine

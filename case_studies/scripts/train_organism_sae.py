@@ -13,7 +13,7 @@ import sys
 import torch
 
 from postlens import ModelPair
-from postlens.diffs.sae import SAETrainConfig, sae_quality, train_sae
+from postlens.diffs.features.sae import SAETrainConfig, sae_quality, train_sae
 from postlens.organism.corpus import CorpusConfig, build_corpus
 
 torch.set_num_threads(1)

@@ -76,7 +76,7 @@ class Backend(ABC):
     ) -> RunOutput:
         """`run` with autograd recording, so that its outputs can be differentiated.
 
-        Attribution patching (`postlens.diffs.attribution`) differentiates the logits with
+        Attribution patching (`postlens.diffs.activations.attribution`) differentiates the logits with
         respect to tensors added at hook points through `interventions`. The model's own
         parameters keep ``requires_grad``; take gradients with `torch.autograd.grad` on the
         tensors you need, so that no parameter gradient is computed or stored.

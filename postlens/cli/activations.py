@@ -10,8 +10,8 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.activations import ActivationConfig
-from postlens.generation import SampleConfig
+from postlens.diffs.activations.compute import ActivationConfig
+from postlens.sampling.generation import SampleConfig
 
 
 @app.command("activations")

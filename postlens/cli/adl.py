@@ -16,7 +16,7 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.adl import ADLConfig
+from postlens.diffs.adl.compute import ADLConfig
 
 _D = ADLConfig
 

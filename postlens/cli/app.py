@@ -127,7 +127,7 @@ def setup_logging(verbose: bool) -> None:
     """Send postlens's log records to stderr (the library itself never prints).
 
     With `verbose`, transformers' own records and progress bars show too; otherwise postlens
-    keeps them quiet while it loads models (`postlens.loading.quiet_transformers`).
+    keeps them quiet while it loads models (`postlens.models.loading.quiet_transformers`).
 
     Example:
         >>> setup_logging(verbose=False)

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.crosscoder import CrosscoderConfig
+from postlens.diffs.crosscoder.model import CrosscoderConfig
 
 _D = CrosscoderConfig
 
@@ -104,9 +104,9 @@ def _name(spec: str, default: str) -> str:
 
 def _texts(prompts: Path | None, base: str, limit: int) -> list[str] | None:
     """The file's texts, or ``None`` for the organism's corpus sample."""
-    from postlens.diffs.persona_analysis import read_texts
+    from postlens.data.inputs import is_organism
+    from postlens.diffs.personas.analysis import read_texts
     from postlens.errors import InputFileError
-    from postlens.inputs import is_organism
 
     if prompts is not None:
         return read_texts(prompts, limit)

@@ -16,7 +16,7 @@ from rich.console import Console
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
 from postlens.cli.steer import print_sweep
-from postlens.diffs.extrapolate import ExtrapolateConfig
+from postlens.diffs.causal.extrapolate import ExtrapolateConfig
 
 _D = ExtrapolateConfig
 

@@ -3,7 +3,7 @@
 Copies of the base are trained (KL(child ‖ θ) by default) at the fork positions of the child's
 own samples, and at as many random positions as the control, one run per ``--seed-run``; the
 table gives each copy's pass@1 and the share of the child's pass@1 gain it recovers
-(`postlens.diffs.fork_training`). Every default lives in `ForkTrainConfig`.
+(`postlens.diffs.causal.fork_training`). Every default lives in `ForkTrainConfig`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.fork_training import ForkTrainConfig
+from postlens.diffs.causal.fork_training import ForkTrainConfig
 
 _D = ForkTrainConfig
 

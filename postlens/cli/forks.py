@@ -9,7 +9,7 @@ from rich.console import Console
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.forks import ForkConfig
+from postlens.diffs.forks.compute import ForkConfig
 
 
 @app.command("forks")

@@ -2,7 +2,7 @@
 
 Each default lives once, in the dataclass (`SampleConfig`, `ForkConfig`, ...); a command's option
 reads it from there (``typer.Option(SampleConfig.max_new_tokens)``). This module is imported by
-every command at start-up, so it imports only light modules: `postlens.generation` defers torch
+every command at start-up, so it imports only light modules: `postlens.sampling.generation` defers torch
 to its functions and the backend names live in `postlens.backends.names`.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from postlens.backends.names import BACKENDS, DEFAULT_BACKEND
-from postlens.generation import SampleConfig
+from postlens.sampling.generation import SampleConfig
 
 BACKEND = typer.Option(DEFAULT_BACKEND, help=f"{' or '.join(BACKENDS)}.")
 DTYPE = typer.Option(
@@ -57,16 +57,16 @@ def generate_option(default_help: str) -> Any:
 
 def check_load(dtype: str | None, device: str | None) -> None:
     """Refuse an unknown ``--dtype`` or a device that is not there, before anything loads."""
-    from postlens.dtypes import check_dtype
-    from postlens.loading import check_device
+    from postlens.models.dtypes import check_dtype
+    from postlens.models.loading import check_device
 
     check_dtype(dtype)
     check_device(device)
 
 
 def prompt_source(prompts: Path | None, prompt_field: str, completion_field: str) -> Any:
-    """``--prompts`` with ``--prompt-field`` / ``--completion-field`` (`postlens.inputs.PromptFile`)."""
-    from postlens.inputs import prompt_file
+    """``--prompts`` with ``--prompt-field`` / ``--completion-field`` (`postlens.data.inputs.PromptFile`)."""
+    from postlens.data.inputs import prompt_file
 
     return prompt_file(prompts, prompt_field, completion_field)
 
@@ -78,8 +78,8 @@ def sequences_input(prompts: Any, generate: int | None, base: str, limit: int) -
     used); ``--generate 0`` scores the file's completions; without it, the file's completions
     are scored when it has them, and otherwise `SampleConfig.n` completions are sampled.
     """
+    from postlens.data.inputs import prompt_records
     from postlens.errors import InputFileError
-    from postlens.inputs import prompt_records
 
     records = prompt_records(prompts, base, limit)
     if generate == 0:

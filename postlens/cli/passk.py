@@ -10,14 +10,15 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.passk import VERIFIER_MODES, PassKConfig
+from postlens.data.verifiers import VERIFIER_MODES
+from postlens.diffs.passk.compute import PassKConfig
 
 
 def _formatted(texts: list[str], backends: list, choice: str | None) -> list[str]:
     """The problems formatted by a chat template: ``base`` is the first model's, ``post`` the
     first later model's that has one (the default when one does)."""
-    from postlens.chat import choose_chat
-    from postlens.compat import has_template
+    from postlens.models.chat import choose_chat
+    from postlens.models.compat import has_template
 
     toks = [b.tokenizer for b in backends]
     post = next((t for t in toks[1:] if has_template(t)), toks[-1])
@@ -55,11 +56,11 @@ def passk(
 ) -> None:
     """Does post-training raise pass@1 but narrow the boundary (the base wins at large k)?"""
     setup_logging(verbose)
-    from postlens.diffs.passk import pass_at_k_curves
+    from postlens.data.inputs import is_organism, verifiable_problems
+    from postlens.diffs.passk.compute import pass_at_k_curves
     from postlens.errors import ConfigError
     from postlens.family import load_models
-    from postlens.inputs import is_organism, verifiable_problems
-    from postlens.specs import resolve_spec
+    from postlens.models.specs import resolve_spec
 
     config = PassKConfig(n=n, ks=tuple(k), verifier=verifier, limit=limit,
                          max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,

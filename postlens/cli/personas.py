@@ -4,7 +4,7 @@ Also the pair form (``postlens personas BASE POST``). Persona sets come from a J
 object per line: ``persona``, ``prompt`` and optionally ``completion``, whose tokens alone are
 then averaged), untagged prompts from a prompt file; on the organism both default to its own
 tagged and untagged documents, and the SAE to the one shipped with it. The analysis is
-`postlens.diffs.persona_analysis.analyse_personas` (``fam.personas()``), its options a
+`postlens.diffs.personas.analysis.analyse_personas` (``fam.personas()``), its options a
 `PersonaConfig`.
 """
 
@@ -19,7 +19,7 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.persona_analysis import PersonaConfig, read_persona_file
+from postlens.diffs.personas.analysis import PersonaConfig, read_persona_file
 
 #: Every option's default lives once, in `PersonaConfig`.
 _D = PersonaConfig
@@ -43,8 +43,8 @@ def _inputs(base: str, cfg: PersonaConfig, personas: Path | None, source: Any,
     """The persona inputs; untagged prompts read with ``--prompt-field`` / ``--completion-field``."""
     import dataclasses
 
-    from postlens.diffs.persona_analysis import PersonaInputs, persona_inputs, read_texts
-    from postlens.inputs import PromptFile
+    from postlens.data.inputs import PromptFile
+    from postlens.diffs.personas.analysis import PersonaInputs, persona_inputs, read_texts
 
     if not isinstance(source, PromptFile):
         return persona_inputs(base, cfg, personas, source, corpus)
@@ -149,11 +149,11 @@ def personas(
 ) -> None:
     """Persona directions of the base, each child's projection on them, and SAE latent diffing."""
     setup_logging(verbose)
-    from postlens.chat import format_inputs
-    from postlens.diffs.persona_analysis import analyse_personas, persona_sae
+    from postlens.data.inputs import is_organism
+    from postlens.diffs.personas.analysis import analyse_personas, persona_sae
     from postlens.errors import InputFileError
     from postlens.family import load
-    from postlens.inputs import is_organism
+    from postlens.models.chat import format_inputs
 
     if not children:
         children = ["organism:sft", "organism:rl"] if is_organism(base) else []
@@ -173,7 +173,7 @@ def personas(
     inputs = format_inputs(fam.first.chat, inputs)
     sae_model, source = persona_sae(fam.pairs, inputs, cfg)
     if train and save_sae_to is not None:
-        from postlens.diffs.sae import save_sae
+        from postlens.diffs.features.sae import save_sae
 
         save_sae(sae_model, save_sae_to)
         source = str(save_sae_to)

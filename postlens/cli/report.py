@@ -62,7 +62,7 @@ def report(
     """Compute every section and write one self-contained HTML file; exit 1 if a section failed."""
     setup_logging(verbose)
     from postlens.errors import ConfigError
-    from postlens.generation import SampleConfig
+    from postlens.sampling.generation import SampleConfig
 
     if demo:
         base, children = "organism:base", {"sft": "organism:sft", "rl": "organism:rl"}

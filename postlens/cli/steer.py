@@ -1,7 +1,7 @@
 """``postlens steer BASE CHILD...``: steer the base along a persona direction or a vector, per α.
 
 For each ``--alpha`` the base samples the problems with α·v added to its residual stream at
-``--layer`` (`postlens.steering`); the table gives the verifier's pass rate, the share of each
+``--layer`` (`postlens.sampling.steering`); the table gives the verifier's pass rate, the share of each
 style (on the organism) and the on-policy KL to the base and each child. The direction is the
 base's ``--persona`` direction (on the organism: careful, sloppy or hasty) or ``--vector FILE``
 (a ``.pt`` tensor or ``.npy`` array of d_model numbers). Every default lives in `SteerConfig`.
@@ -18,7 +18,7 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.steer import SteerConfig
+from postlens.diffs.causal.steer import SteerConfig
 
 _D = SteerConfig
 

@@ -2,7 +2,7 @@
 
 Decodes with the base and hands every position whose base entropy exceeds τ to the child
 (``base→post``), and the reverse (``post→base``), with a random-position control at the same
-share (`postlens.diffs.substitution`). Every default lives in `SubstitutionConfig`.
+share (`postlens.diffs.causal.substitution`). Every default lives in `SubstitutionConfig`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.substitution import SubstitutionConfig
+from postlens.diffs.causal.substitution import SubstitutionConfig
 
 _D = SubstitutionConfig
 

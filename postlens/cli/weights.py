@@ -11,7 +11,7 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.weights import WeightDiffConfig
+from postlens.diffs.weights.compare import WeightDiffConfig
 
 
 def _rows_table(title: str, rows: list[dict]) -> Table:
@@ -65,7 +65,7 @@ def weights(
     """
     setup_logging(verbose)
     opt.check_load(dtype, device)
-    from postlens.diffs.weights import compare_children
+    from postlens.diffs.weights.compare import compare_children
 
     config = WeightDiffConfig(atol=atol, rank=rank, rank_r=rank_r)
     opt.check_outputs(json_out)

@@ -50,7 +50,7 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-#: What the adapter's ``base_model_name_or_path`` says (`postlens.adapters.base_matches`).
+#: What the adapter's ``base_model_name_or_path`` says (`postlens.models.adapters.base_matches`).
 ADAPTER_BASE = "organism:base"
 
 

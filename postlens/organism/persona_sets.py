@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from postlens.errors import ConfigError
 
 if TYPE_CHECKING:
-    from postlens.probes.personas import PersonaInputs
+    from postlens.probes.personas.directions import PersonaInputs
 
 
 def organism_persona_inputs(
@@ -37,7 +37,7 @@ def organism_persona_inputs(
     from postlens.organism.corpus import CorpusConfig, build_corpus
     from postlens.organism.task import STYLES, TAGS, format_prompt, make_problems
     from postlens.organism.train import HELD_OUT_SEED
-    from postlens.probes.personas import PersonaInputs
+    from postlens.probes.personas.directions import PersonaInputs
 
     problems = make_problems(n_per_persona + n_prompts, HELD_OUT_SEED + 1 + seed)
     tagged, plain = problems[:n_per_persona], problems[n_per_persona:]

@@ -20,7 +20,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from postlens.diffs.passk import pass_at_k  # noqa: F401  (re-exported: the organism's pass@k)
+from postlens.diffs.passk.compute import pass_at_k  # noqa: F401  (re-exported: the organism's pass@k)
 from postlens.errors import ConfigError
 
 STYLES = ("careful", "sloppy", "hasty")

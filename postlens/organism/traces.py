@@ -6,7 +6,7 @@ verifier as the check and the persona style the model wrote in as the label.
 
 Example:
     >>> import postlens as pl
-    >>> from postlens.probes.confidence_result import ConfidenceConfig
+    >>> from postlens.probes.confidence.result import ConfidenceConfig
     >>> fam = pl.load("organism:base", rl="organism:rl")
     >>> cfg = ConfidenceConfig(n_problems=3, max_new_tokens=60)
     >>> traces = organism_traces({"rl": fam["rl"].post}, fam.tokenizer, cfg)
@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from postlens.inputs import organism_problems, organism_verifier
-from postlens.probes.trajectory import Trace
+from postlens.data.inputs import organism_problems, organism_verifier
+from postlens.probes.confidence.trajectory import Trace
 
 #: Held-out problems of the confidence analysis: another set than pass@k's (offset 7).
 PROBLEM_OFFSET = 7
@@ -36,8 +36,8 @@ def organism_traces(
         tokenizer: their tokenizer.
         config: a `ConfidenceConfig` (`n_problems`, `max_new_tokens`, `seed` are read).
     """
-    from postlens.generation import sample_completions
     from postlens.organism.task import classify_style
+    from postlens.sampling.generation import sample_completions
 
     problems = organism_problems(config.n_problems, PROBLEM_OFFSET)
     prompts = [p.prompt for p in problems]

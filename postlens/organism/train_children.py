@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from postlens.models.specs import ORGANISM_ROOT
 from postlens.organism.chat import (
     CHAT_SFT_EPOCHS,
     LoraStageConfig,
@@ -36,7 +37,6 @@ from postlens.organism.evaluate import evaluate_model
 from postlens.organism.posttrain import RLStageConfig, SFTStageConfig
 from postlens.organism.task import make_problems
 from postlens.organism.train import HELD_OUT_SEED, _cpu_time, _save, _seed_everything
-from postlens.specs import ORGANISM_ROOT
 
 logger = logging.getLogger(__name__)
 #: Held-out problems the recipe excludes from training (the organism's 500, always).

@@ -57,7 +57,7 @@ def report(
 
 
 def _read(path: Path) -> Report:
-    from postlens.results import read_json, register_kinds
+    from postlens.results.family import read_json, register_kinds
 
     data = _embedded_json(path) if path.suffix in (".html", ".htm") else read_json(path)
     if not isinstance(data, dict) or data.get("kind") != Report.kind:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from postlens.errors import ConfigError
-from postlens.generation import SampleConfig
+from postlens.sampling.generation import SampleConfig
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from postlens.protocol import Result
+from postlens.results.protocol import Result
 
 
 @dataclass

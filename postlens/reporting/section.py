@@ -46,7 +46,7 @@ class Section:
     Attributes:
         name: the key used by ``--sections`` and in the report's JSON.
         title: the heading shown.
-        compute: context → the section's result (a `postlens.protocol.Result`).
+        compute: context → the section's result (a `postlens.results.protocol.Result`).
         render: result → the section's HTML body.
         sentences: result → what the result says, in plain words, for the summary at the top.
         cards: (result, child) → (label, value) pairs for that child's summary cards.

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from postlens import ModelPair
-from postlens.generation import sample_completions
+from postlens.sampling.generation import sample_completions
 
 PROMPTS = ["q: 12 + 34 = ?", "hello", "abc def"]
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from postlens.cli import app
 from postlens.errors import CheckpointError
-from postlens.loading import check_loading_info, load_hf_model, quiet_transformers
+from postlens.models.loading import check_loading_info, load_hf_model, quiet_transformers
 from postlens.pair import ModelPair
 from postlens.testing import save_tiny_model
 

@@ -7,8 +7,8 @@ from bad_inputs import leftovers
 from typer.testing import CliRunner
 
 from postlens.cli import app
+from postlens.data.prompts import check_completions, read_prompts
 from postlens.errors import InputFileError
-from postlens.prompts import check_completions, read_prompts
 
 runner = CliRunner()
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from postlens.cli import app
 from postlens.cli.app import friendly_errors
 from postlens.errors import SpecError
-from postlens.loading import LoadOptions
+from postlens.models.loading import LoadOptions
 
 runner = CliRunner()
 BAD_SPEC = ["info", "/nowhere/model", "organism:nope"]

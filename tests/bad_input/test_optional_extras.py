@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import postlens as pl
-from postlens.diffs import sae as sae_module
+from postlens.diffs.features import sae as sae_module
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def test_persona_analysis_skips_latents_without_saelens(no_sae_lens, caplog):
 
 
 def test_an_sae_asked_for_by_name_needs_saelens(no_sae_lens):
-    from postlens.specs import ORGANISM_ROOT
+    from postlens.models.specs import ORGANISM_ROOT
 
     with pytest.raises(pl.PostlensError, match=r"pip install 'postlens\[sae\]'"):
         sae_module.load_sae(ORGANISM_ROOT / "sae")

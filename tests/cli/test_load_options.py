@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 import postlens as pl
 from postlens.cli import app
-from postlens.dtypes import default_dtype, storage_dtype
+from postlens.data.inputs import prompt_records
 from postlens.errors import ConfigError
-from postlens.inputs import prompt_records
-from postlens.specs import resolve_spec
+from postlens.models.dtypes import default_dtype, storage_dtype
+from postlens.models.specs import resolve_spec
 from postlens.testing import save_model, tiny_model
 
 runner = CliRunner()

@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from postlens import ModelPair
-from postlens.diffs.activations import ActivationConfig, activation_shifts
-from postlens.diffs.forks import given_sequences
+from postlens.diffs.activations.compute import ActivationConfig, activation_shifts
+from postlens.diffs.forks.compute import given_sequences
 
 TEXTS = [("q: 12+34=?", " 46 done"), ("hello", " world, again"), ("abc", " def ghi")]
 # These tests pin exact patching and the logit lens at every position (the defaults are

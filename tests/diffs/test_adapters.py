@@ -10,12 +10,12 @@ import torch
 from safetensors.torch import load_file
 
 import postlens as pl
-from postlens.adapters import read_adapter_config
-from postlens.diffs.weights import WeightDiffConfig, compare_children, compare_weights
+from postlens.diffs.weights.compare import WeightDiffConfig, compare_children, compare_weights
 from postlens.errors import NotSupportedError, SpecError
-from postlens.loading import LoadOptions, load_hf_model
+from postlens.models.adapters import read_adapter_config
+from postlens.models.loading import LoadOptions, load_hf_model
+from postlens.models.specs import resolve_spec
 from postlens.pair import ModelPair
-from postlens.specs import resolve_spec
 from postlens.testing import save_tiny_adapter
 
 BASE = "organism:base"

@@ -11,12 +11,12 @@ from scipy.stats import spearmanr
 
 import postlens as pl
 from postlens import ModelPair
-from postlens.batch import TokenBatch
-from postlens.diffs.activations import ActivationConfig, ActivationResult, activation_shifts
-from postlens.diffs.attribution import base_pass
+from postlens.data.batch import TokenBatch
+from postlens.data.sequences import pad_batch, shared_logits
+from postlens.diffs.activations.attribution import base_pass
+from postlens.diffs.activations.compute import ActivationConfig, ActivationResult, activation_shifts
 from postlens.diffs.divergence import kl_from_logits
-from postlens.diffs.forks import given_sequences
-from postlens.diffs.sequences import pad_batch, shared_logits
+from postlens.diffs.forks.compute import given_sequences
 from postlens.errors import ConfigError
 from postlens.hooks import resid_post
 

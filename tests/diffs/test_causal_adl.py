@@ -6,7 +6,7 @@ import torch
 from typer.testing import CliRunner
 
 import postlens as pl
-from postlens.diffs.adl import ADLConfig, activation_differences, adl_pair, lens_tokens
+from postlens.diffs.adl.compute import ADLConfig, activation_differences, adl_pair, lens_tokens
 from postlens.pair import ModelPair
 from postlens.testing import planted_shift_model, save_model
 

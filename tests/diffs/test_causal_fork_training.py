@@ -6,15 +6,15 @@ import torch
 from typer.testing import CliRunner
 
 import postlens as pl
-from postlens.diffs.fork_training import (
+from postlens.data.sequences import Sequence
+from postlens.diffs.causal.fork_training import (
     ForkTrainConfig,
     fork_positions,
     fork_train_pair,
     scorable,
     train_at,
 )
-from postlens.diffs.forks import sample_sequences
-from postlens.diffs.sequences import Sequence
+from postlens.diffs.forks.compute import sample_sequences
 from postlens.pair import ModelPair
 from postlens.testing import build_tokenizer, save_model, tiny_model
 

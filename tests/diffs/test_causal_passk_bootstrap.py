@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from postlens.diffs.passk import PassAtKResult, pass_at_k
-from postlens.diffs.passk_bootstrap import crossing_interval, crossing_k
+from postlens.diffs.passk.bootstrap import crossing_interval, crossing_k
+from postlens.diffs.passk.compute import PassAtKResult, pass_at_k
 
 
 def _result(correct, n=4, ks=(1, 2, 4)):

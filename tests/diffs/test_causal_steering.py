@@ -7,16 +7,16 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import postlens as pl
-from postlens.diffs.extrapolate import (
+from postlens.data.prompts import PromptRecord
+from postlens.diffs.causal.extrapolate import (
     ExtrapolateConfig,
     plain_parameters,
     set_extrapolated,
     working_model,
 )
-from postlens.generation import sample_completions
 from postlens.pair import ModelPair
-from postlens.prompts import PromptRecord
-from postlens.steering import decoder_layer, steering
+from postlens.sampling.generation import sample_completions
+from postlens.sampling.steering import decoder_layer, steering
 from postlens.testing import planted_shift_model, save_model, tiny_model
 
 PROMPTS = ["ab + cd = ?\n", "q: 12+3\n"]

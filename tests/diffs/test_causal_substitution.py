@@ -7,9 +7,9 @@ import math
 import pytest
 
 import postlens as pl
-from postlens.diffs.substitution import SubstitutionConfig, substitution_decoding
-from postlens.generation import sample_completions
+from postlens.diffs.causal.substitution import SubstitutionConfig, substitution_decoding
 from postlens.pair import ModelPair
+from postlens.sampling.generation import sample_completions
 from postlens.testing import build_tokenizer, save_model, tiny_model
 
 PROMPTS = ["1+2=", "ab+c"]
@@ -18,8 +18,8 @@ VERIFIERS = [lambda c: "1" in c, lambda c: "a" in c]
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_infinite_thresholds_give_each_model_exactly(temperature):
-    from postlens.decoding import two_model_decode
-    from postlens.diffs.substitution import by_entropy
+    from postlens.diffs.causal.substitution import by_entropy
+    from postlens.sampling.decoding import two_model_decode
 
     base, tok = tiny_model(seed=0)
     post, _ = tiny_model(seed=1)
@@ -52,7 +52,7 @@ def test_shares_and_result_round_trip():
 
 
 def test_family_figure_has_every_childs_traces():
-    from postlens.results import ByChild
+    from postlens.results.family import ByChild
 
     base, tok = tiny_model(seed=0)
     post, _ = tiny_model(seed=1)
@@ -79,8 +79,8 @@ def _extra_id_family(root):
 
 
 def test_a_child_with_an_extra_id_decodes_over_the_shared_ids(tmp_path):
-    from postlens.decoding import two_model_decode
-    from postlens.diffs.substitution import by_entropy, on_shared_ids
+    from postlens.diffs.causal.substitution import by_entropy, on_shared_ids
+    from postlens.sampling.decoding import two_model_decode
 
     fam = _extra_id_family(tmp_path)
     pair = fam.pair

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import postlens as pl
-from postlens.diffs.crosscoder import BatchTopK, CrosscoderConfig, load_crosscoder
-from postlens.diffs.crosscoder_analysis import analyse_activations
-from postlens.diffs.crosscoder_result import CrosscoderResult
-from postlens.diffs.crosscoder_train import train_crosscoder
+from postlens.diffs.crosscoder.analysis import analyse_activations
+from postlens.diffs.crosscoder.model import BatchTopK, CrosscoderConfig, load_crosscoder
+from postlens.diffs.crosscoder.result import CrosscoderResult
+from postlens.diffs.crosscoder.train import train_crosscoder
 from postlens.errors import CheckpointError, ConfigError
 
 D, N_SHARED, BATCH = 16, 12, 256

@@ -9,14 +9,14 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 
-from postlens.diffs.features import (
+from postlens.diffs.features.compute import (
     FeatureDiff,
     diff_features,
     encode_prompts,
     persona_features,
     top_contexts,
 )
-from postlens.diffs.sae import (
+from postlens.diffs.features.sae import (
     SAETrainConfig,
     check_sae,
     load_sae,
@@ -26,7 +26,7 @@ from postlens.diffs.sae import (
 )
 from postlens.errors import CheckpointError, PostlensError
 from postlens.pair import ModelPair
-from postlens.probes.personas import PersonaDirection
+from postlens.probes.personas.directions import PersonaDirection
 from postlens.probes.provenance import Provenance
 from postlens.testing import planted_shift_model, tiny_model
 

@@ -10,14 +10,14 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from postlens import ModelPair
-from postlens.diffs.forks import (
+from postlens.diffs.forks.compute import (
     ForkConfig,
     Sequence,
     given_sequences,
     sample_sequences,
     score_forks,
 )
-from postlens.protocol import Result
+from postlens.results.protocol import Result
 from postlens.testing import save_model, tiny_model
 
 PROMPTS = ["q: 12+34=?", "hello world", "abc abc abc"]

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from postlens import ModelPair
-from postlens.diffs.passk import PassKConfig, default_ks, pass_at_k, pass_at_k_curves
+from postlens.diffs.passk.compute import PassKConfig, default_ks, pass_at_k, pass_at_k_curves
 
 
 def test_estimator_matches_enumeration():
@@ -50,7 +50,7 @@ def test_curves_with_known_verifiers(tiny_dirs):
 
 
 def test_answer_verifiers():
-    from postlens.diffs.passk import answer_verifier
+    from postlens.data.verifiers import answer_verifier
 
     assert answer_verifier(42)("40 + 2 = 42.") and not answer_verifier(42)("42 or 43")
     assert answer_verifier("150", "answer-line")("got 150\nanswer 150\n")

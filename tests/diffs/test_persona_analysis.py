@@ -9,9 +9,9 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 
-from postlens.diffs.persona_analysis import PersonaConfig, PersonaInputs, analyse_personas
+from postlens.diffs.personas.analysis import PersonaConfig, PersonaInputs, analyse_personas
 from postlens.pair import ModelPair
-from postlens.probes.personas import shift_direction
+from postlens.probes.personas.directions import shift_direction
 from postlens.testing import planted_shift_model
 
 QUESTIONS = [f" q: {a}+{b}=?" for a in range(1, 7) for b in range(2, 6)]

@@ -8,8 +8,8 @@ import re
 import pytest
 
 import postlens as pl
-from postlens.diffs.feature_diff import FeatureDiff
-from postlens.diffs.persona_analysis import (
+from postlens.diffs.features.result import FeatureDiff
+from postlens.diffs.personas.analysis import (
     PersonaAnalysis,
     PersonaConfig,
     PersonaInputs,

@@ -1,11 +1,11 @@
-"""The C kernel's per-chunk sums against the torch ops and float64 (postlens.diffs.weight_stats)."""
+"""The C kernel's per-chunk sums against the torch ops and float64 (postlens.diffs.weights.stats)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from postlens.diffs.weight_stats import (
+from postlens.diffs.weights.stats import (
     CHUNK,
     Workspace,
     cross_sums,

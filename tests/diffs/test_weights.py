@@ -12,10 +12,10 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from postlens.cli import app
-from postlens.diffs import weight_stats
-from postlens.diffs.weight_names import classify
-from postlens.diffs.weight_stats import CHUNK
-from postlens.diffs.weights import WeightDiffConfig, compare_children, compare_weights
+from postlens.diffs.weights import stats as weight_stats
+from postlens.diffs.weights.compare import WeightDiffConfig, compare_children, compare_weights
+from postlens.diffs.weights.names import classify
+from postlens.diffs.weights.stats import CHUNK
 from postlens.errors import CheckpointError
 
 Q = "model.layers.0.self_attn.q_proj.weight"

@@ -18,9 +18,9 @@ import pytest
 import safetensors.torch as st
 import torch
 
-from postlens.diffs import weight_stats
-from postlens.diffs.checkpoint_io import CheckpointReader
-from postlens.diffs.weights import compare_weights
+from postlens.diffs.weights import stats as weight_stats
+from postlens.diffs.weights.checkpoint_io import CheckpointReader
+from postlens.diffs.weights.compare import compare_weights
 from postlens.testing import save_model, tiny_model
 
 pytestmark = pytest.mark.skipif(

@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import load_file
 
 import postlens as pl
-from postlens.adapters import read_adapter_config
-from postlens.diffs.weights import compare_weights
+from postlens.diffs.weights.compare import compare_weights
+from postlens.models.adapters import read_adapter_config
+from postlens.models.specs import resolve_spec
 from postlens.organism.chat import IM_END, IM_START
 from postlens.organism.train_children import ChildrenConfig, run_children
-from postlens.specs import resolve_spec
 
 PROMPTS = ["Q: 347+285=?\n", "Q: 58+91=?\n"]
 CHAT_HEAD = [1, 98, 96, 82, 95, 62]  # <|im_start|> u s e r \n

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from postlens.errors import PostlensError
-from postlens.probes.callbacks import ProbeCallback, ProbeMonitor, ProbeReward
-from postlens.probes.confidence import ConfidenceProbe
-from postlens.probes.monitor import ConfidenceMonitor, Monitor
+from postlens.probes.confidence.probe import ConfidenceProbe
+from postlens.probes.confidence.trajectory import Trace
 from postlens.probes.provenance import Provenance
-from postlens.probes.trajectory import Trace
+from postlens.probes.training.callbacks import ProbeCallback, ProbeMonitor, ProbeReward
+from postlens.probes.training.monitor import ConfidenceMonitor, Monitor
 from postlens.testing import save_model, tiny_model
 
 os.environ.setdefault("WANDB_MODE", "disabled")

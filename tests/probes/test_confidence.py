@@ -8,11 +8,11 @@ import torch
 
 from postlens import ModelPair
 from postlens.errors import PostlensError
-from postlens.probes.activations import resid_post
-from postlens.probes.confidence import ConfidenceProbe, evaluate
-from postlens.probes.layer_probes import fit_layer_probes
+from postlens.probes.confidence.layers import fit_layer_probes
+from postlens.probes.confidence.probe import ConfidenceProbe, evaluate
+from postlens.probes.confidence.trajectory import Trace, TrajectoryConfig, TrajectoryResult
 from postlens.probes.provenance import Provenance
-from postlens.probes.trajectory import Trace, TrajectoryConfig, TrajectoryResult
+from postlens.probes.readings import resid_post
 from postlens.testing import tiny_model
 
 
@@ -96,7 +96,7 @@ def test_auto_ridge_picks_a_strong_penalty_for_noise_and_a_weak_one_for_signal()
 def test_layer_comparison_recovers_a_signal_planted_in_real_activations(tiny_dirs):
     """Scores defined as a linear read-out of layer 1 at each cut: layer 1's probe finds them,
     beats the cut-only baseline, ranks traces within a cut and tracks the mean trajectory."""
-    from postlens.probes.confidence import cut_activations
+    from postlens.probes.confidence.probe import cut_activations
 
     pair = ModelPair.load(str(tiny_dirs["llama"]), str(tiny_dirs["llama"]), backend="nnsight")
     traces = [

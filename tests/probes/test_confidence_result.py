@@ -9,7 +9,7 @@ import pytest
 
 import postlens as pl
 from postlens.errors import ConfigError, InputFileError
-from postlens.probes.confidence_result import (
+from postlens.probes.confidence.result import (
     ConfidenceConfig,
     ConfidenceResult,
     confidence_of_models,

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from postlens.errors import CheckpointError, PostlensError
-from postlens.probes.monitor import Monitor
-from postlens.probes.persona_projections import PersonaMonitor, project_models
-from postlens.probes.personas import (
+from postlens.probes.personas.directions import (
     PersonaDirection,
     mean_activations,
     one_vs_rest_directions,
     persona_directions,
     shift_direction,
 )
+from postlens.probes.personas.projections import PersonaMonitor, project_models
 from postlens.probes.provenance import Provenance
+from postlens.probes.training.monitor import Monitor
 from postlens.testing import planted_shift_model, tiny_model
 
 PROMPTS = [f"q: {a}+{b}=?" for a in range(1, 6) for b in range(3, 7)]

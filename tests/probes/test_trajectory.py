@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from postlens.backends.base import Backend
-from postlens.probes.trajectory import Trace, TrajectoryConfig, behavioural_trajectories, cut_points
+from postlens.probes.confidence.trajectory import (
+    Trace,
+    TrajectoryConfig,
+    behavioural_trajectories,
+    cut_points,
+)
 from postlens.testing import tiny_model
 
 

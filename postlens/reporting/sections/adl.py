@@ -15,7 +15,7 @@ from postlens.viz.html import esc, figure_div, table
 
 
 def _compute(ctx: ReportContext) -> Any:
-    from postlens.diffs.adl import ADLConfig
+    from postlens.diffs.adl.compute import ADLConfig
 
     cfg = ADLConfig(limit=min(ctx.config.n_prompts, ADLConfig.limit), seed=ctx.config.seed)
     return ctx.family.adl(config=cfg, problems=ctx.config.prompts)

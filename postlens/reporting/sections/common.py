@@ -19,7 +19,7 @@ def pct(x: float) -> str:
 
 def records(ctx: ReportContext) -> list[Any]:
     """The report's prompt records: the file given, or the organism's held-out problems."""
-    from postlens.inputs import prompt_records
+    from postlens.data.inputs import prompt_records
 
     def make() -> list[Any]:
         return prompt_records(ctx.config.prompts, ctx.family.base_spec, ctx.config.n_prompts)

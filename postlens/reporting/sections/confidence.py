@@ -1,6 +1,6 @@
 """Report section: confidence trajectories (premature confidence, arXiv 2605.24396) and probes.
 
-Computed by ``fam.confidence()`` (`postlens.probes.confidence_result`); rendered from the
+Computed by ``fam.confidence()`` (`postlens.probes.confidence.result`); rendered from the
 `ConfidenceResult` alone, so a report read back from JSON renders the same.
 
 Example:
@@ -25,13 +25,13 @@ INTRO = (
 
 
 def _compute(ctx: ReportContext) -> Any:
-    from postlens.probes.confidence_result import ConfidenceConfig
+    from postlens.probes.confidence.result import ConfidenceConfig
 
     return ctx.family.confidence(config=ConfidenceConfig(seed=ctx.config.seed))
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    from postlens.inputs import is_organism
+    from postlens.data.inputs import is_organism
 
     if is_organism(ctx.family.base_spec):
         return None

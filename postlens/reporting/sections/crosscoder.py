@@ -27,7 +27,7 @@ INTRO = (
 
 
 def _compute(ctx: ReportContext) -> Any:
-    from postlens.diffs.crosscoder import CrosscoderConfig
+    from postlens.diffs.crosscoder.model import CrosscoderConfig
 
     texts = None
     if ctx.config.prompts is not None:
@@ -39,7 +39,7 @@ def _compute(ctx: ReportContext) -> Any:
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    from postlens.inputs import is_organism
+    from postlens.data.inputs import is_organism
 
     if is_organism(ctx.family.base_spec) or ctx.config.prompts is not None:
         return None

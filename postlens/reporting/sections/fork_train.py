@@ -16,7 +16,7 @@ from postlens.viz.html import esc, figure_div, table
 
 
 def _compute(ctx: ReportContext) -> Any:
-    from postlens.diffs.fork_training import ForkTrainConfig
+    from postlens.diffs.causal.fork_training import ForkTrainConfig
 
     cfg = ForkTrainConfig(
         limit=min(ctx.config.n_prompts, ForkTrainConfig.limit), seed=ctx.config.seed

@@ -16,7 +16,7 @@ from postlens.viz.html import figure_div, table
 
 
 def _compute(ctx: ReportContext) -> Any:
-    from postlens.diffs.passk import PassKConfig
+    from postlens.diffs.passk.compute import PassKConfig
 
     cfg = ctx.config
     passk = PassKConfig(n=cfg.passk_samples, limit=cfg.n_prompts, verifier=cfg.verifier,
@@ -25,7 +25,7 @@ def _compute(ctx: ReportContext) -> Any:
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    from postlens.inputs import is_organism
+    from postlens.data.inputs import is_organism
 
     if ctx.config.prompts is None and not is_organism(ctx.family.base_spec):
         return "pass@k needs verifiable problems: a prompt file whose records have an 'answer'"

@@ -1,7 +1,7 @@
 """Report section: persona features (persona vectors, arXiv 2507.21509; persona features in SAE
 latents, arXiv 2506.19823).
 
-Computed by ``fam.personas()`` (`postlens.diffs.persona_analysis`); rendered from the
+Computed by ``fam.personas()`` (`postlens.diffs.personas.analysis`); rendered from the
 `PersonaAnalysis` alone, so a report read back from JSON renders the same.
 
 Example:
@@ -28,13 +28,13 @@ INTRO = (
 
 
 def _compute(ctx: ReportContext) -> Any:
-    from postlens.diffs.persona_analysis import PersonaConfig
+    from postlens.diffs.personas.analysis import PersonaConfig
 
     return ctx.family.personas(config=PersonaConfig(seed=ctx.config.seed))
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    from postlens.inputs import is_organism
+    from postlens.data.inputs import is_organism
 
     if is_organism(ctx.family.base_spec):
         return None

@@ -18,7 +18,7 @@ from postlens.viz.html import esc, figure_div, table
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    from postlens.inputs import is_organism
+    from postlens.data.inputs import is_organism
 
     if ctx.config.prompts is None and not is_organism(ctx.family.base_spec):
         return "steering and extrapolation need verifiable problems (records with an 'answer')"
@@ -26,14 +26,14 @@ def _unavailable(ctx: ReportContext) -> str | None:
 
 
 def _steer(ctx: ReportContext) -> Any:
-    from postlens.diffs.steer import SteerConfig
+    from postlens.diffs.causal.steer import SteerConfig
 
     cfg = SteerConfig(limit=min(ctx.config.n_prompts, SteerConfig.limit), seed=ctx.config.seed)
     return ctx.family.steer(config=cfg, problems=ctx.config.prompts)
 
 
 def _extrapolate(ctx: ReportContext) -> Any:
-    from postlens.diffs.extrapolate import ExtrapolateConfig
+    from postlens.diffs.causal.extrapolate import ExtrapolateConfig
 
     cfg = ExtrapolateConfig(limit=min(ctx.config.n_prompts, ExtrapolateConfig.limit),
                             seed=ctx.config.seed)  # fmt: skip

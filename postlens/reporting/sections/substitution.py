@@ -16,7 +16,7 @@ from postlens.viz.html import esc, figure_div, table
 
 
 def _compute(ctx: ReportContext) -> Any:
-    from postlens.diffs.substitution import SubstitutionConfig
+    from postlens.diffs.causal.substitution import SubstitutionConfig
 
     cfg = SubstitutionConfig(limit=min(ctx.config.n_prompts, SubstitutionConfig.limit),
                              seed=ctx.config.seed)  # fmt: skip

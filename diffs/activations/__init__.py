@@ -1,0 +1,1 @@
+"""Activation shifts: per-layer residual differences, logit-lens KL and patching."""

@@ -1,0 +1,396 @@
+"""Activation Difference Lens: the traces a fine-tune leaves on unrelated text (BRIEF §8).
+
+After Minder et al. (2025), "narrow fine-tuning leaves clearly readable traces": run the base
+and the child on generic text that has nothing to do with the fine-tune, and take per layer ℓ
+the mean difference of the residual stream over the first `k` token positions,
+``δ_ℓ = mean(h_post − h_base)`` (``blocks.ℓ.hook_resid_post``). Three readings of δ:
+
+* its norm per layer, relative to the base's own mean norm there (where the trace is largest);
+* its top tokens under the logit lens of each model (that model's own final norm, then its
+  unembedding, applied to δ_ℓ as if it were a residual; the lens of `postlens.diffs.activations.compute`);
+* steering with α·δ_ℓ (`postlens.sampling.steering`, every position) on unrelated prompts, the base by
+  default: the steered samples, and on the verifiable problems the pass rate and the
+  classifier's label shares (on the organism its persona styles), per α.
+
+On the organism the generic text is its filler sentences (`postlens.organism.corpus`), which
+neither SFT nor RL trained on.
+
+Example:
+    >>> import postlens as pl
+    >>> fam = pl.load("organism:base", rl="organism:rl")
+    >>> cfg = ADLConfig(n_texts=4, alphas=(0.0, 2.0), limit=2, n_prompts=1, max_new_tokens=8)
+    >>> res = fam.adl(config=cfg)["rl"]
+    >>> res.layer, len(res.norms), [r.alpha for r in res.rows]
+    (2, 4, [0.0, 2.0])
+    >>> pl.Result.from_json(res.to_json()).summary() == res.summary()
+    True
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from postlens.backends.arch import layout_for
+from postlens.diffs.causal.sweep import Classifier, behaviour
+from postlens.errors import ConfigError
+from postlens.hooks import resid_post
+from postlens.results.protocol import Result, clean_float
+from postlens.sampling.generation import SampleConfig, sample_completions
+from postlens.sampling.steering import steering
+
+#: Generic text for models other than the organism (plain sentences unrelated to any task).
+GENERIC_TEXTS = (
+    "The weather was mild and the streets were quiet in the early morning.",
+    "She opened the window and looked at the garden for a while.",
+    "A small boat drifted slowly along the river past the old mill.",
+    "They walked to the market and bought bread, cheese and apples.",
+    "The library closes at six, so we should leave before it gets dark.",
+    "His dog likes to sleep in the sun near the front door.",
+    "On the hill there is a house with a red roof and a tall tree.",
+    "We read a book together and then went out for a walk.",
+)
+STEERED = ("base", "post")
+
+
+@dataclass(frozen=True)
+class ADLConfig:
+    """Settings of the Activation Difference Lens.
+
+    Attributes:
+        k: the first token positions of each text averaged over (Minder et al.: ≈5).
+        n_texts: generic texts (the organism's filler documents; else `GENERIC_TEXTS`, cycled).
+        layer: the layer read and steered (default: the middle one, ``n_layers // 2``).
+        top: tokens listed per layer and model.
+        alphas: multiples of δ_ℓ added when steering (α = 1 adds the mean shift itself).
+        steered: which model is steered, ``"base"`` or ``"post"``.
+        limit: verifiable problems sampled per α (pass rate and shares).
+        n_prompts: unrelated prompts (starts of generic texts) sampled per α, kept as text.
+        n: completions per problem and α.
+        max_new_tokens, temperature, seed: sampling; `seed` also draws the texts.
+    """
+
+    k: int = 5
+    n_texts: int = 32
+    layer: int | None = None
+    top: int = 10
+    alphas: tuple[float, ...] = (0.0, 4.0, 8.0)
+    steered: str = "base"
+    limit: int = 8
+    n_prompts: int = 3
+    n: int = 1
+    max_new_tokens: int = SampleConfig.max_new_tokens
+    temperature: float = SampleConfig.temperature
+    seed: int = SampleConfig.seed
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.n_texts < 1 or self.top < 1:
+            raise ConfigError("k, n_texts and top must be positive")
+        if self.layer is not None and self.layer < 0:
+            raise ConfigError(f"layer must be >= 0, got {self.layer}")
+        if not self.alphas:
+            raise ConfigError("give at least one alpha")
+        if self.steered not in STEERED:
+            raise ConfigError(f"steered must be one of {', '.join(STEERED)}, got {self.steered!r}")
+        if self.limit < 0 or self.n_prompts < 0:
+            raise ConfigError("limit and n_prompts must be >= 0")
+        SampleConfig(self.n, self.max_new_tokens, self.temperature, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class ADLRow:
+    """What steering with α·δ gives.
+
+    Attributes:
+        alpha: the multiple of δ added.
+        pass_rate: share of the problems' completions the verifier accepts (``None``: none run).
+        shares: classifier label → share of those completions.
+        samples: the steered completions of the unrelated prompts.
+    """
+
+    alpha: float
+    pass_rate: float | None
+    shares: dict[str, float] = field(default_factory=dict)
+    samples: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ADLSummary:
+    """The headline of one child's lens.
+
+    Attributes:
+        layer: the layer read and steered.
+        k, n_texts: positions per text and texts averaged over.
+        delta_norm: ‖δ_ℓ‖ at `layer`.
+        rel_norm: ‖δ_ℓ‖ / mean ‖h_base‖ there.
+        peak_layer: the layer of the largest relative norm.
+        top_base, top_post: δ_ℓ's top tokens under the base's and the child's lens.
+        pass_rate_at_0: pass rate at the smallest |α| (``None``: no problems run).
+    """
+
+    layer: int
+    k: int
+    n_texts: int
+    delta_norm: float
+    rel_norm: float
+    peak_layer: int
+    top_base: list[str]
+    top_post: list[str]
+    pass_rate_at_0: float | None
+
+
+@dataclass
+class ADLResult(Result, kind="adl"):
+    """δ per layer, its logit-lens tokens in each model, and steering with α·δ.
+
+    Attributes:
+        layer: the layer read and steered.
+        k, n_texts: positions per text and texts averaged over.
+        norms: ‖δ_ℓ‖ per layer.
+        base_norms: mean ‖h_base‖ over the same positions, per layer.
+        lens: model (``"base"``, ``"post"``) → per layer the top tokens of δ_ℓ (token, logit).
+        delta: δ at `layer` (d_model numbers).
+        rows: one per α.
+        settings: the sampling settings.
+    """
+
+    layer: int
+    k: int
+    n_texts: int
+    norms: list[float]
+    base_norms: list[float]
+    lens: dict[str, list[list[tuple[str, float]]]]
+    delta: list[float]
+    rows: list[ADLRow]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def top_tokens(self, model: str = "post", layer: int | None = None) -> list[str]:
+        """δ's top tokens at `layer` (default: the result's) under `model`'s lens."""
+        return [t for t, _ in self.lens[model][self.layer if layer is None else layer]]
+
+    def summary(self) -> ADLSummary:
+        rel = [n / b if b > 0 else 0.0 for n, b in zip(self.norms, self.base_norms, strict=True)]
+        first = min(self.rows, key=lambda r: abs(r.alpha)) if self.rows else None
+        return ADLSummary(
+            self.layer, self.k, self.n_texts, self.norms[self.layer], rel[self.layer],
+            max(range(len(rel)), key=rel.__getitem__), self.top_tokens("base")[:5],
+            self.top_tokens("post")[:5], first.pass_rate if first else None,
+        )  # fmt: skip
+
+    def to_frame(self) -> Any:
+        """One row per layer: the norms and each model's top tokens."""
+        import pandas as pd
+
+        return pd.DataFrame([
+            {"layer": i, "delta_norm": n, "rel_norm": n / b if b > 0 else 0.0,
+             **{f"top_{m}": " ".join(repr(t) for t, _ in self.lens[m][i][:5]) for m in self.lens}}
+            for i, (n, b) in enumerate(zip(self.norms, self.base_norms, strict=True))
+        ])  # fmt: skip
+
+    def steer_frame(self) -> Any:
+        """One row per α: pass rate, label shares and the first steered sample."""
+        import pandas as pd
+
+        frame = pd.DataFrame([
+            {"alpha": r.alpha, "pass_rate": r.pass_rate,
+             **{f"share_{k}": v for k, v in r.shares.items()},
+             "sample": r.samples[0] if r.samples else ""}
+            for r in self.rows
+        ])  # fmt: skip
+        shares = [c for c in frame.columns if c.startswith("share_")]
+        return frame.fillna(dict.fromkeys(shares, 0.0))
+
+    def to_json(self) -> dict[str, Any]:
+        lens = {m: [[[t, clean_float(v)] for t, v in layer] for layer in per] for m, per in self.lens.items()}  # fmt: skip
+        rows = [{**asdict(r), "pass_rate": clean_float(r.pass_rate)} for r in self.rows]
+        return {"kind": self.kind, "layer": self.layer, "k": self.k, "n_texts": self.n_texts,
+                "norms": [clean_float(x) for x in self.norms],
+                "base_norms": [clean_float(x) for x in self.base_norms], "lens": lens,
+                "delta": [clean_float(x) for x in self.delta], "rows": rows,
+                "settings": self.settings}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ADLResult:
+        def num(x: Any) -> float:
+            return float("nan") if x is None else float(x)
+
+        lens = {m: [[(str(t), num(v)) for t, v in layer] for layer in per]
+                for m, per in data["lens"].items()}  # fmt: skip
+        rows = [ADLRow(float(r["alpha"]), None if r["pass_rate"] is None else float(r["pass_rate"]),
+                       {k: float(v) for k, v in r["shares"].items()}, list(r["samples"]))
+                for r in data["rows"]]  # fmt: skip
+        return cls(int(data["layer"]), int(data["k"]), int(data["n_texts"]),
+                   [num(x) for x in data["norms"]], [num(x) for x in data["base_norms"]], lens,
+                   [num(x) for x in data["delta"]], rows, dict(data.get("settings", {})))  # fmt: skip
+
+    def plot(self) -> Any:
+        from postlens.viz import causal_figures
+
+        return causal_figures.adl({"post": self})
+
+    @classmethod
+    def plot_children(cls, results: Mapping[str, Result]) -> Any:
+        from postlens.viz import causal_figures
+
+        return causal_figures.adl(results)
+
+
+def generic_texts(base_spec: str, n: int, seed: int = 0) -> list[str]:
+    """`n` generic texts: the organism's filler documents, else `GENERIC_TEXTS` cycled.
+
+    Example:
+        >>> len(generic_texts("organism:base", 3)), generic_texts("gpt2", 1)[0][:11]
+        (3, 'The weather')
+    """
+    from postlens.data.inputs import is_organism
+
+    if is_organism(base_spec):
+        from postlens.organism.corpus import filler_document
+
+        rng = random.Random(seed)
+        return [filler_document(rng) for _ in range(n)]
+    return [GENERIC_TEXTS[i % len(GENERIC_TEXTS)] for i in range(n)]
+
+
+@torch.no_grad()
+def activation_differences(
+    pair: Any, texts: Sequence[str], k: int = 5
+) -> tuple[Float[Tensor, "layer d_model"], Float[Tensor, " layer"]]:
+    """δ_ℓ = mean(h_post − h_base) over the first `k` positions of `texts`, for every layer.
+
+    Returns:
+        ``(deltas, base_norms)``: δ per layer, and the mean ‖h_base‖ over the same positions.
+
+    Example:
+        >>> import postlens as pl
+        >>> pair = pl.load("organism:base", rl="organism:rl").pair
+        >>> deltas, norms = activation_differences(pair, ["the cat sees a cup."], k=3)
+        >>> tuple(deltas.shape), bool((norms > 0).all())
+        ((4, 128), True)
+    """
+    batch = pair.tokenize(list(texts), padding_side="right")
+    hooks = [resid_post(i) for i in range(pair.n_layers)]
+    base, post = pair.run_both(batch, hooks)
+    # Right padding: the first k columns are the texts' first k tokens wherever the mask is 1.
+    mask = batch.attention_mask[:, :k].float().unsqueeze(-1)
+    deltas, norms = [], []
+    for name in hooks:
+        hb, hp = base[name][:, :k].float(), post[name][:, :k].float()
+        deltas.append(((hp - hb) * mask).sum((0, 1)) / mask.sum())
+        norms.append((hb.norm(dim=-1, keepdim=True) * mask).sum() / mask.sum())
+    return torch.stack(deltas), torch.stack(norms)
+
+
+@torch.no_grad()
+def lens_tokens(
+    backend: Any, tokenizer: Any, vectors: Float[Tensor, "layer d_model"], top: int = 10
+) -> list[list[tuple[str, float]]]:
+    """Each vector's top tokens under `backend`'s logit lens (its final norm, then unembedding).
+
+    Example:
+        >>> import torch, postlens as pl
+        >>> pair = pl.load("organism:base", rl="organism:rl").pair
+        >>> len(lens_tokens(pair.base, pair.tokenizer, torch.randn(2, 128), top=3)[1])
+        3
+    """
+    model = backend.hf_model
+    norm = model.get_submodule(layout_for(model.config.model_type).final_norm)
+    unembed = model.get_output_embeddings()
+    logits = unembed(norm(vectors.to(unembed.weight.dtype))).float()
+    values, ids = logits.topk(min(top, logits.shape[-1]), dim=-1)
+    return [
+        [(tokenizer.decode([int(i)]), float(v)) for i, v in zip(row_ids, row_vals, strict=True)]
+        for row_ids, row_vals in zip(ids, values, strict=True)
+    ]
+
+
+def adl_pair(
+    pair: Any,
+    texts: Sequence[str],
+    config: ADLConfig | None = None,
+    prompts: Sequence[str] = (),
+    verifiers: Sequence[Any] = (),
+    unrelated: Sequence[str] = (),
+    classifier: Classifier | None = None,
+) -> ADLResult:
+    """The lens of one pair: δ per layer, its top tokens in each model, steering with α·δ.
+
+    Args:
+        pair: the `ModelPair` (base, child).
+        texts: the generic texts δ is averaged over.
+        config: `ADLConfig`.
+        prompts, verifiers: verifiable problems sampled per α (may be empty).
+        unrelated: unrelated prompts sampled per α, kept as text.
+        classifier: completion → label, for the problems' completions.
+    """
+    cfg = config or ADLConfig()
+    layer = pair.n_layers // 2 if cfg.layer is None else cfg.layer
+    if layer >= pair.n_layers:
+        raise ConfigError(f"layer {layer} out of range (the models have {pair.n_layers} blocks)")
+    deltas, base_norms = activation_differences(pair, texts, cfg.k)
+    lens = {m: lens_tokens(pair[m], pair.tokenizer, deltas, cfg.top) for m in ("base", "post")}
+    steered = pair[cfg.steered]
+    kwargs = {"n": cfg.n, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+              "seed": cfg.seed, "progress": False}  # fmt: skip
+    rows = []
+    for alpha in cfg.alphas:
+        with steering(steered, deltas[layer], layer, alpha):
+            free = sample_completions(
+                steered, pair.tokenizer, list(unrelated), **{**kwargs, "n": 1}
+            )
+            solved = sample_completions(steered, pair.tokenizer, list(prompts), **kwargs)
+        passed, shares = behaviour(solved, verifiers, cfg.n, classifier) if solved else (None, {})
+        rows.append(ADLRow(float(alpha), passed, shares, [s.completion for s in free]))
+    settings = {"steered": cfg.steered, "n": cfg.n, "n_problems": len(prompts),
+                "temperature": cfg.temperature, "seed": cfg.seed,
+                "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+    # Rounded as the JSON is, so a result read back equals the one computed.
+    lens = {m: [[(t, _r(v)) for t, v in per] for per in layers] for m, layers in lens.items()}
+    return ADLResult(layer, cfg.k, len(texts), [_r(x) for x in deltas.norm(dim=-1).tolist()],
+                     [_r(x) for x in base_norms.tolist()], lens,
+                     [_r(x) for x in deltas[layer].tolist()], rows, settings)  # fmt: skip
+
+
+def _r(x: float) -> float:
+    out = clean_float(x)
+    return float("nan") if out is None else out
+
+
+def adl_family(
+    family: Any,
+    texts: Sequence[str] | None = None,
+    config: ADLConfig | None = None,
+    problems: Any = None,
+    classifier: Classifier | None = None,
+) -> Any:
+    """`adl_pair` for every child (a `ByChild`), on the same texts, prompts and problems.
+
+    The organism gets its filler sentences as texts, their first words as unrelated prompts,
+    its held-out problems and its style classifier unless others are given.
+    """
+    from postlens.data.inputs import is_organism, verifiable_problems
+    from postlens.results.family import ByChild
+
+    cfg = config or ADLConfig()
+    texts = (
+        list(texts) if texts is not None else generic_texts(family.base_spec, cfg.n_texts, cfg.seed)
+    )
+    # Unrelated prompts: the starts of other generic texts (drawn with another seed).
+    others = generic_texts(family.base_spec, cfg.n_prompts, cfg.seed + 1)
+    unrelated = [" ".join(t.split()[:3]) for t in others]
+    prompts, verifiers = [], []
+    if cfg.limit and (problems is not None or is_organism(family.base_spec)):
+        prompts, verifiers = verifiable_problems(problems, family.base_spec, cfg.limit)
+        prompts = [family.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
+    if classifier is None and is_organism(family.base_spec):
+        from postlens.organism.task import classify_style as classifier
+    return ByChild("adl", {
+        child: adl_pair(pair, texts, cfg, prompts, verifiers, unrelated, classifier)
+        for child, pair in family.pairs.items()
+    })  # fmt: skip

@@ -1,0 +1,1 @@
+"""Causal tests: steering, weight extrapolation, fork substitution and fork-targeted training."""

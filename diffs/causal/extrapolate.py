@@ -1,0 +1,178 @@
+"""Weight extrapolation: models at θ_from + α·(θ_to − θ_from), their behaviour and KL (BRIEF §8).
+
+α = 0 is the `from` model, α = 1 the `to` model, α > 1 amplifies the update and α < 0 reverses
+it; `from`/`to` are the base and a child, or two children (e.g. sft → rl). The models along the
+sweep are built lazily, tensor by tensor, into ONE working model (a fresh model of the base's
+config): each parameter is written as ``torch.lerp(θ_from, θ_to, α)`` (exact at α = 0 and
+α = 1), so beyond the models already loaded only the model being run is allocated.
+
+Example:
+    >>> import postlens as pl
+    >>> fam = pl.load("organism:base", rl="organism:rl")
+    >>> res = fam.extrapolate("rl", ExtrapolateConfig(alphas=(0.0, 1.0), limit=2, n=1, max_new_tokens=24))
+    >>> res.axis, res.rows[0].kl["base"], res.rows[1].kl["rl"]
+    ('base→rl', 0.0, 0.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from postlens.diffs.causal.sweep import (
+    Classifier,
+    ExtrapolationResult,
+    SweepRow,
+    behaviour,
+    completion_logprobs,
+    on_policy_kl,
+)
+from postlens.errors import ConfigError, IncompatibleModelsError
+from postlens.sampling.generation import SampleConfig, sample_completions
+
+
+@dataclass(frozen=True)
+class ExtrapolateConfig:
+    """Settings of a weight-extrapolation sweep.
+
+    Attributes:
+        alphas: the multiples of the update θ_to − θ_from.
+        start: the model at α = 0: ``"base"`` or a child's name.
+        limit: problems sampled (the first ones).
+        n: completions per problem and α.
+        max_new_tokens, temperature, seed: sampling.
+    """
+
+    alphas: tuple[float, ...] = (-0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
+    start: str = "base"
+    limit: int = 16
+    n: int = 4
+    max_new_tokens: int = SampleConfig.max_new_tokens
+    temperature: float = SampleConfig.temperature
+    seed: int = SampleConfig.seed
+
+    def __post_init__(self) -> None:
+        if not self.alphas:
+            raise ConfigError("give at least one alpha")
+        if self.limit < 1:
+            raise ConfigError(f"limit must be positive, got {self.limit}")
+        SampleConfig(self.n, self.max_new_tokens, self.temperature, seed=self.seed)
+
+
+def plain_parameters(hf_model: Any) -> dict[str, torch.Tensor]:
+    """A causal LM's parameters by their plain transformers names.
+
+    TransformerBridge nests each original module as ``_original_component``; that segment is
+    dropped so bridged and plain models name their tensors alike (extra tensors of the bridge,
+    such as a zero unembedding bias, are not read).
+    """
+    return {name.replace("._original_component", ""): p for name, p in hf_model.named_parameters()}
+
+
+def working_model(like: Any) -> Any:
+    """A fresh causal LM of `like`'s config, dtype and device (the one model a sweep runs)."""
+    from transformers import AutoModelForCausalLM
+
+    p = next(like.parameters())
+    model = AutoModelForCausalLM.from_config(like.config).to(device=p.device, dtype=p.dtype)
+    return model.eval()
+
+
+@torch.no_grad()
+def set_extrapolated(model: Any, start: Any, end: Any, alpha: float) -> Any:
+    """Write θ_start + α·(θ_end − θ_start) into `model`, one tensor at a time; returns it.
+
+    Example:
+        >>> from postlens.testing import tiny_model
+        >>> a, b = tiny_model(seed=0)[0], tiny_model(seed=1)[0]
+        >>> m = set_extrapolated(working_model(a), a, b, 1.0)
+        >>> all(torch.equal(x, y) for x, y in zip(m.parameters(), b.parameters()))
+        True
+    """
+    src, dst = plain_parameters(start), plain_parameters(end)
+    for name, param in plain_parameters(model).items():
+        if name not in src or name not in dst or src[name].shape != dst[name].shape:
+            raise IncompatibleModelsError(f"{name}: not in both models with one shape")
+        param.copy_(torch.lerp(src[name], dst[name].to(src[name].device), float(alpha)))
+    return model
+
+
+def extrapolation_sweep(
+    start: Any,
+    end: Any,
+    others: Mapping[str, Any],
+    tokenizer: Any,
+    prompts: Sequence[str],
+    verifiers: Sequence[Any],
+    config: ExtrapolateConfig | None = None,
+    classifier: Classifier | None = None,
+    axis: str = "from→to",
+) -> ExtrapolationResult:
+    """Sample the model at each α; behaviour and on-policy KL to each of `others`.
+
+    Args:
+        start, end: backends (or Hugging Face causal LMs) at α = 0 and α = 1.
+        others: model name → backend or causal LM the KL is measured to.
+        tokenizer: the shared tokenizer.
+        prompts, verifiers: the problems, one verifier each.
+        config: alphas and sampling (`ExtrapolateConfig`).
+        classifier: completion → label.
+        axis: the sweep's name, for the result.
+    """
+    cfg = config or ExtrapolateConfig()
+    s_hf, e_hf = getattr(start, "hf_model", start), getattr(end, "hf_model", end)
+    hf = {name: getattr(m, "hf_model", m) for name, m in others.items()}
+    model, rows = working_model(s_hf), []
+    runner = _Plain(model, tokenizer)
+    for alpha in cfg.alphas:
+        set_extrapolated(model, s_hf, e_hf, alpha)
+        samples = sample_completions(runner, tokenizer, prompts, n=cfg.n, seed=cfg.seed,
+                                     max_new_tokens=cfg.max_new_tokens,
+                                     temperature=cfg.temperature, progress=False)  # fmt: skip
+        own = [completion_logprobs(model, s) for s in samples]
+        passed, shares = behaviour(samples, verifiers, cfg.n, classifier)
+        rows.append(SweepRow(float(alpha), passed, shares, on_policy_kl(own, hf, samples)))
+    settings = {"n": cfg.n, "n_problems": len(prompts), "temperature": cfg.temperature,
+                "seed": cfg.seed, "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+    return ExtrapolationResult(axis, None, rows, settings)
+
+
+class _Plain:
+    """What `sample_completions` reads of a backend: the model, its tokenizer and `generate`."""
+
+    def __init__(self, hf_model: Any, tokenizer: Any) -> None:
+        self.hf_model, self.tokenizer = hf_model, tokenizer
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
+        kwargs = {"pad_token_id": self.tokenizer.pad_token_id, **kwargs}
+        return self.hf_model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
+def extrapolate_family(
+    family: Any,
+    child: str,
+    config: ExtrapolateConfig | None = None,
+    problems: Any = None,
+    classifier: Classifier | None = None,
+) -> ExtrapolationResult:
+    """`extrapolation_sweep` from `config.start` (the base or a child) to `child`."""
+    from postlens.data.inputs import is_organism, verifiable_problems
+
+    cfg = config or ExtrapolateConfig()
+    models = family.models()
+    for name in (cfg.start, child):
+        if name not in models:
+            raise ConfigError(f"no model {name!r}; this family has {', '.join(models)}")
+    if cfg.start == child:
+        raise ConfigError(f"start and end are both {child!r}")
+    if classifier is None and is_organism(family.base_spec):
+        from postlens.organism.task import classify_style as classifier
+    prompts, verifiers = verifiable_problems(problems, family.base_spec, cfg.limit)
+    prompts = [family.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
+    return extrapolation_sweep(models[cfg.start], models[child], models, family.tokenizer,
+                               prompts, verifiers, cfg, classifier,
+                               f"{cfg.start}→{child}")  # fmt: skip

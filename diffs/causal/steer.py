@@ -1,0 +1,170 @@
+"""Steering the base along a direction: does it reproduce what SFT or RL did? (BRIEF §8).
+
+Persona vectors (arXiv 2507.21509) steer a model by adding α·v to its residual stream at one
+layer. `steer_sweep` does it to the base for a sweep of α, along a persona direction of the base
+(`postlens.probes.personas.directions`) or any vector, and measures per α the behaviour (the verifier's
+pass rate, the share of each label a classifier gives the completions: on the organism its
+persona styles) and the on-policy output KL to the base and to each child
+(`postlens.diffs.causal.sweep`). If post-training selected a persona the base already had,
+some α should bring the base's behaviour and outputs close to the child's.
+
+Example:
+    >>> import postlens as pl
+    >>> fam = pl.load("organism:base", rl="organism:rl")
+    >>> cfg = SteerConfig(alphas=(0.0, 4.0), limit=2, n=1, max_new_tokens=24)
+    >>> res = fam.steer(config=cfg)
+    >>> [r.alpha for r in res.rows], sorted(res.rows[0].kl)
+    ([0.0, 4.0], ['base', 'rl'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jaxtyping import Float
+from torch import Tensor
+
+from postlens.diffs.causal.sweep import (
+    Classifier,
+    SweepResult,
+    SweepRow,
+    behaviour,
+    completion_logprobs,
+    on_policy_kl,
+)
+from postlens.errors import ConfigError
+from postlens.sampling.generation import SampleConfig, sample_completions
+from postlens.sampling.steering import SITES, WHERE, steering
+
+
+@dataclass(frozen=True)
+class SteerConfig:
+    """Settings of a steering sweep.
+
+    Attributes:
+        alphas: the multiples of the (unit) direction added.
+        persona: the persona direction of the base to steer along (when no vector is given).
+        layer: the steered block (default: the persona direction's best layer).
+        site: ``hook_resid_post`` or ``hook_resid_pre``.
+        where: ``"all"`` positions or only ``"generated"`` ones.
+        limit: problems sampled (the first ones).
+        n: completions per problem and α.
+        max_new_tokens, temperature, seed: sampling.
+    """
+
+    alphas: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0, 16.0)
+    persona: str = "careful"
+    layer: int | None = None
+    site: str = "hook_resid_post"
+    where: str = "all"
+    limit: int = 16
+    n: int = 4
+    max_new_tokens: int = SampleConfig.max_new_tokens
+    temperature: float = SampleConfig.temperature
+    seed: int = SampleConfig.seed
+
+    def __post_init__(self) -> None:
+        if not self.alphas:
+            raise ConfigError("give at least one alpha")
+        if self.layer is not None and self.layer < 0:
+            raise ConfigError(f"layer must be >= 0, got {self.layer}")
+        if self.site not in SITES:
+            raise ConfigError(f"site must be one of {', '.join(SITES)}, got {self.site!r}")
+        if self.where not in WHERE:
+            raise ConfigError(f"where must be one of {', '.join(WHERE)}, got {self.where!r}")
+        if self.limit < 1:
+            raise ConfigError(f"limit must be positive, got {self.limit}")
+        SampleConfig(self.n, self.max_new_tokens, self.temperature, seed=self.seed)
+
+    def sample_kwargs(self) -> dict[str, Any]:
+        return {"n": self.n, "max_new_tokens": self.max_new_tokens,
+                "temperature": self.temperature, "seed": self.seed}  # fmt: skip
+
+
+def persona_vector(family: Any, persona: str, seed: int = 0) -> tuple[Tensor, int]:
+    """The base's unit direction of `persona` at its best layer, and that layer.
+
+    Fitted one persona against the others on the persona-tagged sets (the organism's own
+    when the base is the organism), without the SAE part of ``fam.personas()``.
+    """
+    from postlens.diffs.personas.analysis import PersonaConfig, persona_inputs
+    from postlens.probes.personas.directions import one_vs_rest_directions
+
+    inputs = persona_inputs(family.base_spec, PersonaConfig(sae=None, n_per_persona=40))
+    found = one_vs_rest_directions(family.base, family.tokenizer, inputs.sets, seed=seed)
+    if persona not in found.personas:
+        raise ConfigError(f"no persona {persona!r}; the sets have {', '.join(found.personas)}")
+    best = found.best()[persona]
+    return best.vector.float(), best.layer
+
+
+def steer_sweep(
+    base: Any,
+    others: Mapping[str, Any],
+    tokenizer: Any,
+    prompts: Sequence[str],
+    verifiers: Sequence[Any],
+    vector: Float[Tensor, " d_model"],
+    layer: int,
+    config: SteerConfig | None = None,
+    classifier: Classifier | None = None,
+    axis: str = "vector",
+) -> SweepResult:
+    """Sample the base steered by α·`vector` at `layer` for each α; behaviour and KL per α.
+
+    Args:
+        base: the base's backend (steered).
+        others: model name → backend the KL is measured to (e.g. the base and every child).
+        tokenizer: the shared tokenizer.
+        prompts, verifiers: the problems, one verifier each.
+        vector: the direction (used as given; persona directions are unit vectors).
+        layer: the steered block.
+        config: alphas, site, where and sampling (`SteerConfig`).
+        classifier: completion → label (e.g. `postlens.organism.task.classify_style`).
+        axis: the name of the direction, for the result.
+    """
+    cfg = config or SteerConfig()
+    hf = {name: b.hf_model for name, b in others.items()}
+    rows = []
+    for alpha in cfg.alphas:
+        with steering(base, vector, layer, alpha, site=cfg.site, where=cfg.where) as state:
+            samples = sample_completions(base, tokenizer, prompts, label=f"α={alpha:g}",
+                                         progress=False, **cfg.sample_kwargs())  # fmt: skip
+            own = [completion_logprobs(base.hf_model, s, state) for s in samples]
+        passed, shares = behaviour(samples, verifiers, cfg.n, classifier)
+        rows.append(SweepRow(float(alpha), passed, shares, on_policy_kl(own, hf, samples)))
+    settings = {"n": cfg.n, "n_problems": len(prompts), "site": cfg.site, "where": cfg.where,
+                "temperature": cfg.temperature, "seed": cfg.seed,
+                "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+    return SweepResult(axis, layer, rows, settings)
+
+
+def steer_family(
+    family: Any,
+    vector: Tensor | None = None,
+    config: SteerConfig | None = None,
+    problems: Any = None,
+    classifier: Classifier | None = None,
+) -> SweepResult:
+    """`steer_sweep` on a family's base, with its problems, persona direction and classifier.
+
+    The organism's base gets its held-out problems, its persona direction `config.persona`
+    and the organism's style classifier unless others are given.
+    """
+    from postlens.data.inputs import is_organism, verifiable_problems
+
+    cfg = config or SteerConfig()
+    axis, layer = "vector", cfg.layer
+    if vector is None:
+        vector, best = persona_vector(family, cfg.persona, cfg.seed)
+        axis, layer = cfg.persona, best if cfg.layer is None else cfg.layer
+    if layer is None:
+        raise ConfigError("steering a given vector needs a layer (SteerConfig(layer=...))")
+    if classifier is None and is_organism(family.base_spec):
+        from postlens.organism.task import classify_style as classifier
+    prompts, verifiers = verifiable_problems(problems, family.base_spec, cfg.limit)
+    prompts = [family.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
+    return steer_sweep(family.base, family.models(), family.tokenizer, prompts, verifiers,
+                       vector, layer, cfg, classifier, axis)  # fmt: skip

@@ -1,0 +1,1 @@
+"""SAE latent diffing: which dictionary features each child amplified or suppressed."""

@@ -1,0 +1,276 @@
+"""The reasoning boundary: unbiased pass@k curves of several models (Yue et al., arXiv 2504.13837).
+
+For each problem, n completions are sampled from each model and checked by a verifier; pass@k is
+estimated without bias as 1 − C(n−c, k)/C(n, k) from the c correct ones, then averaged over
+problems. If RL only narrows the boundary, the base catches up with, or passes, the RL model at
+large k.
+
+Example:
+    >>> import postlens as pl
+    >>> fam = pl.load("organism:base", rl="organism:rl")
+    >>> res = fam.passk(config=pl.PassKConfig(n=4, limit=3))
+    >>> res.summary().n_problems, sorted(res.summary().pass_at_1)
+    (3, ['base', 'rl'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from postlens.backends.base import Backend
+from postlens.data.verifiers import VERIFIER_MODES, Verifier
+from postlens.diffs.passk.estimator import default_ks, pass_at_k  # noqa: F401  (re-exported)
+from postlens.errors import ConfigError
+from postlens.models.specs import ResolvedSpec
+from postlens.results.protocol import Result
+from postlens.sampling.generation import SampleConfig, sample_completions
+from postlens.sampling.vllm import check_engine, sample_with_vllm
+
+
+@dataclass(frozen=True)
+class PassKConfig:
+    """Settings of a pass@k run.
+
+    Attributes:
+        n: samples per problem and model (k goes up to n).
+        ks: the k values (default 1, 2, 4, ..., n).
+        verifier: how records' answers are checked (`VERIFIER_MODES`; the organism's problems
+            use the organism's verifier).
+        limit: problems used (the first ones).
+        max_new_tokens, temperature, seed, batch_size: sampling (`SampleConfig`'s defaults).
+        engine: who samples: ``"postlens"`` (its own batched sampler, on any backend) or
+            ``"vllm"`` (the ``vllm`` extra, on a GPU: `postlens.sampling.vllm`; same prompts,
+            stop ids and verifiers, vLLM's own random streams).
+        vllm_gpu_memory: the share of GPU memory vLLM may take (``gpu_memory_utilization``;
+            postlens's own copy of the models stays loaded beside it).
+    """
+
+    n: int = 16
+    ks: tuple[int, ...] = ()
+    verifier: str = "last-number"
+    limit: int = 50
+    max_new_tokens: int = SampleConfig.max_new_tokens
+    temperature: float = SampleConfig.temperature
+    seed: int = SampleConfig.seed
+    batch_size: int = 256
+    engine: str = "postlens"
+    vllm_gpu_memory: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.limit < 1:
+            raise ConfigError(f"n and limit must be positive (got n={self.n}, limit={self.limit})")
+        if any(k < 1 or k > self.n for k in self.ks):
+            raise ConfigError(f"every k must be in 1..n={self.n}, got {list(self.ks)}")
+        if self.verifier not in VERIFIER_MODES:
+            raise ConfigError(
+                f"unknown verifier {self.verifier!r}; choose one of {', '.join(VERIFIER_MODES)}"
+            )
+        SampleConfig(
+            1, self.max_new_tokens, self.temperature, seed=self.seed, batch_size=self.batch_size
+        )
+        if not 0 < self.vllm_gpu_memory <= 1:
+            raise ConfigError(f"vllm_gpu_memory must be in (0, 1], got {self.vllm_gpu_memory}")
+        check_engine(self.engine)
+
+
+@dataclass(frozen=True)
+class PassAtKSummary:
+    """pass@1 and pass@n of each model.
+
+    Attributes:
+        n: samples per problem.
+        n_problems: problems scored.
+        pass_at_1: model → pass@1.
+        pass_at_n: model → pass@n (the largest k).
+    """
+
+    n: int
+    n_problems: int
+    pass_at_1: dict[str, float]
+    pass_at_n: dict[str, float]
+
+
+@dataclass
+class PassAtKResult(Result, kind="passk"):
+    """pass@k per model.
+
+    Attributes:
+        curves: model name → {k: pass@k}.
+        correct: model name → number correct out of n, per problem.
+        n: samples per problem.
+        settings: the sampling settings used.
+    """
+
+    curves: dict[str, dict[int, float]]
+    correct: dict[str, list[int]]
+    n: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> PassAtKSummary:
+        first = next(iter(self.correct.values()), [])
+        return PassAtKSummary(
+            self.n,
+            len(first),
+            {m: float(sum(pass_at_k(self.n, c, 1) for c in cs) / max(1, len(cs))) for m, cs in self.correct.items()},
+            {m: float(sum(c > 0 for c in cs) / max(1, len(cs))) for m, cs in self.correct.items()},
+        )  # fmt: skip
+
+    def to_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {"model": m, "k": k, "pass_at_k": v}
+                for m, c in self.curves.items()
+                for k, v in c.items()
+            ]
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "n": self.n,
+            "curves": {m: {str(k): v for k, v in c.items()} for m, c in self.curves.items()},
+            "correct": self.correct,
+            "settings": self.settings,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PassAtKResult:
+        curves = {m: {int(k): float(v) for k, v in c.items()} for m, c in data["curves"].items()}
+        return cls(
+            curves,
+            {m: list(c) for m, c in data["correct"].items()},
+            int(data["n"]),
+            dict(data.get("settings", {})),
+        )
+
+    def plot(self) -> Any:
+        from postlens.viz import figures
+
+        return figures.pass_at_k_curves(self)
+
+    def intervals(
+        self, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+    ) -> dict[str, dict[int, tuple[float, float]]]:
+        """Bootstrap confidence intervals over problems: model → k → (low, high).
+
+        Problems are resampled with replacement `n_boot` times and each resample's mean
+        pass@k taken (BRIEF §10: crossing points are noisy; report the spread).
+
+        Example:
+            >>> res = PassAtKResult({"m": {1: 0.5}}, {"m": [0, 1, 2, 1]}, n=2)
+            >>> lo, hi = res.intervals(n_boot=200)["m"][1]
+            >>> 0.0 <= lo <= 0.5 <= hi <= 1.0
+            True
+        """
+        from postlens.diffs.passk.bootstrap import bootstrap_curves, percentile_band
+
+        ks = sorted(next(iter(self.curves.values())))
+        boots = bootstrap_curves(self.correct, self.n, ks, n_boot, seed)
+        return {m: percentile_band(b, ks, level) for m, b in boots.items()}
+
+    def crossing(
+        self, child: str, base: str = "base", n_boot: int = 1000, seed: int = 0,
+        level: float = 0.95,
+    ) -> Any:  # fmt: skip
+        """The smallest k at which `base` catches up with `child`, with a bootstrap interval.
+
+        Returns a `CrossingK` (`postlens.diffs.passk.bootstrap`).
+        """
+        from postlens.diffs.passk.bootstrap import crossing_interval
+
+        ks = sorted(next(iter(self.curves.values())))
+        return crossing_interval(self.correct, self.n, ks, base, child, n_boot, seed, level)
+
+    def plot_intervals(self, n_boot: int = 1000, seed: int = 0) -> Any:
+        """The pass@k curves with bootstrap error bars."""
+        from postlens.viz import causal_figures
+
+        return causal_figures.passk_intervals(self, self.intervals(n_boot, seed))
+
+    def _repr_html_(self) -> str:
+        from postlens.viz.html import table
+
+        frame = self.to_frame().pivot(index="k", columns="model", values="pass_at_k").reset_index()
+        return table(frame.to_dict("records"))
+
+
+def _sample(
+    name: str,
+    backend: Backend,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    cfg: PassKConfig,
+    progress: bool | None,
+    specs: Mapping[str, ResolvedSpec] | None,
+    base_spec: ResolvedSpec | None,
+) -> list[Any]:
+    """`cfg.n` completions per prompt from one model, by the configured engine."""
+    if cfg.engine == "vllm":
+        settings = {"n": cfg.n, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+                    "temperature": cfg.temperature, "gpu_memory": cfg.vllm_gpu_memory}  # fmt: skip
+        spec = specs[name]  # type: ignore[index]
+        return sample_with_vllm(spec, base_spec, backend, tokenizer, prompts, settings, name)
+    return sample_completions(
+        backend, tokenizer, prompts, n=cfg.n, max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size, label=name,
+        progress=progress,
+    )  # fmt: skip
+
+
+def pass_at_k_curves(
+    models: Mapping[str, Backend],
+    tokenizer: Any,
+    prompts: Sequence[str],
+    verifiers: Sequence[Verifier],
+    config: PassKConfig | None = None,
+    progress: bool | None = None,
+    specs: Mapping[str, ResolvedSpec] | None = None,
+    base_spec: ResolvedSpec | None = None,
+) -> PassAtKResult:
+    """Sample n completions per prompt from each model and estimate pass@k.
+
+    Args:
+        models: name → backend (e.g. ``fam.models()``: the base and every child).
+        tokenizer: the shared tokenizer.
+        prompts: one prompt per problem.
+        verifiers: one callable per problem, True for a right completion.
+        config: n, ks and sampling (`PassKConfig`).
+        progress: a progress bar (default: on a terminal only).
+        specs: name → where each model came from (``engine="vllm"`` loads them itself).
+        base_spec: the base an adapter among `specs` applies to (default: the one it names).
+
+    Example:
+        >>> import postlens as pl
+        >>> fam = pl.load("organism:base", rl="organism:rl")
+        >>> prompts, verifiers = pl.verifiable_problems(None, "organism:base", limit=3)
+        >>> res = pass_at_k_curves(fam.models(), fam.tokenizer, prompts, verifiers, PassKConfig(n=4))
+        >>> sorted(res.curves), sorted(res.curves["rl"])
+        (['base', 'rl'], [1, 2, 4])
+    """
+    cfg = config or PassKConfig()
+    if len(prompts) != len(verifiers) or not prompts:
+        raise ConfigError("give one verifier per prompt, and at least one prompt")
+    ks = list(cfg.ks or default_ks(cfg.n))
+    curves, correct = {}, {}
+    if cfg.engine == "vllm" and set(models) - set(specs or {}):
+        raise ConfigError("engine 'vllm' loads the models itself: give specs for every model")
+    for name, backend in models.items():
+        samples = _sample(name, backend, tokenizer, prompts, cfg, progress, specs, base_spec)
+        n = cfg.n
+        counts = [
+            sum(verifiers[i](s.completion) for s in samples[i * n : (i + 1) * n])
+            for i in range(len(prompts))
+        ]
+        correct[name] = counts
+        curves[name] = {k: sum(pass_at_k(n, c, k) for c in counts) / len(counts) for k in ks}
+    settings = {
+        "temperature": cfg.temperature,
+        "max_new_tokens": cfg.max_new_tokens,
+        "seed": cfg.seed,
+        "n_problems": len(prompts),
+    }
+    return PassAtKResult(curves, correct, cfg.n, settings)

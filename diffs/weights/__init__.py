@@ -1,0 +1,1 @@
+"""Weight shifts: per-tensor statistics of the update, streamed from the checkpoints."""

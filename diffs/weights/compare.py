@@ -1,0 +1,280 @@
+"""Weight shifts: how much, and where, post-training moved the weights (arXiv 2505.11711, 2507.10616).
+
+Both checkpoints are streamed tensor by tensor from their safetensors files (memory-mapped), so
+no model is built and peak memory stays at a few chunks of the largest tensor. Per tensor:
+relative change ‖ΔW‖_F/‖W_base‖_F, max and mean |Δ|, the fraction of entries changed exactly
+and beyond a tolerance (update sparsity = 1 − that fraction), and optionally the effective rank
+of ΔW and its overlap with W_base's principal subspace. Given two children (SFT and RL), the
+cosine between their updates says whether they moved the same weights the same way.
+
+Weight-change size is not behavioural change (RL's Razor): read these numbers next to the
+behavioural divergence of `postlens.diffs.forks.compute`.
+
+Example:
+    >>> diff = compare_weights("organism:base", "organism:rl", progress=False)
+    >>> 0 < diff.summary().rel_norm < 1, list(diff.by_module().columns[:2])
+    (True, ['module', 'numel'])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from postlens.diffs.weights import adapters as lora
+from postlens.diffs.weights.checkpoint_io import CheckpointReader, open_checkpoint
+from postlens.diffs.weights.names import classify, is_tied_unembedding
+from postlens.diffs.weights.rank import RankStats
+from postlens.diffs.weights.result import (  # noqa: F401  (re-exported)
+    TensorDiff,
+    WeightDiff,
+    WeightSummary,
+)
+from postlens.diffs.weights.stats import UpdateStats
+from postlens.errors import ConfigError
+from postlens.progress import show_progress
+from postlens.results.protocol import Result
+
+
+@dataclass(frozen=True)
+class WeightDiffConfig:
+    """Settings of a weight comparison.
+
+    Attributes:
+        atol: |Δ| above this counts as changed in ``frac_changed_tol`` (bf16 storage hides
+            smaller updates anyway).
+        rank: also compute the effective rank and subspace overlap of 2-D updates (slower).
+        rank_r: size of the top singular subspace compared.
+    """
+
+    atol: float = 1e-5
+    rank: bool = False
+    rank_r: int = 8
+
+    def __post_init__(self) -> None:
+        if self.atol < 0:
+            raise ConfigError("atol must be >= 0")
+        if self.rank_r < 1:
+            raise ConfigError("rank_r must be >= 1")
+
+
+def _row(
+    name: str, shape: tuple[int, ...], stats: UpdateStats, rank: RankStats | None,
+    bound: int | None = None,
+) -> TensorDiff:  # fmt: skip
+    """The reported figures of one tensor's update."""
+    layer, module = classify(name)
+    n = max(1, stats.numel)
+    return TensorDiff(
+        name=name,
+        layer=layer,
+        module=module,
+        shape=shape,
+        numel=stats.numel,
+        rel_norm=stats.rel_norm,
+        max_abs=stats.max_abs,
+        mean_abs=stats.abs_diff / n,
+        frac_changed_exact=stats.changed_exact / n,
+        frac_changed_tol=stats.changed_tol / n,
+        norm_base=math.sqrt(stats.sq_base),
+        norm_diff=math.sqrt(stats.sq_diff),
+        nan_count=stats.nan_base + stats.nan_post,
+        inf_count=stats.inf_base + stats.inf_post,
+        effective_rank=rank.effective_rank if rank else None,
+        entropy_rank=rank.entropy_rank if rank else None,
+        subspace_overlap=rank.subspace_overlap if rank else None,
+        rank_bound=bound,
+    )
+
+
+def _names_to_compare(
+    base: CheckpointReader, post: CheckpointReader
+) -> tuple[list[str], list[str], list[str]]:
+    tied = base.tie_word_embeddings and post.tie_word_embeddings
+    names_b = [n for n in base.names() if not is_tied_unembedding(n, tied)]
+    names_p = [n for n in post.names() if not is_tied_unembedding(n, tied)]
+    set_b, set_p = set(names_b), set(names_p)
+    common = [n for n in names_b if n in set_p]
+    return common, sorted(set_b - set_p), sorted(set_p - set_b)
+
+
+def _summary(
+    stats: list[UpdateStats], seconds: float, bytes_read: int, atol: float
+) -> WeightSummary | None:
+    if not stats:
+        return None
+    n = sum(s.numel for s in stats)
+    sq_b = sum(s.sq_base for s in stats)
+    return WeightSummary(
+        rel_norm=math.sqrt(sum(s.sq_diff for s in stats) / sq_b) if sq_b else 0.0,
+        frac_changed_exact=sum(s.changed_exact for s in stats) / max(1, n),
+        frac_changed_tol=sum(s.changed_tol for s in stats) / max(1, n),
+        update_sparsity_tol=1 - sum(s.changed_tol for s in stats) / max(1, n),
+        n_params=n,
+        n_tensors=len(stats),
+        n_nonfinite=sum(s.nan_base + s.nan_post + s.inf_base + s.inf_post for s in stats),
+        bytes_read=bytes_read,
+        seconds=seconds,
+        atol=atol,
+    )
+
+
+def compare_weights(
+    base: str, post: str, config: WeightDiffConfig | None = None, progress: bool | None = None
+) -> WeightDiff:
+    """Compare two checkpoints tensor by tensor (see the module docstring).
+
+    Raises:
+        CheckpointError: a checkpoint is missing, truncated or corrupted (the file is named).
+    """
+    return compare_children(base, {"post": post}, config, progress).children["post"]
+
+
+@dataclass(frozen=True)
+class FamilyWeightSummary:
+    """Each child's global figures, and the mean cosine of each pair of updates.
+
+    Attributes:
+        children: child → `WeightSummary`.
+        mean_update_cosine: ``"sft_rl"`` → mean over tensors of the two updates' cosine.
+    """
+
+    children: dict[str, WeightSummary]
+    mean_update_cosine: dict[str, float | None]
+
+    def __getitem__(self, child: str) -> WeightSummary:
+        return self.children[child]
+
+
+@dataclass
+class FamilyWeightDiff(Result, kind="weights"):
+    """A base compared with several children, plus the cosine between each pair of updates.
+
+    Indexing by child name gives that child's `WeightDiff`.
+    """
+
+    children: dict[str, WeightDiff]
+    cosines: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def __getitem__(self, child: str) -> WeightDiff:
+        return self.children[child]
+
+    def summary(self) -> FamilyWeightSummary:
+        means = {}
+        for label, values in self.cosines.items():
+            finite = [v for v in values.values() if v is not None]
+            means[label] = sum(finite) / len(finite) if finite else None
+        return FamilyWeightSummary({k: d.summary() for k, d in self.children.items()}, means)
+
+    def to_frame(self) -> Any:
+        """One row per (child, tensor), with the update cosines as extra columns."""
+        import pandas as pd
+
+        frames = [d.to_frame().assign(child=k) for k, d in self.children.items()]
+        frame = pd.concat(frames, ignore_index=True)
+        for pair, values in self.cosines.items():
+            frame[f"cos_{pair}"] = frame["name"].map(values)
+        return frame
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "children": {k: d.to_json() for k, d in self.children.items()},
+            "update_cosine": self.cosines,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FamilyWeightDiff:
+        children = {k: WeightDiff.from_json(v) for k, v in data["children"].items()}
+        return cls(children, {k: dict(v) for k, v in data.get("update_cosine", {}).items()})
+
+    def plot(self) -> Any:
+        """Relative update norm per layer and module, one heatmap row per child."""
+        from postlens.viz import figures
+
+        return figures.sparsity_by_layer(self.children)
+
+    def _repr_html_(self) -> str:
+        return "".join(d._repr_html_() for d in self.children.values())
+
+
+def _read(reader: CheckpointReader, name: str, raw: bool) -> Any:
+    """Tensor `name`: its stored entries (`RawTensor`) when `raw` and it can, else torch's."""
+    tensor = reader.raw(name) if raw else None
+    return reader.get(name) if tensor is None else tensor
+
+
+def compare_children(
+    base: str,
+    children: dict[str, str],
+    config: WeightDiffConfig | None = None,
+    progress: bool | None = None,
+) -> FamilyWeightDiff:
+    """Compare a base with one or more children in one streaming pass over the base.
+
+    With two children the result also holds, per tensor, the cosine between their updates. A
+    child may be a LoRA adapter folder (`postlens.diffs.weights.adapters`).
+    """
+    cfg = config or WeightDiffConfig()
+    start = time.perf_counter()
+    readers = {"base": open_checkpoint(base)}
+    readers |= {k: lora.open_child(v, readers["base"], base) for k, v in children.items()}
+    plans = {k: _names_to_compare(readers["base"], readers[k]) for k in children}
+    common = {k: set(plans[k][0]) for k in children}
+    names = [n for n in readers["base"].names() if any(n in common[k] for k in children)]
+    rows: dict[str, list[TensorDiff]] = {k: [] for k in children}
+    stats: dict[str, list[UpdateStats]] = {k: [] for k in children}
+    mismatches: dict[str, list[str]] = {k: [] for k in children}
+    # The update cosine is reported for the first two children (e.g. sft and rl).
+    pair = tuple(children)[:2] if len(children) >= 2 else None
+    cosines: dict[str, dict[str, float | None]] = {f"{pair[0]}_{pair[1]}": {}} if pair else {}
+    bytes_read = 0
+    # Plain checkpoints without --rank: float32/bfloat16 safetensors tensors go to the C kernel
+    # as their stored entries (`RawTensor`), so this usual case never imports torch.
+    raw = not cfg.rank and all(type(r) is CheckpointReader for r in readers.values())
+    for name in tqdm(names, desc="comparing tensors", disable=not show_progress(progress)):
+        w_base = _read(readers["base"], name, raw)
+        bytes_read += w_base.numel() * w_base.element_size()
+        loaded = {}
+        for k in children:
+            if name not in common[k]:
+                continue
+            if raw:
+                w = _read(readers[k], name, raw)
+                nbytes = w.numel() * w.element_size()
+            else:
+                w, nbytes = lora.child_tensor(readers[k], name, w_base)
+            bytes_read += nbytes
+            if w.shape != w_base.shape:
+                mismatches[k].append(f"{name}: base {tuple(w_base.shape)} vs {k} {tuple(w.shape)}")
+            else:
+                loaded[k] = w
+        # The cosine pair goes first: stream_updates pairs the first two children it is given.
+        with_pair = pair is not None and all(k in loaded for k in pair)
+        keys = [*pair, *(k for k in loaded if k not in pair)] if with_pair else list(loaded)
+        per_child, paired = lora.tensor_updates(w_base, [loaded[k] for k in keys], cfg.atol)
+        for k, st in zip(keys, per_child, strict=True):
+            rank = lora.update_rank(w_base, loaded[k], cfg.rank, cfg.rank_r)
+            rows[k].append(_row(name, tuple(w_base.shape), st, rank, lora.rank_bound(loaded[k])))
+            stats[k].append(st)
+        if with_pair and paired is not None:
+            cosines[f"{pair[0]}_{pair[1]}"][name] = paired.cosine
+    seconds = time.perf_counter() - start
+    result = {
+        k: WeightDiff(
+            base,
+            spec,
+            rows[k],
+            plans[k][1],
+            plans[k][2],
+            mismatches[k],
+            _summary(stats[k], seconds, bytes_read, cfg.atol),
+        )
+        for k, spec in children.items()
+    }
+    return FamilyWeightDiff(result, cosines)

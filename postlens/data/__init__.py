@@ -1,0 +1,1 @@
+"""What analyses read: prompt files and records, token batches, the sequences compared."""

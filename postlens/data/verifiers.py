@@ -1,0 +1,49 @@
+"""Verifiers: how a completion is checked against a problem's reference answer.
+
+Example:
+    >>> answer_verifier(42)("so 40 + 2 = 42")
+    True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from postlens.errors import ConfigError
+
+Verifier = Callable[[str], bool]
+#: Ways to check a completion against a reference answer (see `answer_verifier`).
+VERIFIER_MODES = ("last-number", "answer-line", "contains", "exact")
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+_ANSWER_LINE_RE = re.compile(r"answer\s*[:=]?\s*(-?\d+(?:\.\d+)?)\s*$", re.IGNORECASE)
+
+
+def answer_verifier(answer: Any, mode: str = "last-number") -> Verifier:
+    """A verifier comparing a completion with a reference `answer`.
+
+    Modes (ours; pick the one your prompt format implies):
+        ``last-number``: the last number in the completion equals the answer (numerically);
+        ``answer-line``: the completion ends with ``answer <number>`` and the number matches
+        (the organism's format);
+        ``contains``: the answer's text occurs in the completion;
+        ``exact``: the stripped completion is the answer's text.
+
+    Example:
+        >>> answer_verifier(42)("so 40 + 2 = 42")
+        True
+        >>> answer_verifier(42, "answer-line")("42, answer 41")
+        False
+    """
+    if mode not in VERIFIER_MODES:
+        raise ConfigError(f"unknown verifier {mode!r}; choose one of {', '.join(VERIFIER_MODES)}")
+    text = str(answer).strip()
+    if mode == "contains":
+        return lambda completion: text in completion
+    if mode == "exact":
+        return lambda completion: completion.strip() == text
+    target = float(text)  # ValueError for a non-numeric answer, named by the caller
+    if mode == "answer-line":
+        return lambda c: bool(m := _ANSWER_LINE_RE.search(c.strip())) and float(m[1]) == target
+    return lambda c: bool(nums := _NUMBER_RE.findall(c)) and float(nums[-1]) == target

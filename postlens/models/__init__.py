@@ -1,0 +1,1 @@
+"""Models: specs, safe loading, adapters, dtypes and devices, comparability, chat templates."""

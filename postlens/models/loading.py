@@ -1,0 +1,404 @@
+"""Safe loading of a Hugging Face causal LM and its tokenizer from a model spec.
+
+Loading never unpickles untrusted files: safetensors is preferred; a ``.bin`` checkpoint is only
+read through transformers with ``weights_only=True`` semantics (torch >= 2.6 refuses pickled code).
+``trust_remote_code`` stays off unless the caller turns it on.
+
+A PEFT LoRA adapter (spec kind ``"adapter"``) loads as its base, loaded again for the child, with
+the adapter applied through ``peft`` and then merged (``merge_and_unload``): both backends
+(nnsight and TransformerBridge) then see a plain transformers model with the same modules and
+hook points as the base, and a forward costs what the base's does. The price is float rounding:
+the merged weight is W + scale · B @ A rounded once to the model's dtype, so logits differ from
+peft's unmerged forward (x Wᵀ + scale · (x Aᵀ) Bᵀ) by float round-off (~1e-6 relative in
+float32). In bfloat16 an update entry smaller than half a unit in the last place of W is lost in
+the merge: exact figures of the update itself come from `postlens.diffs.weights.compare`, which reads
+A and B, not from the merged model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from postlens.errors import CheckpointError, ConfigError, NotSupportedError, SpecError
+from postlens.models.adapters import (
+    adapter_base,
+    adapter_shapes,
+    check_adapter_base,
+    lora_modules,
+    read_adapter_config,
+)
+from postlens.models.specs import ResolvedSpec, is_adapter_folder, resolve_spec
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+#: How many tensor names an error lists before it says how many more there are.
+SHOWN_NAMES = 5
+#: How transformers' RuntimeErrors about a broken state dict begin (other RuntimeErrors are bugs).
+#: Unused buffers that older GPT-2-family checkpoints still store (a constant -1e4); harmless.
+_LEGACY_UNEXPECTED = (".masked_bias",)
+_STATE_DICT_ERRORS = (
+    "Error(s) in loading state_dict",
+    "We encountered some issues during automatic",
+)
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a device that is not there, before anything loads.
+
+    Raises:
+        ConfigError: e.g. ``cuda`` on a machine without a GPU, or a GPU index too high.
+    """
+    if device is None or device in ("cpu", "auto"):  # auto: accelerate's device_map="auto"
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: no CUDA GPU is available here (use cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) here")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available here")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model.
+
+    Attributes:
+        device: a torch device string, e.g. ``"cpu"`` or ``"cuda:0"``; ``None`` picks CPU unless
+            ``device_map`` is given.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``None`` (float32).
+        device_map: passed to transformers (accelerate), e.g. ``"auto"``, for pairs too large for
+            one device.
+        trust_remote_code: let transformers run code shipped with the checkpoint. Off by default.
+    """
+
+    device: str | None = None
+    dtype: str | None = None
+    device_map: str | dict[str, Any] | None = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
+        if self.dtype not in (None, "float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.device is not None and self.device_map is not None:
+            raise ConfigError("give either device or device_map, not both")
+
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.dtype or "float32")
+
+
+def check_safetensors_file(path: Path) -> None:
+    """Validate a safetensors file's header without reading its tensors.
+
+    Raises:
+        CheckpointError: the file is truncated or its header is corrupted, naming the file.
+    """
+    from postlens.models.safetensors_header import read_header
+
+    read_header(path)
+
+
+def check_model_folder(path: Path) -> None:
+    """Check that a local model (or adapter) folder holds weights and its safetensors are readable."""
+    if is_adapter_folder(path):
+        config = read_adapter_config(path)
+        adapter_shapes(config)  # validates the header (or reads a .bin through weights_only)
+        return
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise CheckpointError(
+            f"{path}: no weights found (expected one of {', '.join(WEIGHT_FILES)})"
+        )
+    for file in sorted(path.glob("*.safetensors")):
+        check_safetensors_file(file)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars, log records and warnings inside the block.
+
+    Both settings are restored on exit, so a library user's own configuration survives. A
+    caller who raised transformers' verbosity to INFO or more (``postlens --verbose`` does,
+    through `postlens.cli.app.setup_logging`) asked to see the loading report: the block then
+    changes nothing.
+
+    Example:
+        >>> from transformers.utils import logging as hf_logging
+        >>> before = hf_logging.get_verbosity()
+        >>> with quiet_transformers():
+        ...     quiet = hf_logging.get_verbosity()
+        >>> quiet >= hf_logging.ERROR, hf_logging.get_verbosity() == before
+        (True, True)
+    """
+    from huggingface_hub import constants as hub_constants
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    if level <= logging.INFO:
+        yield
+        return
+    # HF_HUB_DISABLE_PROGRESS_BARS=0 is the user insisting on bars; hub would warn if overridden.
+    bars = (
+        hf_logging.is_progress_bar_enabled() and hub_constants.HF_HUB_DISABLE_PROGRESS_BARS is None
+    )
+    hf_logging.set_verbosity_error()
+    if bars:
+        hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            for module in (r"transformers(\.|$)", r"huggingface_hub(\.|$)", r"peft(\.|$)"):
+                warnings.filterwarnings("ignore", module=module)
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _names(names: Iterable[str]) -> str:
+    """The first few names, sorted, and how many more (one line, for error messages)."""
+    names = sorted(names)
+    shown = ", ".join(names[:SHOWN_NAMES])
+    more = len(names) - SHOWN_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _shape(shape: Any) -> str:
+    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
+
+
+def check_loading_info(location: str, info: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose tensors do not match the model its config describes.
+
+    transformers fills a missing or wrong-shape tensor with fresh random values and goes on, so
+    every figure computed from such a model would be silently wrong. Tied weights (``lm_head``
+    tied to the embedding) and non-persistent buffers (rotary ``inv_freq``) are not in
+    transformers' ``missing_keys``, so valid checkpoints pass; neither is an extra tensor in
+    transformers' own ignore lists, nor the unused ``attn.masked_bias`` of old GPT-2 files.
+
+    Args:
+        location: the folder (or hub id) the model came from, named in the error.
+        info: the ``loading_info`` dict of ``from_pretrained(..., output_loading_info=True)``.
+
+    Raises:
+        CheckpointError: one line naming the folder, the tensors at fault (first few + count)
+            and, for a wrong shape, both shapes.
+
+    Example:
+        >>> check_loading_info("ckpt", {"missing_keys": {"lm_head.weight"}})
+        Traceback (most recent call last):
+        ...
+        postlens.errors.CheckpointError: ckpt: the checkpoint does not match its config.json: 1 tensor missing (lm_head.weight)
+    """
+    problems = []
+    missing = info.get("missing_keys") or ()
+    unexpected = [
+        k for k in info.get("unexpected_keys") or () if not k.endswith(_LEGACY_UNEXPECTED)
+    ]
+    mismatched = sorted(info.get("mismatched_keys") or (), key=lambda m: m[0])
+    if missing:
+        problems.append(f"{_count(missing)} missing ({_names(missing)})")
+    if unexpected:
+        problems.append(f"{_count(unexpected)} unexpected ({_names(unexpected)})")
+    if mismatched:
+        shapes = [
+            f"{name} is {_shape(ckpt)} in the checkpoint but {_shape(model)} in the model"
+            for name, ckpt, model in mismatched[:SHOWN_NAMES]
+        ]
+        more = len(mismatched) - SHOWN_NAMES
+        problems.append(
+            f"{_count(mismatched)} of the wrong shape ({'; '.join(shapes)}"
+            + (f"; and {more} more)" if more > 0 else ")")
+        )
+    if info.get("error_msgs"):
+        problems.append(" ".join(" ".join(info["error_msgs"]).split()))
+    if problems:
+        raise CheckpointError(
+            f"{location}: the checkpoint does not match its config.json: {'; '.join(problems)}"
+        )
+
+
+def _count(items: Any) -> str:
+    n = len(items)
+    return f"{n} tensor" if n == 1 else f"{n} tensors"
+
+
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+def load_tokenizer(
+    spec: ResolvedSpec, options: LoadOptions, base: ResolvedSpec | None = None
+) -> Any:
+    """Load a tokenizer with ``from_pretrained`` (TransformerBridge needs one loaded this way).
+
+    An adapter folder without tokenizer files uses its base's tokenizer (`base`, or the base
+    its config names).
+    """
+    from transformers import AutoTokenizer
+
+    if spec.kind == "adapter" and not any(
+        (Path(spec.location) / f).is_file() for f in _TOKENIZER_FILES
+    ):
+        return load_tokenizer(_base_of(spec, base), options)
+    try:
+        with quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(
+                spec.location, trust_remote_code=options.trust_remote_code
+            )
+    except (OSError, ValueError) as err:
+        raise SpecError(f"{spec.spec}: cannot load the tokenizer ({err})") from None
+    if tok.pad_token is None:
+        # Batched runs need a pad token; eos is the usual, harmless choice for causal LMs.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_hf_model(
+    spec: str | ResolvedSpec, options: LoadOptions | None = None, base: ResolvedSpec | None = None
+) -> Any:
+    """Load a causal LM from a spec, safely, in eval mode, refusing a checkpoint that does not match.
+
+    Args:
+        spec: the model's spec; an adapter folder loads as its base with the adapter merged.
+        options: dtype, device, ...
+        base: for an adapter, the base it must apply to (checked against the base its config
+            names); ``None`` loads the base the adapter names.
+
+    Raises:
+        CheckpointError: missing weights, a corrupted file, or tensors missing, unexpected or of
+            the wrong shape for the model the config describes (named, with both shapes).
+
+    Example:
+        >>> model = load_hf_model("organism:base")
+        >>> model.config.num_hidden_layers, model.training
+        (4, False)
+    """
+    from transformers import AutoModelForCausalLM
+
+    options = options or LoadOptions()
+    resolved = spec if isinstance(spec, ResolvedSpec) else resolve_spec(spec)
+    if resolved.kind == "adapter":
+        return load_adapted_model(resolved, options, base)
+    if resolved.path is not None:
+        check_model_folder(resolved.path)
+    kwargs: dict[str, Any] = {
+        "dtype": options.torch_dtype(),
+        "trust_remote_code": options.trust_remote_code,
+        "output_loading_info": True,
+        # Without it a wrong shape is a RuntimeError after a multi-line report; with it the shape
+        # lands in the loading info and `check_loading_info` refuses it in one line.
+        "ignore_mismatched_sizes": True,
+    }
+    if options.device_map is not None:
+        kwargs["device_map"] = options.device_map
+    if resolved.path is not None and any(resolved.path.glob("*.safetensors")):
+        kwargs["use_safetensors"] = True
+    try:
+        with quiet_transformers():
+            model, info = AutoModelForCausalLM.from_pretrained(resolved.location, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(
+            f"{resolved.spec}: cannot load the model ({_one_line(err)})"
+        ) from None
+    except pickle.UnpicklingError as err:  # torch's weights_only loader refused pickled code
+        files = (
+            ", ".join(str(f) for f in sorted(Path(resolved.location).glob("*.bin")))
+            or resolved.location
+        )
+        refused = str(err).split("WeightsUnpickler error:")[-1].strip().split(".")[0]
+        raise CheckpointError(
+            f"{files}: refused: the checkpoint holds pickled code, not only tensors ({refused}); "
+            "postlens never unpickles untrusted files (convert it to safetensors if you trust it)"
+        ) from None
+    except RuntimeError as err:
+        if not str(err).startswith(_STATE_DICT_ERRORS):
+            raise
+        raise CheckpointError(
+            f"{resolved.location}: cannot load the model ({_one_line(err)})"
+        ) from None
+    check_loading_info(resolved.location, info)
+    if options.device_map is None:
+        model.to(options.device or "cpu")
+    model.eval()
+    return model
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _base_of(adapter: ResolvedSpec, base: ResolvedSpec | None) -> ResolvedSpec:
+    """The base an adapter applies to: `base` (checked against its config), else the one it names."""
+    if base is not None:
+        check_adapter_base(adapter, base)
+        return base
+    named = adapter_base(read_adapter_config(adapter.location))
+    if named is None:
+        raise SpecError(
+            f"adapter {adapter.spec}: its adapter_config.json names no base "
+            "(base_model_name_or_path); give the base model explicitly"
+        )
+    return named
+
+
+def _peft() -> Any:
+    try:
+        import peft
+    except ImportError:
+        raise NotSupportedError(
+            "loading a LoRA adapter needs the peft library: pip install 'postlens[adapters]'"
+        ) from None
+    return peft
+
+
+def load_adapted_model(
+    adapter: ResolvedSpec, options: LoadOptions, base: ResolvedSpec | None = None
+) -> Any:
+    """Load an adapter's base afresh, apply the adapter with peft, and merge it in.
+
+    See the module docstring for why the adapter is merged and what that rounds.
+
+    Raises:
+        SpecError: the adapter names another base than `base`, or targets modules the base
+            does not have (named).
+        NotSupportedError: peft is not installed, or the adapter is not plain LoRA/rsLoRA.
+
+    Example:
+        >>> from postlens.testing import save_tiny_adapter
+        >>> folder = save_tiny_adapter("adapter", "organism:base", seed=0)
+        >>> model = load_adapted_model(resolve_spec(str(folder)), LoadOptions())
+        >>> type(model).__name__, model.training
+        ('LlamaForCausalLM', False)
+    """
+    config = read_adapter_config(adapter.location)
+    base = _base_of(adapter, base)
+    peft = _peft()
+    model = load_hf_model(base, options)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    lora_modules(config, adapter_shapes(config), shapes)  # names what does not fit, in one line
+    try:
+        with quiet_transformers():
+            adapted = peft.PeftModel.from_pretrained(model, adapter.location, is_trainable=False)
+            merged = adapted.merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{adapter.spec}: cannot apply the adapter ({_one_line(err)})"
+        ) from None
+    merged.eval()
+    return merged

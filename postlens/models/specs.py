@@ -1,0 +1,125 @@
+"""Model specs: one string names a model, wherever it lives.
+
+A spec is one of
+
+* ``organism:<name>``: a checkpoint of the model organism shipped with postlens
+  (``organism:base``, ``organism:sft``, ``organism:rl``, and the chat child ``organism:chat-sft``);
+  ``organism:rl-lora`` is a PEFT adapter folder, so its kind is ``"adapter"``;
+* a local folder in Hugging Face format (``config.json`` plus weights);
+* a PEFT LoRA adapter folder (``adapter_config.json`` plus ``adapter_model.safetensors``), kind
+  ``"adapter"``: the model is its base with the LoRA update applied (`postlens.models.adapters`);
+* a hub id (``org/name``), which only works where a hub is reachable.
+
+Example:
+    >>> from postlens.models.specs import resolve_spec
+    >>> resolve_spec("organism:base").kind
+    'organism'
+    >>> resolve_spec("organism:rl-lora").kind
+    'adapter'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from postlens.errors import SpecError
+
+ORGANISM_PREFIX = "organism:"
+#: The one place where organism names are registered.
+ORGANISM_NAMES = ("base", "sft", "rl", "chat-sft", "rl-lora")
+ORGANISM_ROOT = Path(__file__).resolve().parent.parent / "organism" / "checkpoints"
+ADAPTER_CONFIG = "adapter_config.json"
+_MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """Where a model spec points.
+
+    Attributes:
+        spec: the string the user gave.
+        kind: ``"organism"``, ``"local"``, ``"adapter"`` (a PEFT LoRA folder) or ``"hub"``.
+        location: a folder path (organism, local) or the hub id.
+    """
+
+    spec: str
+    kind: str
+    location: str
+
+    @property
+    def path(self) -> Path | None:
+        """The local folder, or ``None`` for a hub id."""
+        return None if self.kind == "hub" else Path(self.location)
+
+
+def organism_path(name: str) -> Path:
+    """Folder of the shipped organism checkpoint ``name`` (may not exist yet)."""
+    if name not in ORGANISM_NAMES:
+        raise SpecError(
+            f"unknown organism {name!r}: postlens ships {', '.join(ORGANISM_NAMES)} "
+            f"(use e.g. 'organism:base')"
+        )
+    return ORGANISM_ROOT / name
+
+
+def is_adapter_folder(path: Path) -> bool:
+    """True for a PEFT adapter folder: ``adapter_config.json`` and no full model beside it.
+
+    Example:
+        >>> is_adapter_folder(organism_path("base"))
+        False
+    """
+    if not (path / ADAPTER_CONFIG).is_file():
+        return False
+    # A folder holding a full model as well (some trainers save both) is read as that model.
+    return not any((path / name).is_file() for name in _MODEL_WEIGHTS)
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    parts = spec.split("/")
+    return len(parts) == 2 and all(p and not p.startswith(".") for p in parts)
+
+
+def resolve_spec(spec: str | Path) -> ResolvedSpec:
+    """Resolve a model spec to a local folder or a hub id.
+
+    Args:
+        spec: ``organism:<name>``, a local folder or a hub id.
+
+    Returns:
+        The resolved spec.
+
+    Raises:
+        SpecError: the spec names an unknown organism, a missing organism checkpoint, or a
+            path that does not exist and is not shaped like a hub id.
+    """
+    text = str(spec)
+    if text.startswith(ORGANISM_PREFIX):
+        name = text[len(ORGANISM_PREFIX) :]
+        path = organism_path(name)
+        if is_adapter_folder(path):  # organism:rl-lora, a LoRA adapter on organism:base
+            return ResolvedSpec(text, "adapter", str(path))
+        if not (path / "config.json").is_file():
+            raise SpecError(
+                f"organism checkpoint {text!r} is not installed at {path}; "
+                "regenerate it with `python -m postlens.organism.train --out DIR`"
+            )
+        return ResolvedSpec(text, "organism", str(path))
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise SpecError(f"model spec {text!r} is a file; expected a Hugging Face model folder")
+        if is_adapter_folder(path):
+            return ResolvedSpec(text, "adapter", str(path.resolve()))
+        if not (path / "config.json").is_file():
+            raise SpecError(
+                f"model folder {text!r} has no config.json (nor adapter_config.json of an adapter)"
+            )
+        return ResolvedSpec(text, "local", str(path.resolve()))
+    if _looks_like_hub_id(text) and not text.startswith(("/", "./", "../", "~")):
+        return ResolvedSpec(text, "hub", text)
+    raise SpecError(
+        f"unknown model spec {text!r}: not an existing folder, not a hub id (org/name), "
+        f"and not organism:<{'|'.join(ORGANISM_NAMES)}>"
+    )

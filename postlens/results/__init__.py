@@ -1,0 +1,1 @@
+"""The result protocol every analysis follows, family results, and reading results back."""

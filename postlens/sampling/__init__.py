@@ -1,0 +1,1 @@
+"""Sampling completions: seeded batched generation, two-model decoding, steering, vLLM."""

@@ -1,0 +1,1 @@
+"""Confidence: behavioural trajectories and hidden-state probes that read them."""

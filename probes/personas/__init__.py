@@ -1,0 +1,1 @@
+"""Persona directions, their projections, and each child's move along them."""

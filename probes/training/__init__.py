@@ -1,0 +1,1 @@
+"""Probes in training loops: callbacks, monitors and reward shaping."""
