@@ -3,7 +3,7 @@
 Rendering only: each function reads a result and draws it.
 
 Example:
-    >>> from postlens.diffs.causal_sweep import SweepResult, SweepRow
+    >>> from postlens.diffs.causal.sweep import SweepResult, SweepRow
     >>> rows = [SweepRow(a, 0.5, {"careful": 0.5}, {"rl": 1.0 - a}) for a in (0.0, 1.0)]
     >>> sweep(SweepResult("careful", 2, rows)).layout.title.text
     'Steering along careful at layer 2'

@@ -6,8 +6,8 @@ child-only and base-only latents (near the origin: truly specific; near (1, 1): 
 
 Example:
     >>> import numpy as np
-    >>> from postlens.diffs.crosscoder import CrosscoderConfig
-    >>> from postlens.diffs.crosscoder_result import CrosscoderResult
+    >>> from postlens.diffs.crosscoder.model import CrosscoderConfig
+    >>> from postlens.diffs.crosscoder.result import CrosscoderResult
     >>> cols = {"delta_rl": np.array([0.5, 1.0]), "class_rl": np.array(["shared", "child-only"]),
     ...         "nu_error_rl": np.array([np.nan, 0.1]), "nu_recon_rl": np.array([np.nan, 0.2])}
     >>> r = CrosscoderResult(["base", "rl"], "h", CrosscoderConfig(), cols, {}, {})

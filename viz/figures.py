@@ -165,7 +165,7 @@ def pass_at_k_curves(result: Any) -> go.Figure:
 def confidence_trajectories(result: Any) -> go.Figure:
     """Mean behavioural confidence (solid) and the probe's reading (dashed) at each cut.
 
-    `result` is a `postlens.probes.confidence_result.ConfidenceResult` (``fam.confidence()``).
+    `result` is a `postlens.probes.confidence.result.ConfidenceResult` (``fam.confidence()``).
     """
     fig = go.Figure()
     for name, m in result.models.items():
