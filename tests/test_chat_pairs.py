@@ -1,4 +1,4 @@
-"""Pairs shaped like real base → instruct checkpoints (BRIEF §7): special tokens and chat templates.
+"""Pairs shaped like real base → instruct checkpoints: special tokens and chat templates.
 
 The base reserves ``<|im_start|>`` and ``<|im_end|>`` in its vocabulary (as Qwen2.5 does) and ends
 text with ``</s>``; the child has the same vocabulary id for id, ends turns with ``<|im_end|>``

@@ -1,4 +1,6 @@
-"""Activation Difference Lens: the traces a fine-tune leaves on unrelated text (BRIEF §8).
+"""Activation Difference Lens: the traces a fine-tune leaves on unrelated text.
+
+See docs/science.md, *Activation Difference Lens*.
 
 After Minder et al. (2025), "narrow fine-tuning leaves clearly readable traces": run the base
 and the child on generic text that has nothing to do with the fine-tune, and take per layer ℓ

@@ -1,4 +1,6 @@
-"""Weight extrapolation: models at θ_from + α·(θ_to − θ_from), their behaviour and KL (BRIEF §8).
+"""Weight extrapolation: models at θ_from + α·(θ_to − θ_from), their behaviour and KL.
+
+See docs/science.md, *Weight extrapolation and amplification*.
 
 α = 0 is the `from` model, α = 1 the `to` model, α > 1 amplifies the update and α < 0 reverses
 it; `from`/`to` are the base and a child, or two children (e.g. sft → rl). The models along the

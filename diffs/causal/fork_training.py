@@ -1,4 +1,6 @@
-"""Fork-targeted training: does training the base only at the forks recover the child's gain? (BRIEF §8).
+"""Fork-targeted training: does training the base only at the forks recover the child's gain?
+
+See docs/science.md, *Fork-targeted training*.
 
 After arXiv 2605.06241 (which matches a full RL run by training only at high-entropy
 positions): a copy θ of the base is trained with a loss at the child's fork positions only,

@@ -1,4 +1,6 @@
-"""Steering the base along a direction: does it reproduce what SFT or RL did? (BRIEF §8).
+"""Steering the base along a direction: does it reproduce what SFT or RL did?
+
+See docs/science.md, *Steering*.
 
 Persona vectors (arXiv 2507.21509) steer a model by adding α·v to its residual stream at one
 layer. `steer_sweep` does it to the base for a sweep of α, along a persona direction of the base

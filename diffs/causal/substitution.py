@@ -1,4 +1,6 @@
-"""Fork substitution decoding: is the post model's gain at the base's high-entropy forks? (BRIEF §8).
+"""Fork substitution decoding: is the post model's gain at the base's high-entropy forks?
+
+See docs/science.md, *Fork substitution*.
 
 Decode with one model (the driver), but at every step where the driver's next-token entropy
 (nats, at temperature 1) exceeds τ, sample that token from the other model (the helper)

@@ -1,4 +1,6 @@
-"""Bootstrap confidence intervals over problems for pass@k and for the crossing k (BRIEF §10).
+"""Bootstrap confidence intervals over problems for pass@k and for the crossing k.
+
+See docs/science.md, *pass@k*, for the definitions.
 
 Example:
     >>> correct = {"base": [0, 1, 3, 4], "rl": [4, 4, 0, 4]}

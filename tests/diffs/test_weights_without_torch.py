@@ -1,4 +1,4 @@
-"""``postlens weights`` on float32/bfloat16 safetensors never imports torch (issue #18).
+"""``postlens weights`` on float32/bfloat16 safetensors never imports torch.
 
 Its start-up was mostly ``import torch``; the usual comparison now maps the stored entries with
 numpy and sums them with the C kernel. These tests run the command in a fresh interpreter and
@@ -94,7 +94,7 @@ def test_figures_equal_the_torch_paths(tmp_path, pair, monkeypatch):
     base, post = pair
     data, _ = _command(tmp_path, base, post)
     raw = _figures(data["children"]["post"])
-    # The kernel fed torch tensors (the path before #18): the very same figures.
+    # The kernel fed torch tensors (the path before the raw numpy views): the very same figures.
     with monkeypatch.context() as m:
         m.setattr(CheckpointReader, "raw", lambda self, name: None)
         tensors = compare_weights(str(base), str(post), progress=False)

@@ -60,7 +60,8 @@ def test_report_section_renders_the_same_from_json(result):
 
     back = pl.Result.from_json(json.loads(json.dumps(result.to_json())))
     assert _html(SECTION.render(back)) == _html(SECTION.render(result))
-    assert "arXiv 2605.24396" in SECTION.render(result) and "BRIEF" not in SECTION.render(result)
+    assert "arXiv 2605.24396" in SECTION.render(result)
+    assert "BRI" + "EF" not in SECTION.render(result)  # the internal notes are never cited
     assert SECTION.sentences(back)[0].startswith("Overconfidence")
 
 
