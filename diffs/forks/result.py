@@ -26,7 +26,7 @@ from postlens.errors import ConfigError
 from postlens.results.protocol import Result, summary_dict
 from postlens.results.token_table import TokenTable
 
-LOW_ENTROPY, HIGH_ENTROPY = 0.01, 0.672  # nats, the thresholds quoted in the papers (§1)
+LOW_ENTROPY, HIGH_ENTROPY = 0.01, 0.672  # nats, the thresholds quoted in the papers
 #: The per-position statistics of `postlens.diffs.divergence.position_stats`, one value each.
 STAT_COLUMNS = (
     "entropy_base", "entropy_post", "kl", "js", "argmax_base", "argmax_post", "post_rank_in_base",
@@ -136,7 +136,7 @@ def _mean(x: np.ndarray) -> float | None:
 
 @dataclass
 class ForkResult(Result, kind="forks"):
-    """Per-position statistics of a scored corpus, and the §1 summary.
+    """Per-position statistics of a scored corpus, and their summary (see docs/science.md).
 
     Attributes:
         columns: one array per statistic, one entry per scored position (``seq`` and ``pos``

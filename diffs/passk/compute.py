@@ -158,7 +158,7 @@ class PassAtKResult(Result, kind="passk"):
         """Bootstrap confidence intervals over problems: model → k → (low, high).
 
         Problems are resampled with replacement `n_boot` times and each resample's mean
-        pass@k taken (BRIEF §10: crossing points are noisy; report the spread).
+        pass@k taken (crossing points are noisy: report the spread; docs/science.md, *pass@k*).
 
         Example:
             >>> res = PassAtKResult({"m": {1: 0.5}}, {"m": [0, 1, 2, 1]}, n=2)
