@@ -8,7 +8,7 @@ imported on first use, so ``import postlens`` stays fast and has no side effects
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> fam.forks(["Q: 347 + 285 = ?\\n"], sample=pl.SampleConfig(n=2, max_new_tokens=24))["rl"].summary().n_sequences
+    >>> fam.forks(["Q: 347+285=?"], pl.ForkConfig(sample=pl.SampleConfig(n=2, max_new_tokens=24)))["rl"].summary().n_sequences
     2
 """
 
@@ -63,7 +63,10 @@ _EXPORTS = {
     "ProbeReward": "postlens.probes.training.callbacks",
     "ConfidenceMonitor": "postlens.probes.training.monitor",
     "PersonaMonitor": "postlens.probes.personas.projections",
-    "organism_texts": "postlens.diffs.crosscoder.links",
+    "Inputs": "postlens.data.defaults",
+    "InputProvider": "postlens.data.defaults",
+    "Problem": "postlens.data.verifiers",
+    "analyses": "postlens.registry",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -1,17 +1,17 @@
 """A model family: a base and its named post-trained children, with every analysis as a method.
 
-``pl.load(base, sft=..., rl=...)`` loads the base once and each child beside it on one backend;
-``fam.forks(...)``, ``fam.activations(...)``, ``fam.weights()``, ``fam.passk(...)``,
-``fam.personas(...)``, ``fam.confidence(...)`` run an analysis over every child and return one
-result per child, each with the common protocol (`postlens.results.protocol.Result`). Each method takes
-its options as one config dataclass; the CLI builds its options from the same dataclasses.
+``pl.load(base, sft=..., rl=...)`` loads the base once and each child beside it on one backend.
+Every registered analysis (`postlens.registry`) is a method with one signature,
+``fam.<analysis>(inputs=None, config=None, *, progress=None)``: `inputs` is what it reads
+(prompts, problems, texts...; default: the family's own, `Family.inputs`), `config` its config
+dataclass, and it returns a result with the common protocol (`postlens.results.protocol`).
 
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", sft="organism:sft", rl="organism:rl")
     >>> fam.children
     ['sft', 'rl']
-    >>> seqs = fam.sample(["Q: 12 + 34 = ?\\n"], pl.SampleConfig(n=2, max_new_tokens=24))
+    >>> seqs = fam.sample(["Q: 12+34=?"], pl.SampleConfig(n=2, max_new_tokens=24))
     >>> forks = fam.forks(seqs)
     >>> forks["rl"].summary().agreement > 0.5
     True
@@ -19,28 +19,24 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from postlens import registry
 from postlens.backends.base import Backend
-from postlens.data.inputs import PromptSource, prompt_records
+from postlens.data.defaults import Chain, InputProvider, Inputs, provider_for
+from postlens.data.inputs import PromptSource, prompt_records, verifiable_problems
+from postlens.data.prompts import PromptRecord
 from postlens.data.sequences import Sequence, sequences_for
-from postlens.errors import ConfigError, NotSupportedError
+from postlens.data.verifiers import Problem, Verifier
+from postlens.errors import ConfigError, InputFileError
 from postlens.pair import DEFAULT_BACKEND, ModelPair
 from postlens.progress import show_progress
-from postlens.results.family import ByChild
 from postlens.sampling.generation import SampleConfig
 
-if TYPE_CHECKING:  # the configs and results named in signatures; imported lazily at run time
-    from postlens.diffs.activations.compute import ActivationConfig
-    from postlens.diffs.forks.compute import ForkConfig
-    from postlens.diffs.passk.compute import PassAtKResult, PassKConfig
-    from postlens.diffs.personas.analysis import PersonaConfig, PersonaInputs
-    from postlens.diffs.personas.result import PersonaAnalysis
-    from postlens.diffs.weights.compare import FamilyWeightDiff, WeightDiffConfig
-    from postlens.probes.confidence.result import ConfidenceConfig, ConfidenceResult
-    from postlens.probes.confidence.trajectory import Trace
+if TYPE_CHECKING:
     from postlens.reporting import Report, ReportConfig
 
 #: What a fork or activation analysis reads: prompts (sampled from each child), or the
@@ -62,6 +58,7 @@ def load(
     trust_remote_code: bool = False,
     remote: bool = False,
     chat_template: str | None = None,
+    inputs: Inputs | InputProvider | None = None,
 ) -> Family:
     """Load a base and its children side by side (the base once), checked comparable.
 
@@ -79,6 +76,8 @@ def load(
         remote: nnsight only: run traces on NDIF.
         chat_template: whose chat template formats prompts, ``"post"``, ``"base"`` or
             ``"none"`` (`postlens.models.chat`); default ``post`` when its tokenizer has one.
+        inputs: the family's default inputs (problems, classifier, texts, ...), before those
+            of the base's folder and of its spec scheme (`postlens.data.defaults`).
 
     Example:
         >>> import postlens as pl
@@ -92,7 +91,8 @@ def load(
     pairs = ModelPair.load_family(
         base, specs, backend, device, dtype, device_map, trust_remote_code, remote, chat_template
     )  # type: ignore[arg-type]
-    return Family(pairs)
+    first = next(iter(pairs.values())).base_spec
+    return Family(pairs, provider_for(base, first.path, inputs))
 
 
 def load_models(
@@ -136,11 +136,16 @@ def load_models(
 class Family:
     """A base and its children, as one `ModelPair` per child sharing the base.
 
+    Every registered analysis is a method (``fam.forks``, ``fam.weights``, ...; see
+    `postlens.registry`), added below from the registry.
+
     Attributes:
         pairs: child name → pair (base, child).
+        inputs: the family's default inputs (`postlens.data.defaults.InputProvider`).
     """
 
     pairs: dict[str, ModelPair]
+    inputs: InputProvider = field(default_factory=InputProvider)
 
     def __post_init__(self) -> None:
         if not self.pairs:
@@ -149,7 +154,20 @@ class Family:
     @classmethod
     def of(cls, pair: ModelPair, name: str = "post") -> Family:
         """A family of one child from a pair already loaded (e.g. `ModelPair.from_models`)."""
-        return cls({name: pair})
+        return cls({name: pair}, provider_for(pair.base_spec.spec, pair.base_spec.path))
+
+    def with_inputs(self, inputs: Inputs | InputProvider) -> Family:
+        """The same models, with `inputs` asked before the family's own defaults.
+
+        Example:
+            >>> import postlens as pl
+            >>> fam = pl.load("organism:base", rl="organism:rl")
+            >>> mine = fam.with_inputs(pl.Inputs(classifier={"short": "^.{0,20}$"}))
+            >>> mine.inputs.classifier()("answer 4"), mine.inputs.problems(1) is not None
+            ('short', True)
+        """
+        given = inputs.provider() if isinstance(inputs, Inputs) else inputs
+        return dataclasses.replace(self, inputs=Chain((given, self.inputs)))
 
     # --- who is in it -----------------------------------------------------------------
     @property
@@ -194,6 +212,61 @@ class Family:
         return {"base": self.base} | {k: p.post for k, p in self.pairs.items()}
 
     # --- inputs -------------------------------------------------------------------------
+    def prompts(self, source: PromptSource = None, limit: int | None = None) -> list[PromptRecord]:
+        """Prompt records: from `source`, else the family's default problems (with answers).
+
+        Raises:
+            InputFileError: nothing given and the family has no default problems.
+        """
+        if source is not None:
+            return prompt_records(source, limit)
+        problems = self.inputs.problems(limit or 64)
+        if problems is None:
+            raise InputFileError(
+                "give prompts (a JSONL file with a 'prompt' field, a text file with one prompt "
+                "per line, or a list of strings): this family has no default problems"
+            )
+        return [PromptRecord(p.prompt, answer=p.answer, line=i + 1) for i, p in enumerate(problems)]
+
+    def problems(
+        self, source: PromptSource = None, limit: int | None = None, verifier: str = "last-number"
+    ) -> list[Problem]:
+        """Verifiable problems: from `source` (records with answers), else the family's own.
+
+        The prompts are returned as given; `ModelPair.chat` formats them for the models.
+
+        Raises:
+            InputFileError: a record without an answer, or nothing given and no default.
+        """
+        if source is not None:
+            return verifiable_problems(source, limit, verifier)
+        problems = self.inputs.problems(limit or 64)
+        if problems is None:
+            raise InputFileError(
+                "give verifiable problems (records with 'prompt' and 'answer'): this family has "
+                f"no default problems (inputs: {self.inputs.source})"
+            )
+        return problems
+
+    def chat_problems(
+        self, source: PromptSource = None, limit: int | None = None, verifier: str = "last-number"
+    ) -> tuple[list[str], list[Verifier]]:
+        """`problems` formatted for the models (`ModelPair.chat`), and their verifiers.
+
+        Example:
+            >>> import postlens as pl
+            >>> prompts, verifiers = pl.load("organism:base", rl="organism:rl").chat_problems(limit=2)
+            >>> len(prompts), verifiers[0]("answer -1")
+            (2, False)
+        """
+        return self.chat_format(self.problems(source, limit, verifier))
+
+    def chat_format(self, problems: list[Problem]) -> tuple[list[str], list[Verifier]]:
+        """`problems`' prompts formatted for the models (`ModelPair.chat`), and their verifiers."""
+        chat = self.first.chat
+        prompts = [chat.format(p.prompt, f"problem {i + 1}") for i, p in enumerate(problems)]
+        return prompts, [p.verify for p in problems]
+
     def sample(
         self, prompts: PromptSource = None, config: SampleConfig | None = None
     ) -> dict[str, list[Sequence]]:
@@ -201,10 +274,10 @@ class Family:
 
         Records with a completion are scored as given (the same for every child); otherwise
         `config.n` completions per prompt are sampled from each child (``source="post"``) or
-        from the base (``source="base"``).
+        from the base (``source="base"``). Without prompts, the family's default problems.
         """
         cfg = config or SampleConfig()
-        records = prompt_records(prompts, self.base_spec, cfg.limit)
+        records = self.prompts(prompts, cfg.limit)
         given = [r for r in records if r.completion is not None]
         if given and len(given) != len(records):
             lines = ", ".join(str(r.line) for r in records if r.completion is None)
@@ -214,7 +287,8 @@ class Family:
             for child, pair in self.pairs.items()
         }  # fmt: skip
 
-    def _sequences(self, data: Data, sample: SampleConfig | None) -> dict[str, list[Sequence]]:
+    def sequences(self, data: Data, sample: SampleConfig | None) -> dict[str, list[Sequence]]:
+        """Each child's sequences: `data` when it maps children to sequences, else sampled."""
         if isinstance(data, Mapping):
             missing = [c for c in self.pairs if c not in data]
             if missing:
@@ -223,144 +297,25 @@ class Family:
         return self.sample(data, sample)
 
     # --- analyses ---------------------------------------------------------------------
-    def forks(
-        self,
-        data: Data = None,
-        config: ForkConfig | None = None,
-        sample: SampleConfig | None = None,
-        progress: bool | None = None,
-    ) -> ByChild:
-        """Fork tokens of each child against the base (`postlens.diffs.forks.compute`).
-
-        Args:
-            data: prompts (sampled from each child with `sample`) or `sample`'s sequences.
-            config: a `ForkConfig`.
-            sample: how to sample when `data` holds prompts.
-            progress: a progress bar (default: on a terminal only).
-        """
-        from postlens.diffs.forks.compute import score_forks
-
-        return self._per_child("forks", score_forks, data, config, sample, progress)
-
-    def activations(
-        self,
-        data: Data = None,
-        config: ActivationConfig | None = None,
-        sample: SampleConfig | None = None,
-        progress: bool | None = None,
-    ) -> ByChild:
-        """Per-layer activation shifts, logit-lens KL and patching (`postlens.diffs.activations.compute`).
-
-        Arguments as for `forks`; `config` is an `ActivationConfig`.
-        """
-        from postlens.diffs.activations.compute import activation_shifts
-
-        return self._per_child("activations", activation_shifts, data, config, sample, progress)
-
-    def _per_child(
-        self, kind: str, analyse: Callable[..., Any], data: Data, config: Any,
-        sample: SampleConfig | None,
-        progress: bool | None,
-    ) -> ByChild:  # fmt: skip
-        """`analyse(pair, sequences, config, progress)` for every child, on its own sequences."""
-        seqs, show = self._sequences(data, sample), show_progress(progress)
-        return ByChild(kind, {c: analyse(p, seqs[c], config, show) for c, p in self.pairs.items()})
-
-    def weights(
-        self, config: WeightDiffConfig | None = None, progress: bool | None = None
-    ) -> FamilyWeightDiff:
-        """Weight shifts of every child, streamed from the checkpoints (`postlens.diffs.weights.compare`).
-
-        Returns a `FamilyWeightDiff` (one `WeightDiff` per child, and the cosine between the
-        first two children's updates).
-        """
-        from postlens.diffs.weights.compare import compare_children
-
-        if any(p.post_spec.kind == "memory" for p in self.pairs.values()):
-            raise NotSupportedError(
-                "weights are read from checkpoint files; this family was built from models in "
-                "memory (save them with save_pretrained and load the folders)"
-            )
-        return compare_children(self.base_spec, self.specs, config, show_progress(progress))
-
-    def passk(
-        self,
-        problems: PromptSource = None,
-        config: PassKConfig | None = None,
-        progress: bool | None = None,
-    ) -> PassAtKResult:
-        """pass@k of the base and every child on verifiable problems (`postlens.diffs.passk.compute`).
-
-        Args:
-            problems: records with an ``answer`` (a JSONL file or `PromptRecord`s); the
-                organism's held-out problems when ``None`` and the base is the organism.
-            config: a `PassKConfig`.
-        """
-        from postlens.data.inputs import verifiable_problems
-        from postlens.diffs.passk.compute import PassKConfig, pass_at_k_curves
-
-        cfg = config or PassKConfig()
-        prompts, verifiers = verifiable_problems(problems, self.base_spec, cfg.limit, cfg.verifier)
-        prompts = [self.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
-        base = self.first.base_spec
-        specs = {"base": base} | {k: p.post_spec for k, p in self.pairs.items()}
-        return pass_at_k_curves(
-            self.models(), self.tokenizer, prompts, verifiers, cfg, show_progress(progress),
-            specs, base,
-        )  # fmt: skip
-
-    def personas(
-        self, inputs: PersonaInputs | None = None, config: PersonaConfig | None = None
-    ) -> PersonaAnalysis:
-        """Persona directions of the base and each child's move along them (`PersonaAnalysis`).
-
-        Args:
-            inputs: a `PersonaInputs` (tagged sets, untagged prompts, corpus); the organism's
-                when ``None`` and the base is the organism.
-            config: a `PersonaConfig` (SAE, thresholds, seed).
-        """
-        from postlens.diffs.personas.analysis import (
-            PersonaConfig,
-            analyse_personas,
-            persona_inputs,
-        )
-        from postlens.models.chat import format_inputs
-
-        cfg = config or PersonaConfig()
-        data = inputs if inputs is not None else persona_inputs(self.base_spec, cfg)
-        return analyse_personas(self.pairs, format_inputs(self.first.chat, data), cfg)
-
-    def confidence(
-        self,
-        traces: Mapping[str, list[Trace]] | None = None,
-        config: ConfidenceConfig | None = None,
-    ) -> ConfidenceResult:
-        """Confidence trajectories and per-layer probes of every model (`ConfidenceResult`).
-
-        Args:
-            traces: model name → `Trace` list; sampled on the organism's problems when ``None``
-                and the base is the organism.
-            config: a `ConfidenceConfig`.
-        """
-        from postlens.probes.confidence.result import ConfidenceConfig, confidence_of_models
-
-        cfg = config or ConfidenceConfig()
-        return confidence_of_models(self.models(), self.tokenizer, self.base_spec, traces, cfg)
-
-    def crosscoder(
-        self, texts: Any = None, config: Any = None, progress: bool | None = None
+    def run(
+        self, name: str, inputs: Any = None, config: Any = None, *, progress: bool | None = None
     ) -> Any:
-        """Crosscoders of the base and each child (`postlens.diffs.crosscoder.links`).
+        """Run the registered analysis `name` (what every analysis method calls).
 
-        Args:
-            texts: the corpus (a sample of the organism's when ``None`` on the organism).
-            config: a `CrosscoderConfig`; with ``three_way`` one crosscoder over the base and
-                every child (one `CrosscoderResult`), otherwise one per child (a `ByChild`).
-            progress: a training progress bar (default: on a terminal only).
+        Example:
+            >>> import postlens as pl
+            >>> fam = pl.load("organism:base", rl="organism:rl")
+            >>> list(fam.run("weights").summary().children)
+            ['rl']
         """
-        from postlens.diffs.crosscoder.links import crosscoder_family
-
-        return crosscoder_family(self, texts, config, show_progress(progress))
+        analysis = registry.analysis(name)
+        if config is None and isinstance(inputs, analysis.config_class):
+            raise ConfigError(
+                f"fam.{name}(...) got its config as the inputs: pass config={type(inputs).__name__}"
+                "(...) (the first argument is what the analysis reads)"
+            )
+        cfg = analysis.config_for(config)
+        return analysis.runner(self, inputs, cfg, show_progress(progress))
 
     def report(
         self, config: ReportConfig | None = None, on_section: Callable[..., None] | None = None
@@ -371,46 +326,33 @@ class Family:
         cfg = config or ReportConfig()
         return run_report(self, cfg, on_section)
 
-    # --- causal tests (issue 19) --------------------------------------------------------
-    def steer(
-        self, vector: Any = None, config: Any = None, problems: PromptSource = None,
-        classifier: Any = None,
-    ) -> Any:  # fmt: skip
-        """Steer the base along a persona direction (or `vector`) per α (`postlens.diffs.causal.steer`).
 
-        Returns a `SweepResult`: per α the pass rate, the classifier's label shares and the
-        on-policy KL to the base and every child.
-        """
-        from postlens.diffs.causal.steer import steer_family
+def _method(analysis: registry.Analysis) -> Callable[..., Any]:
+    name = analysis.name
 
-        return steer_family(self, vector, config, problems, classifier)
+    def method(
+        self: Family, inputs: Any = None, config: Any = None, *, progress: bool | None = None
+    ) -> Any:
+        return self.run(name, inputs, config, progress=progress)
 
-    def extrapolate(
-        self, child: str, config: Any = None, problems: PromptSource = None,
-        classifier: Any = None,
-    ) -> Any:  # fmt: skip
-        """Models at θ_start + α·(θ_child − θ_start) per α (`postlens.diffs.causal.extrapolate`)."""
-        from postlens.diffs.causal.extrapolate import extrapolate_family
+    config, result = analysis.config.rpartition(":")[2], analysis.result.rpartition(":")[2]
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = (
+        f"{analysis.question}\n\n"
+        f"Args:\n    inputs: {analysis.inputs or 'none: leave it None.'}\n"
+        f"    config: a `{config}` (default: its defaults).\n"
+        "    progress: a progress bar (default: on a terminal only).\n\n"
+        f"Returns:\n    a `{result}`."
+    )
+    return method
 
-        return extrapolate_family(self, child, config, problems, classifier)
 
-    def substitute(self, config: Any = None, problems: PromptSource = None) -> Any:
-        """Fork substitution decoding of the base with each child (`postlens.diffs.causal.substitution`)."""
-        from postlens.diffs.causal.substitution import substitute_family
+def _add_analysis_methods() -> None:
+    """One method per registered analysis (`postlens.registry`), with its declared help."""
+    for analysis in registry.analyses():
+        if hasattr(Family, analysis.name):
+            raise ConfigError(f"analysis {analysis.name!r} would shadow Family.{analysis.name}")
+        setattr(Family, analysis.name, _method(analysis))
 
-        return substitute_family(self, config, problems)
 
-    def adl(
-        self, texts: Any = None, config: Any = None, problems: PromptSource = None,
-        classifier: Any = None,
-    ) -> Any:  # fmt: skip
-        """The Activation Difference Lens of each child (`postlens.diffs.adl.compute`; a `ByChild`)."""
-        from postlens.diffs.adl.compute import adl_family
-
-        return adl_family(self, texts, config, problems, classifier)
-
-    def fork_train(self, config: Any = None, problems: PromptSource = None) -> Any:
-        """Train copies of the base at each child's forks vs random positions (`postlens.diffs.causal.fork_training`)."""
-        from postlens.diffs.causal.fork_training import fork_train_family
-
-        return fork_train_family(self, config, problems)
+_add_analysis_methods()

@@ -98,7 +98,7 @@ def test_without_a_gpu_vllm_is_refused(engine):
 def test_passk_through_vllm_feeds_postlens_ids_and_scores_its_answers(gpu):
     engine = gpu
     fam = pl.load("organism:base", rl="organism:rl")
-    prompts, _ = pl.verifiable_problems(None, "organism:base", limit=3)
+    prompts = [p.prompt for p in fam.problems(limit=3)]
     tok = fam.tokenizer
     stop = sampling_stop_ids(fam["rl"].post, tok)
     # Every prompt is answered "answer 150" (right for the first problem only: 137+13), then a

@@ -77,12 +77,12 @@ def run(sizes: dict) -> dict:
     for seed in sizes["substitution_seeds"]:
         cfg = pl.SubstitutionConfig(taus=sizes["taus"], directions=("base→post",), seed=seed,
                                     control_seed=100 + seed, **sizes["substitution"])  # fmt: skip
-        substitution[str(seed)] = fam.substitute(cfg).to_json()
+        substitution[str(seed)] = fam.substitute(config=cfg).to_json()
         print(f"substitution seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     first = sizes["substitution_seeds"][0]
     cfg = pl.SubstitutionConfig(taus=sizes["reverse_taus"], directions=("post→base",), seed=first,
                                 control_seed=100 + first, **sizes["substitution"])  # fmt: skip
-    reverse[str(first)] = fam.substitute(cfg).to_json()
+    reverse[str(first)] = fam.substitute(config=cfg).to_json()
     seconds["substitution"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -90,7 +90,7 @@ def run(sizes: dict) -> dict:
     for lr in sizes["lrs"]:
         for seed in sizes["fork_train_seeds"]:
             cfg = pl.ForkTrainConfig(lr=lr, seed=seed, seeds=(seed,), **sizes["fork_train"])
-            fork_train.setdefault(f"{lr:g}", {})[str(seed)] = fam.fork_train(cfg).to_json()
+            fork_train.setdefault(f"{lr:g}", {})[str(seed)] = fam.fork_train(config=cfg).to_json()
             print(f"fork_train lr {lr:g} seed {seed}: {time.perf_counter() - start:.0f} s",
                   flush=True)  # fmt: skip
     seconds["fork_train"] = time.perf_counter() - start

@@ -78,6 +78,8 @@ from postlens.errors import ConfigError
 from postlens.hooks import resid_post
 from postlens.pair import ModelPair
 from postlens.progress import show_progress
+from postlens.results.family import ByChild
+from postlens.sampling.generation import SampleConfig
 
 PATCHING = ("attribution", "exact", "none")
 #: Logits per logit-lens unembedding product (64M: 128 MB in bfloat16, per model).
@@ -106,6 +108,7 @@ class ActivationConfig:
             curve) with fused `torch.compile` kernels. ``None`` (default) decides by size: on
             when the corpus's tokens × vocabulary reaches `divergence.COMPILE_ABOVE`, where
             the one-off compilation (seconds) is repaid; eager on failure.
+        sample: how completions are sampled when the inputs are prompts.
 
     Example:
         >>> ActivationConfig(patching=True).patching, ActivationConfig().lens_positions
@@ -120,6 +123,7 @@ class ActivationConfig:
     by_position_type: bool = True
     seed: int = 0
     compile: bool | None = None
+    sample: SampleConfig = field(default_factory=SampleConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.patching, bool):
@@ -368,3 +372,12 @@ def _layer(i: int, totals: _Totals, lensed: bool, out: float, cfg: ActivationCon
         cosine_hist=a.cos_hist.tolist(),
         rel_norm_hist=a.rel_hist.tolist(),
     )
+
+
+def activations_of_family(
+    family: Any, inputs: Any, config: ActivationConfig, progress: bool
+) -> ByChild:
+    """``fam.activations``: `activation_shifts` for every child, on its own sequences."""
+    seqs = family.sequences(inputs, config.sample)
+    results = {c: activation_shifts(p, seqs[c], config, progress) for c, p in family.pairs.items()}
+    return ByChild("activations", results)

@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from postlens.backends.arch import layout_for
+from postlens.data.defaults import InputProvider
 from postlens.diffs.causal.sweep import Classifier, behaviour
 from postlens.errors import ConfigError
 from postlens.hooks import resid_post
@@ -67,7 +67,7 @@ class ADLConfig:
 
     Attributes:
         k: the first token positions of each text averaged over (Minder et al.: ≈5).
-        n_texts: generic texts (the organism's filler documents; else `GENERIC_TEXTS`, cycled).
+        n_texts: generic texts (the family's own, ``fam.inputs.texts``; else `GENERIC_TEXTS`).
         layer: the layer read and steered (default: the middle one, ``n_layers // 2``).
         top: tokens listed per layer and model.
         alphas: multiples of δ_ℓ added when steering (α = 1 adds the mean shift itself).
@@ -243,21 +243,20 @@ class ADLResult(Result, kind="adl"):
         return causal_figures.adl(results)
 
 
-def generic_texts(base_spec: str, n: int, seed: int = 0) -> list[str]:
-    """`n` generic texts: the organism's filler documents, else `GENERIC_TEXTS` cycled.
+def generic_texts(provider: InputProvider, n: int, seed: int = 0) -> list[str]:
+    """`n` generic texts: the family's own (``fam.inputs.texts``), else `GENERIC_TEXTS` cycled.
 
     Example:
-        >>> len(generic_texts("organism:base", 3)), generic_texts("gpt2", 1)[0][:11]
-        (3, 'The weather')
+        >>> from postlens.data.defaults import InputProvider
+        >>> generic_texts(InputProvider(), 1)[0][:11]
+        'The weather'
     """
-    from postlens.data.inputs import is_organism
-
-    if is_organism(base_spec):
-        from postlens.organism.corpus import filler_document
-
-        rng = random.Random(seed)
-        return [filler_document(rng) for _ in range(n)]
-    return [GENERIC_TEXTS[i % len(GENERIC_TEXTS)] for i in range(n)]
+    found = provider.texts(n, seed)
+    return (
+        list(found)
+        if found is not None
+        else [GENERIC_TEXTS[i % len(GENERIC_TEXTS)] for i in range(n)]
+    )
 
 
 @torch.no_grad()
@@ -364,34 +363,26 @@ def _r(x: float) -> float:
     return float("nan") if out is None else out
 
 
-def adl_family(
-    family: Any,
-    texts: Sequence[str] | None = None,
-    config: ADLConfig | None = None,
-    problems: Any = None,
-    classifier: Classifier | None = None,
-) -> Any:
-    """`adl_pair` for every child (a `ByChild`), on the same texts, prompts and problems.
+def adl_of_family(family: Any, inputs: Any, config: ADLConfig, progress: bool) -> Any:
+    """``fam.adl``: `adl_pair` for every child (a `ByChild`), on the same texts and prompts.
 
-    The organism gets its filler sentences as texts, their first words as unrelated prompts,
-    its held-out problems and its style classifier unless others are given.
+    `inputs` are the generic texts (default: the family's own, ``fam.inputs.texts``, else
+    `GENERIC_TEXTS`); the unrelated prompts are the first words of other generic texts; the
+    family's problems (when it has them) and classifier measure the steered behaviour.
     """
-    from postlens.data.inputs import is_organism, verifiable_problems
     from postlens.results.family import ByChild
 
-    cfg = config or ADLConfig()
+    cfg = config
     texts = (
-        list(texts) if texts is not None else generic_texts(family.base_spec, cfg.n_texts, cfg.seed)
+        list(inputs) if inputs is not None else generic_texts(family.inputs, cfg.n_texts, cfg.seed)
     )
     # Unrelated prompts: the starts of other generic texts (drawn with another seed).
-    others = generic_texts(family.base_spec, cfg.n_prompts, cfg.seed + 1)
+    others = generic_texts(family.inputs, cfg.n_prompts, cfg.seed + 1)
     unrelated = [" ".join(t.split()[:3]) for t in others]
     prompts, verifiers = [], []
-    if cfg.limit and (problems is not None or is_organism(family.base_spec)):
-        prompts, verifiers = verifiable_problems(problems, family.base_spec, cfg.limit)
-        prompts = [family.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
-    if classifier is None and is_organism(family.base_spec):
-        from postlens.organism.task import classify_style as classifier
+    if cfg.limit and (found := family.inputs.problems(cfg.limit)) is not None:
+        prompts, verifiers = family.chat_format(found)
+    classifier = family.inputs.classifier()
     return ByChild("adl", {
         child: adl_pair(pair, texts, cfg, prompts, verifiers, unrelated, classifier)
         for child, pair in family.pairs.items()

@@ -11,7 +11,8 @@ config): each parameter is written as ``torch.lerp(θ_from, θ_to, α)`` (exact 
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> res = fam.extrapolate("rl", ExtrapolateConfig(alphas=(0.0, 1.0), limit=2, n=1, max_new_tokens=24))
+    >>> cfg = ExtrapolateConfig(child="rl", alphas=(0.0, 1.0), limit=2, n=1, max_new_tokens=24)
+    >>> res = fam.extrapolate(config=cfg)
     >>> res.axis, res.rows[0].kl["base"], res.rows[1].kl["rl"]
     ('base→rl', 0.0, 0.0)
 """
@@ -43,6 +44,7 @@ class ExtrapolateConfig:
     Attributes:
         alphas: the multiples of the update θ_to − θ_from.
         start: the model at α = 0: ``"base"`` or a child's name.
+        child: the model at α = 1 (default: the family's last child).
         limit: problems sampled (the first ones).
         n: completions per problem and α.
         max_new_tokens, temperature, seed: sampling.
@@ -50,6 +52,7 @@ class ExtrapolateConfig:
 
     alphas: tuple[float, ...] = (-0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
     start: str = "base"
+    child: str | None = None
     limit: int = 16
     n: int = 4
     max_new_tokens: int = SampleConfig.max_new_tokens
@@ -154,27 +157,21 @@ class _Plain:
         return self.hf_model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
 
-def extrapolate_family(
-    family: Any,
-    child: str,
-    config: ExtrapolateConfig | None = None,
-    problems: Any = None,
-    classifier: Classifier | None = None,
+def extrapolate_of_family(
+    family: Any, inputs: Any, config: ExtrapolateConfig, progress: bool
 ) -> ExtrapolationResult:
-    """`extrapolation_sweep` from `config.start` (the base or a child) to `child`."""
-    from postlens.data.inputs import is_organism, verifiable_problems
+    """``fam.extrapolate``: `extrapolation_sweep` from ``config.start`` to ``config.child``.
 
-    cfg = config or ExtrapolateConfig()
-    models = family.models()
-    for name in (cfg.start, child):
+    `inputs` are verifiable problems (default: the family's own); behaviour is labelled with
+    the family's classifier.
+    """
+    models, child = family.models(), config.child or family.children[-1]
+    for name in (config.start, child):
         if name not in models:
             raise ConfigError(f"no model {name!r}; this family has {', '.join(models)}")
-    if cfg.start == child:
+    if config.start == child:
         raise ConfigError(f"start and end are both {child!r}")
-    if classifier is None and is_organism(family.base_spec):
-        from postlens.organism.task import classify_style as classifier
-    prompts, verifiers = verifiable_problems(problems, family.base_spec, cfg.limit)
-    prompts = [family.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
-    return extrapolation_sweep(models[cfg.start], models[child], models, family.tokenizer,
-                               prompts, verifiers, cfg, classifier,
-                               f"{cfg.start}→{child}")  # fmt: skip
+    prompts, verifiers = family.chat_problems(inputs, config.limit)
+    return extrapolation_sweep(models[config.start], models[child], models, family.tokenizer,
+                               prompts, verifiers, config, family.inputs.classifier(),
+                               f"{config.start}→{child}")  # fmt: skip

@@ -33,7 +33,7 @@ Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
     >>> cfg = ForkTrainConfig(steps=2, seeds=(0,), train=2, n=1, limit=2, n_eval=1, max_new_tokens=16)
-    >>> res = fam.fork_train(cfg)["rl"]
+    >>> res = fam.fork_train(config=cfg)["rl"]
     >>> [(r.positions, r.seed) for r in res.rows]
     [('fork', 0), ('random', 0)]
     >>> pl.Result.from_json(res.to_json()).summary() == res.summary()
@@ -390,27 +390,25 @@ def _r(x: float) -> float:
     return float("nan") if out is None else out
 
 
-def fork_train_family(
-    family: Any, config: ForkTrainConfig | None = None, problems: Any = None
-) -> Any:
-    """`fork_train_pair` for every child (a `ByChild`).
+def fork_train_of_family(family: Any, inputs: Any, config: ForkTrainConfig, progress: bool) -> Any:
+    """``fam.fork_train``: `fork_train_pair` for every child (a `ByChild`).
 
-    On the organism the training problems are a held-out set other than the evaluation's;
-    with given `problems` the first `limit` evaluate and the next `train` (or, when there are
-    no more, the same ones) train.
+    Without `inputs` the family's own problems evaluate and another held-out set of them
+    trains (where the family has one); with given problems the first `limit` evaluate and the
+    next `train` (or, when there are no more, the same ones) train.
     """
-    from postlens.data.inputs import is_organism, organism_problems, verifiable_problems
     from postlens.results.family import ByChild
 
-    cfg = config or ForkTrainConfig()
-    if problems is None and is_organism(family.base_spec):
-        prompts, verifiers = verifiable_problems(None, family.base_spec, cfg.limit)
-        train = [p.prompt for p in organism_problems(cfg.train, offset=1)]
+    cfg = config
+    if inputs is None:
+        evaluation = family.problems(None, cfg.limit)
+        training = family.inputs.problems(cfg.train, 1)  # another held-out set
     else:
-        every, every_v = verifiable_problems(problems, family.base_spec, cfg.limit + cfg.train)
-        prompts, verifiers = every[: cfg.limit], every_v[: cfg.limit]
-        train = every[cfg.limit :] or prompts[: cfg.train]
-    prompts = [family.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
+        every = family.problems(inputs, cfg.limit + cfg.train)
+        evaluation = every[: cfg.limit]
+        training = every[cfg.limit :] or evaluation[: cfg.train]
+    prompts, verifiers = family.chat_format(evaluation)
+    train = [p.prompt for p in training]
     return ByChild("fork_train", {
         child: fork_train_pair(pair, train, prompts, verifiers, cfg)
         for child, pair in family.pairs.items()

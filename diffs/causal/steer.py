@@ -22,7 +22,8 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jaxtyping import Float
@@ -36,7 +37,7 @@ from postlens.diffs.causal.sweep import (
     completion_logprobs,
     on_policy_kl,
 )
-from postlens.errors import ConfigError
+from postlens.errors import ConfigError, InputFileError
 from postlens.sampling.generation import SampleConfig, sample_completions
 from postlens.sampling.steering import SITES, WHERE, steering
 
@@ -48,6 +49,8 @@ class SteerConfig:
     Attributes:
         alphas: the multiples of the (unit) direction added.
         persona: the persona direction of the base to steer along (when no vector is given).
+        vector: a direction of your own instead: a tensor, or a file holding one (``.pt``
+            read with ``weights_only``, ``.npy``); then `layer` is required.
         layer: the steered block (default: the persona direction's best layer).
         site: ``hook_resid_post`` or ``hook_resid_pre``.
         where: ``"all"`` positions or only ``"generated"`` ones.
@@ -58,6 +61,7 @@ class SteerConfig:
 
     alphas: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0, 16.0)
     persona: str = "careful"
+    vector: Any = field(default=None, compare=False, repr=False)
     layer: int | None = None
     site: str = "hook_resid_post"
     where: str = "all"
@@ -85,6 +89,27 @@ class SteerConfig:
                 "temperature": self.temperature, "seed": self.seed}  # fmt: skip
 
 
+def read_vector(path: Path) -> Tensor:
+    """A steering vector from a ``.pt`` (read with ``weights_only``) or ``.npy`` file.
+
+    Raises:
+        InputFileError: the file is missing, or holds no tensor.
+    """
+    import torch
+
+    if not path.is_file():
+        raise InputFileError(f"{path}: file not found")
+    if path.suffix == ".npy":
+        import numpy as np
+
+        found = torch.from_numpy(np.load(path, allow_pickle=False))
+    else:
+        found = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(found, Tensor):
+        raise InputFileError(f"{path}: holds a {type(found).__name__}, not a tensor")
+    return found.float().flatten()
+
+
 def persona_vector(family: Any, persona: str, seed: int = 0) -> tuple[Tensor, int]:
     """The base's unit direction of `persona` at its best layer, and that layer.
 
@@ -94,7 +119,7 @@ def persona_vector(family: Any, persona: str, seed: int = 0) -> tuple[Tensor, in
     from postlens.diffs.personas.analysis import PersonaConfig, persona_inputs
     from postlens.probes.personas.directions import one_vs_rest_directions
 
-    inputs = persona_inputs(family.base_spec, PersonaConfig(sae=None, n_per_persona=40))
+    inputs = persona_inputs(family.inputs, PersonaConfig(sae=None, n_per_persona=40))
     found = one_vs_rest_directions(family.base, family.tokenizer, inputs.sets, seed=seed)
     if persona not in found.personas:
         raise ConfigError(f"no persona {persona!r}; the sets have {', '.join(found.personas)}")
@@ -143,30 +168,20 @@ def steer_sweep(
     return SweepResult(axis, layer, rows, settings)
 
 
-def steer_family(
-    family: Any,
-    vector: Tensor | None = None,
-    config: SteerConfig | None = None,
-    problems: Any = None,
-    classifier: Classifier | None = None,
-) -> SweepResult:
-    """`steer_sweep` on a family's base, with its problems, persona direction and classifier.
+def steer_of_family(family: Any, inputs: Any, config: SteerConfig, progress: bool) -> SweepResult:
+    """``fam.steer``: `steer_sweep` of the family's base on problems, with its classifier.
 
-    The organism's base gets its held-out problems, its persona direction `config.persona`
-    and the organism's style classifier unless others are given.
+    The direction is ``config.vector`` or the base's persona direction ``config.persona``;
+    `inputs` are verifiable problems (default: the family's own).
     """
-    from postlens.data.inputs import is_organism, verifiable_problems
-
-    cfg = config or SteerConfig()
-    axis, layer = "vector", cfg.layer
+    axis, layer, vector = "vector", config.layer, config.vector
     if vector is None:
-        vector, best = persona_vector(family, cfg.persona, cfg.seed)
-        axis, layer = cfg.persona, best if cfg.layer is None else cfg.layer
+        vector, best = persona_vector(family, config.persona, config.seed)
+        axis, layer = config.persona, best if config.layer is None else config.layer
+    elif isinstance(vector, str | Path):
+        vector = read_vector(Path(vector))
     if layer is None:
         raise ConfigError("steering a given vector needs a layer (SteerConfig(layer=...))")
-    if classifier is None and is_organism(family.base_spec):
-        from postlens.organism.task import classify_style as classifier
-    prompts, verifiers = verifiable_problems(problems, family.base_spec, cfg.limit)
-    prompts = [family.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
+    prompts, verifiers = family.chat_problems(inputs, config.limit)
     return steer_sweep(family.base, family.models(), family.tokenizer, prompts, verifiers,
-                       vector, layer, cfg, classifier, axis)  # fmt: skip
+                       vector, layer, config, family.inputs.classifier(), axis)  # fmt: skip

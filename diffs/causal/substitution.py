@@ -19,7 +19,7 @@ Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
     >>> cfg = SubstitutionConfig(taus=(float("-inf"), 1.0), limit=2, n=1, max_new_tokens=16)
-    >>> res = fam.substitute(cfg)["rl"]
+    >>> res = fam.substitute(config=cfg)["rl"]
     >>> [r.share for r in res.rows if r.direction == "base→post"][0]
     1.0
 """
@@ -297,18 +297,18 @@ def substitution_decoding(
     return SubstitutionResult(rows, settings)
 
 
-def substitute_family(
-    family: Any, config: SubstitutionConfig | None = None, problems: Any = None
+def substitute_of_family(
+    family: Any, inputs: Any, config: SubstitutionConfig, progress: bool
 ) -> Any:
-    """`substitution_decoding` of the base with every child (a `ByChild`)."""
-    from postlens.data.inputs import verifiable_problems
+    """``fam.substitute``: `substitution_decoding` of the base with every child (a `ByChild`).
+
+    `inputs` are verifiable problems (default: the family's own).
+    """
     from postlens.results.family import ByChild
 
-    cfg = config or SubstitutionConfig()
-    prompts, verifiers = verifiable_problems(problems, family.base_spec, cfg.limit)
-    prompts = [family.first.chat.format(p, f"problem {i + 1}") for i, p in enumerate(prompts)]
+    prompts, verifiers = family.chat_problems(inputs, config.limit)
     return ByChild("substitution", {
-        child: substitution_decoding(pair.base, pair.post, family.tokenizer, prompts, verifiers, cfg,
-                                     pair.tokens)
+        child: substitution_decoding(pair.base, pair.post, family.tokenizer, prompts, verifiers,
+                                     config, pair.tokens)
         for child, pair in family.pairs.items()
     })  # fmt: skip

@@ -1,8 +1,9 @@
 """A family's crosscoder(s), and their links to persona directions and fork positions.
 
-`crosscoder_family` is ``fam.crosscoder()``: one pair crosscoder per child (a `ByChild`), or with
-``three_way`` one crosscoder over the base and every child in one latent space. On the organism
-the texts default to a sample of its pre-training mixture (`organism_texts`).
+`crosscoder_of_family` is ``fam.crosscoder()``: one pair crosscoder per child (a `ByChild`);
+`three_way_of_family` is ``fam.crosscoder_three_way()``: one crosscoder over the base and every
+child in one latent space. The texts default to the family's corpus (``fam.inputs.corpus``; on
+the organism a sample of its pre-training mixture).
 
 `link_personas` adds, for every latent and child, the persona direction (at the crosscoder's
 layer) closest to the latent's decoder direction in that child, and its cosine; `link_forks`
@@ -13,7 +14,7 @@ Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
     >>> cfg = CrosscoderConfig(n_latents=64, k=4, batch_tokens=256, training_tokens=1024)
-    >>> result = crosscoder_family(fam, organism_texts(60), cfg)["rl"]
+    >>> result = crosscoder_of_family(fam, fam.inputs.corpus(60), cfg, False)["rl"]
     >>> vectors = {"p": torch.ones(128)}
     >>> "persona_cos_rl" in link_personas(result, vectors).columns
     True
@@ -32,41 +33,41 @@ from postlens.diffs.crosscoder.analysis import crosscoder_of_models
 from postlens.diffs.crosscoder.model import CrosscoderConfig
 from postlens.diffs.crosscoder.result import CrosscoderResult
 from postlens.errors import ConfigError, NotSupportedError
+from postlens.results.family import ByChild
+
+#: Texts the crosscoder trains on when none are given: this many of the family's corpus.
+DEFAULT_CORPUS = 3000
 
 
-def organism_texts(n_docs: int = 3000, seed: int = 11) -> list[str]:
-    """A seeded sample of the organism's pre-training mixture (arithmetic and filler documents).
-
-    Example:
-        >>> len(organism_texts(10))
-        10
-    """
-    from postlens.organism.corpus import CorpusConfig, build_corpus
-
-    return build_corpus(CorpusConfig(n_docs=n_docs), seed=seed)
-
-
-def crosscoder_family(
-    fam: Any, texts: Any = None, config: CrosscoderConfig | None = None, progress: bool = False
-) -> Any:
-    """``fam.crosscoder``: a `ByChild` of pair crosscoders, or one three-way `CrosscoderResult`."""
-    from postlens.data.inputs import is_organism
-    from postlens.results.family import ByChild
-
-    cfg = config or CrosscoderConfig()
+def _texts(family: Any, texts: Any) -> list[str]:
     if texts is None:
-        if not is_organism(fam.base_spec):
-            raise ConfigError("give the texts to train the crosscoder on (texts=[...], --prompts)")
-        texts = organism_texts()
-    texts = [t if isinstance(t, str) else getattr(t, "prompt", str(t)) for t in texts]
-    specs = {"base": fam.base_spec, **fam.specs}
-    if cfg.three_way:
-        return crosscoder_of_models(fam.models(), texts, cfg, progress, specs)
+        texts = family.inputs.corpus(DEFAULT_CORPUS)
+        if texts is None:
+            raise ConfigError(
+                "give the texts to train the crosscoder on (inputs=[...], --prompts): this "
+                "family has no default corpus"
+            )
+    return [t if isinstance(t, str) else getattr(t, "prompt", str(t)) for t in texts]
+
+
+def crosscoder_of_family(
+    family: Any, inputs: Any, config: CrosscoderConfig, progress: bool
+) -> ByChild:
+    """``fam.crosscoder``: one crosscoder of the base and each child, on the same texts."""
+    texts, specs = _texts(family, inputs), {"base": family.base_spec, **family.specs}
     out = {}
-    for child, pair in fam.pairs.items():
+    for child, pair in family.pairs.items():
         models = {"base": pair.base, child: pair.post}
-        out[child] = crosscoder_of_models(models, texts, cfg, progress, specs)
+        out[child] = crosscoder_of_models(models, texts, config, progress, specs)
     return ByChild("crosscoder", out)
+
+
+def three_way_of_family(
+    family: Any, inputs: Any, config: CrosscoderConfig, progress: bool
+) -> CrosscoderResult:
+    """``fam.crosscoder_three_way``: one crosscoder over the base and every child."""
+    specs = {"base": family.base_spec, **family.specs}
+    return crosscoder_of_models(family.models(), _texts(family, inputs), config, progress, specs)
 
 
 def _persona_vectors(personas: Any, layer: int) -> dict[str, Tensor]:

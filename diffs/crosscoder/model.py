@@ -87,8 +87,6 @@ class CrosscoderConfig:
         aux_coefficient: BatchTopK: weight of the AuxK loss on dead latents (Gao et al.'s
             1/32, also dictionary-learning's crosscoder default).
         dead_steps: BatchTopK: a latent silent for more steps than this is dead for AuxK.
-        three_way: ``Family.crosscoder``: one crosscoder over the base and every child (one
-            latent space) instead of one per child.
         eval_fraction: share of the texts held out for quality, frequencies, contexts and ν.
         n_contexts: top contexts kept per latent.
         base_only_max: Δ at or below this: base-only.
@@ -119,7 +117,6 @@ class CrosscoderConfig:
     checkpoint_every: int = 200
     aux_coefficient: float = 1 / 32
     dead_steps: int = 50
-    three_way: bool = False
     eval_fraction: float = 0.2
     n_contexts: int = 5
     base_only_max: float = 0.1

@@ -45,6 +45,7 @@ from postlens.diffs.forks.result import STAT_COLUMNS, ForkConfig, ForkResult, Fo
 from postlens.errors import InputFileError, PostlensError
 from postlens.pair import ModelPair
 from postlens.progress import show_progress
+from postlens.results.family import ByChild
 
 __all__ = [  # the sequence helpers are re-exported: they are the inputs of fork scoring
     "ForkConfig",
@@ -172,3 +173,15 @@ def _check_finite(stats: Any, rows: torch.Tensor, cols: torch.Tensor, chunk: lis
                 f"completion token {pos} ({int(bad.sum())} position(s) in this batch): check its "
                 "weights for NaN/inf (postlens weights) or compute in float32 (--dtype float32)"
             )
+
+
+def forks_of_family(family: Any, inputs: Any, config: ForkConfig, progress: bool) -> ByChild:
+    """``fam.forks``: `score_forks` for every child, on its own sequences.
+
+    `inputs` are prompts (sampled with ``config.sample`` from each child) or the sequences
+    ``fam.sample`` returned; by default the family's own problems.
+    """
+    seqs = family.sequences(inputs, config.sample)
+    return ByChild(
+        "forks", {c: score_forks(p, seqs[c], config, progress) for c, p in family.pairs.items()}
+    )

@@ -3,7 +3,7 @@
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> forks = fam.forks(["Q: 12 + 34 = ?\\n"], sample=pl.SampleConfig(n=2, max_new_tokens=24))["rl"]
+    >>> forks = fam.forks(["Q: 12+34=?"], ForkConfig(sample=pl.SampleConfig(n=2, max_new_tokens=24)))["rl"]
     >>> s = forks.summary()
     >>> 0 <= s.agreement <= 1 and s.n_positions > 0
     True
@@ -25,6 +25,7 @@ from postlens.data.sequences import Sequence
 from postlens.errors import ConfigError
 from postlens.results.protocol import Result, summary_dict
 from postlens.results.token_table import TokenTable
+from postlens.sampling.generation import SampleConfig
 
 LOW_ENTROPY, HIGH_ENTROPY = 0.01, 0.672  # nats, the thresholds quoted in the papers
 #: The per-position statistics of `postlens.diffs.divergence.position_stats`, one value each.
@@ -59,12 +60,14 @@ class ForkConfig:
         compile: fuse the per-position reductions with `torch.compile`. ``None`` (default)
             decides by size: on when positions × vocabulary reaches `divergence.COMPILE_ABOVE`, where the
             one-off compilation (a few seconds) is repaid; it falls back to eager on failure.
+        sample: how completions are sampled when the inputs are prompts.
     """
 
     js_threshold: float = 0.1
     batch_size: int = 16
     top: int = 5
     compile: bool | None = None
+    sample: SampleConfig = field(default_factory=SampleConfig)
 
     def __post_init__(self) -> None:
         if not 0 < self.js_threshold <= math.log(2):

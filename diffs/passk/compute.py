@@ -246,7 +246,8 @@ def pass_at_k_curves(
     Example:
         >>> import postlens as pl
         >>> fam = pl.load("organism:base", rl="organism:rl")
-        >>> prompts, verifiers = pl.verifiable_problems(None, "organism:base", limit=3)
+        >>> problems = fam.problems(limit=3)
+        >>> prompts, verifiers = [p.prompt for p in problems], [p.verify for p in problems]
         >>> res = pass_at_k_curves(fam.models(), fam.tokenizer, prompts, verifiers, PassKConfig(n=4))
         >>> sorted(res.curves), sorted(res.curves["rl"])
         (['base', 'rl'], [1, 2, 4])
@@ -274,3 +275,17 @@ def pass_at_k_curves(
         "n_problems": len(prompts),
     }
     return PassAtKResult(curves, correct, cfg.n, settings)
+
+
+def passk_of_family(family: Any, inputs: Any, config: PassKConfig, progress: bool) -> PassAtKResult:
+    """``fam.passk``: `pass_at_k_curves` of the base and every child on verifiable problems.
+
+    `inputs` are records with an ``answer`` (checked with ``config.verifier``); by default the
+    family's own problems, with their own verifiers.
+    """
+    prompts, verifiers = family.chat_problems(inputs, config.limit, config.verifier)
+    specs = {"base": family.first.base_spec} | {k: p.post_spec for k, p in family.pairs.items()}
+    return pass_at_k_curves(
+        family.models(), family.tokenizer, prompts, verifiers, config, progress, specs,
+        family.first.base_spec,
+    )  # fmt: skip

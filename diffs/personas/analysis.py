@@ -16,11 +16,11 @@ Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", sft="organism:sft", rl="organism:rl")
     >>> cfg = PersonaConfig(n_per_persona=8, n_prompts=8, top_n=5)
-    >>> inputs = persona_inputs(fam.base_spec, cfg)
+    >>> inputs = persona_inputs(fam.inputs, cfg)
     >>> inputs.corpus = inputs.corpus[:4]  # a short corpus keeps the example quick
-    >>> found = analyse_personas(fam.pairs, inputs, cfg)
-    >>> found.sae.source, found.summary().latents.moved_more in ("sft", "rl")
-    ('organism:sae', True)
+    >>> found = analyse_personas(fam.pairs, inputs, cfg, default_sae=fam.inputs.sae())
+    >>> found.sae.source.endswith("sae"), found.summary().latents.moved_more in ("sft", "rl")
+    (True, True)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 from torch import Tensor
 
-from postlens.data.inputs import is_organism
+from postlens.data.defaults import InputProvider, PersonaFiles
 from postlens.diffs.personas.result import (  # noqa: F401  (the result's names, re-exported)
     ChildPersonas,
     DirectionQuality,
@@ -55,10 +55,8 @@ from postlens.probes.personas.directions import (  # PersonaInputs re-exported: 
 )
 from postlens.probes.personas.projections import projections_of
 
-#: `PersonaConfig.sae`: the organism's shipped SAE when the base is the organism, else none.
+#: `PersonaConfig.sae`: the SAE the family's default inputs ship (`InputProvider.sae`), if any.
 AUTO_SAE = "auto"
-#: `PersonaConfig.sae`: the SAE shipped with the organism (``postlens/organism/checkpoints/sae``).
-ORGANISM_SAE = "organism:sae"
 
 
 logger = logging.getLogger(__name__)
@@ -70,8 +68,8 @@ class PersonaConfig:
 
     Attributes:
         sae: the SAE for latent diffing: a SAELens folder, a SAELens release (with `sae_id`),
-            ``"organism:sae"``, ``"auto"`` (the default: the organism's SAE when the base is
-            the organism, none otherwise) or ``None`` / ``"none"`` (skip latent diffing).
+            ``"auto"`` (the default: the SAE the family's default inputs ship, if any) or
+            ``None`` / ``"none"`` (skip latent diffing).
         sae_id: the SAE inside a release.
         train_sae: train an SAE on the base first (on the corpus) instead of loading one.
         sae_layer: layer of the trained SAE (default: the middle block).
@@ -79,7 +77,7 @@ class PersonaConfig:
         top_n: size of the top-N latent sets compared.
         cos_threshold: decoder |cosine| with a direction that flags a persona latent.
         auroc_threshold: tagged-text AUROC that flags a persona latent.
-        seed: the held-out split of the sets, the organism's inputs, the SAE's training.
+        seed: the held-out split of the sets, the default inputs' draw, the SAE's training.
         n_per_persona: texts per persona set (the first ones).
         n_prompts: untagged prompts (the first ones).
     """
@@ -155,38 +153,39 @@ def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
 
 
 def persona_inputs(
-    base_spec: str,
+    provider: InputProvider,
     config: PersonaConfig | None = None,
     personas: str | Path | None = None,
     prompts: str | Path | None = None,
     corpus: str | Path | None = None,
 ) -> PersonaInputs:
-    """The inputs of a persona analysis: from files, or the organism's own where none is given.
+    """The inputs of a persona analysis: from files, or the family's default inputs.
 
     Args:
-        base_spec: the base model's spec (decides whether the organism's defaults apply).
+        provider: the family's default inputs (``fam.inputs``).
         config: `n_per_persona`, `n_prompts` and `seed` are read.
         personas: a JSONL file of tagged texts (`read_persona_file`).
         prompts: a prompt file of untagged prompts (JSONL or text).
-        corpus: a prompt file of texts for the SAE (default: the prompts, or the organism's).
+        corpus: a prompt file of texts for the SAE (default: the prompts, or the defaults').
 
     Raises:
-        InputFileError: a model other than the organism and no persona or prompt file.
+        InputFileError: no persona or prompt file, and no default persona sets.
     """
     cfg = config or PersonaConfig()
     defaults = None
     if personas is None or prompts is None:
-        if not is_organism(base_spec):
+        defaults = provider.personas(cfg.n_per_persona, cfg.n_prompts, cfg.seed)
+        if defaults is None:
             raise InputFileError(
                 "persona analysis needs persona-tagged sets and untagged prompts for this "
                 "model: pass inputs=PersonaInputs(sets={persona: [texts]}, prompts=[...]) or "
-                "persona_inputs(base, personas=FILE, prompts=FILE) (a JSONL file with "
+                "persona_inputs(fam.inputs, personas=FILE, prompts=FILE) (a JSONL file with "
                 "'persona', 'prompt' and optional 'completion'; on the command line --personas "
                 "FILE --prompts FILE)"
             )
-        from postlens.organism.persona_sets import organism_persona_inputs
-
-        defaults = organism_persona_inputs(cfg.n_per_persona, cfg.n_prompts, cfg.seed)
+        if isinstance(defaults, PersonaFiles):
+            return persona_inputs(InputProvider(), cfg, defaults.personas, defaults.prompts,
+                                  defaults.corpus)  # fmt: skip
     return PersonaInputs(
         read_persona_file(personas, cfg.n_per_persona) if personas else defaults.sets,
         read_texts(prompts, cfg.n_prompts) if prompts else defaults.prompts,
@@ -195,9 +194,13 @@ def persona_inputs(
 
 
 def persona_sae(
-    pairs: Mapping[str, Any], inputs: PersonaInputs, config: PersonaConfig
-) -> tuple[Any, str | None]:
-    """The SAE `config` asks for, and its source: loaded, trained on the corpus, or none."""
+    pairs: Mapping[str, Any], inputs: PersonaInputs, config: PersonaConfig,
+    default_sae: str | None = None,
+) -> tuple[Any, str | None]:  # fmt: skip
+    """The SAE `config` asks for, and its source: loaded, trained on the corpus, or none.
+
+    ``config.sae == "auto"`` takes `default_sae` (the family's, ``fam.inputs.sae()``).
+    """
     from postlens.diffs.features.sae import SAETrainConfig, load_sae, sae_lens_installed, train_sae
 
     first = next(iter(pairs.values()))
@@ -211,16 +214,11 @@ def persona_sae(
     if spec == AUTO_SAE:
         # "auto" degrades gracefully: without the optional SAELens, latent diffing is skipped
         # (and the report says why) instead of failing the whole persona analysis.
-        wanted = is_organism(first.base_spec.spec)
-        if wanted and not sae_lens_installed():
+        if default_sae is not None and not sae_lens_installed():
             logger.warning("SAE latent diffing skipped: pip install 'postlens[sae]' for SAELens")
-        spec = ORGANISM_SAE if wanted and sae_lens_installed() else None
+        spec = default_sae if sae_lens_installed() else None
     if spec is None or spec == "none":
         return None, None
-    if spec == ORGANISM_SAE:
-        from postlens.models.specs import ORGANISM_ROOT
-
-        return load_sae(ORGANISM_ROOT / "sae"), ORGANISM_SAE
     return load_sae(spec, config.sae_id), spec
 
 
@@ -231,6 +229,7 @@ def analyse_personas(
     *,
     sae_model: Any = None,
     sae_source: str = "given",
+    default_sae: str | None = None,
 ) -> PersonaAnalysis:
     """Directions of the base, projections and shifts of each child, and SAE latent diffing.
 
@@ -240,6 +239,7 @@ def analyse_personas(
         config: SAE, thresholds and seed (`PersonaConfig`).
         sae_model: an SAE already loaded (overrides ``config.sae``).
         sae_source: where `sae_model` came from, for provenance.
+        default_sae: the SAE ``config.sae == "auto"`` means (``fam.inputs.sae()``).
     """
     if not pairs:
         raise ConfigError("need at least one child")
@@ -258,7 +258,9 @@ def analyse_personas(
         vectors=vectors,
     )
     sae, source = (
-        (sae_model, sae_source) if sae_model is not None else persona_sae(pairs, inputs, cfg)
+        (sae_model, sae_source)
+        if sae_model is not None
+        else persona_sae(pairs, inputs, cfg, default_sae)
     )
     if sae is not None:
         _add_features(result, sae, source, pairs, inputs, cfg)
@@ -308,3 +310,18 @@ def _add_features(
     )  # fmt: skip
     quality = sae_quality(sae, first.base, texts)
     result.sae = SAEInfo(source, hook, int(sae.cfg.d_sae), **quality)
+
+
+def personas_of_family(
+    family: Any, inputs: PersonaInputs | None, config: PersonaConfig, progress: bool
+) -> PersonaAnalysis:
+    """``fam.personas``: `analyse_personas` with the family's chat format and default inputs.
+
+    `inputs` is a `PersonaInputs` (tagged sets, untagged prompts, corpus); by default the
+    family's own persona sets (``fam.inputs.personas``).
+    """
+    from postlens.models.chat import format_inputs
+
+    data = inputs if inputs is not None else persona_inputs(family.inputs, config)
+    formatted = format_inputs(family.first.chat, data)
+    return analyse_personas(family.pairs, formatted, config, default_sae=family.inputs.sae())

@@ -68,7 +68,7 @@ class SAEInfo:
     """The SAE used for latent diffing: where it came from, its hook, width and quality.
 
     Attributes:
-        source: a folder, ``organism:sae``, ``trained`` or ``given``.
+        source: the SAE's folder or release, ``trained`` or ``given``.
         hook: the hook it reads.
         d_sae: its latents.
         variance_explained: 1 − ‖x − x̂‖² / ‖x − x̄‖² on the corpus.

@@ -36,7 +36,7 @@ from postlens.diffs.weights.result import (  # noqa: F401  (re-exported)
     WeightSummary,
 )
 from postlens.diffs.weights.stats import UpdateStats
-from postlens.errors import ConfigError
+from postlens.errors import ConfigError, NotSupportedError
 from postlens.progress import show_progress
 from postlens.results.protocol import Result
 
@@ -278,3 +278,22 @@ def compare_children(
         for k, spec in children.items()
     }
     return FamilyWeightDiff(result, cosines)
+
+
+def weights_of_family(
+    family: Any, inputs: Any, config: WeightDiffConfig, progress: bool
+) -> FamilyWeightDiff:
+    """``fam.weights``: `compare_children` on the family's checkpoint files.
+
+    Raises:
+        ConfigError: `inputs` given (weights read no inputs).
+        NotSupportedError: a model of the family was built in memory (no files to read).
+    """
+    if inputs is not None:
+        raise ConfigError("weights read the checkpoint files and take no inputs; leave them None")
+    if any(p.post_spec.kind == "memory" for p in family.pairs.values()):
+        raise NotSupportedError(
+            "weights are read from checkpoint files; this family was built from models in "
+            "memory (save them with save_pretrained and load the folders)"
+        )
+    return compare_children(family.base_spec, family.specs, config, progress)

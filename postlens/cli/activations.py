@@ -46,16 +46,20 @@ def activations(
     setup_logging(verbose)
     import postlens as pl
 
-    config = ActivationConfig(patching=patching, lens_positions=lens_positions or None)
-    sample = opt.sample_config(generate, max_new_tokens, SampleConfig.temperature, 1.0, seed)
+    sample = opt.sample_config(
+        generate, max_new_tokens, SampleConfig.temperature, 1.0, seed, limit=limit
+    )
+    config = ActivationConfig(
+        patching=patching, lens_positions=lens_positions or None, sample=sample
+    )
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     source_file = opt.prompt_source(prompts, prompt_field, completion_field)
-    data = opt.sequences_input(source_file, generate, base, limit)
+    data = opt.sequences_input(source_file, generate, limit)
     fam = pl.load(
         base, post, backend=backend, dtype=dtype, device=device, chat_template=chat_template
     )
-    result = fam.activations(data, config, sample)["post"]
+    result = fam.activations(data, config)["post"]
     table = Table(
         title=f"{base} → {post} (output KL {result.output_kl:.4g}, {result.n_positions} "
         f"positions; logit lens at {result.lens_positions}; {result.patching} patching)"

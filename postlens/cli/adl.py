@@ -60,8 +60,9 @@ def adl(
         if not texts.is_file():
             raise InputFileError(f"{texts}: file not found")
         lines = [t for t in texts.read_text(encoding="utf-8").splitlines() if t.strip()][:n_texts]
-    fam = opt.load_children(base, children, ["organism:sft", "organism:rl"], backend, dtype, device)
-    result = fam.adl(lines, cfg, prompts)
+    fam = opt.load_children(base, children, ["organism:sft", "organism:rl"], backend, dtype, device,
+                            prompts)  # fmt: skip
+    result = fam.adl(lines, cfg)
     console = Console()
     for child, res in result.results.items():
         table = Table(title=f"ADL: base and {child} (δ over the first {res.k} tokens)")

@@ -82,7 +82,7 @@ def crosscoder(
     cfg = CrosscoderConfig(
         hook=hook, kind=kind, n_latents=latents, expansion=expansion, k=k, l1_coefficient=l1,
         training_tokens=tokens, batch_tokens=batch_tokens, lr=lr,
-        checkpoint_every=checkpoint_every, three_way=other is not None,
+        checkpoint_every=checkpoint_every,
         checkpoint=None if checkpoint is None else str(checkpoint), seed=seed,
     )  # fmt: skip
     opt.check_outputs(json_out)
@@ -90,9 +90,10 @@ def crosscoder(
     names = [_name(post, "post"), _name(other or "", "other")]
     children = {names[0]: post} | ({names[1]: other} if other is not None else {})
     fam = pl.load(base, children=children, backend=backend, dtype=dtype, device=device)
-    result = fam.crosscoder(texts, cfg, show_progress(None))
     if other is None:
-        result = result[names[0]]
+        result = fam.crosscoder(texts, cfg, progress=show_progress(None))[names[0]]
+    else:
+        result = fam.crosscoder_three_way(texts, cfg, progress=show_progress(None))
     _print(Console(), result)
     opt.write_json(json_out, result.to_json())
 
@@ -103,13 +104,14 @@ def _name(spec: str, default: str) -> str:
 
 
 def _texts(prompts: Path | None, base: str, limit: int) -> list[str] | None:
-    """The file's texts, or ``None`` for the organism's corpus sample."""
-    from postlens.data.inputs import is_organism
+    """The file's texts, or ``None`` for the family's default corpus."""
+    from postlens.data.defaults import provider_for
     from postlens.diffs.personas.analysis import read_texts
     from postlens.errors import InputFileError
+    from postlens.models.specs import resolve_spec
 
     if prompts is not None:
         return read_texts(prompts, limit)
-    if not is_organism(base):
+    if not provider_for(base, resolve_spec(base).path).provides("corpus"):
         raise InputFileError("give --prompts FILE: the texts to train the crosscoder on")
     return None

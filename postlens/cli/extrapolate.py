@@ -8,6 +8,7 @@ organism) and on-policy KL to every model. Every default lives in `ExtrapolateCo
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -49,7 +50,9 @@ def extrapolate(
                             seed=seed)  # fmt: skip
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
-    fam = opt.load_children(base, children, ["organism:sft", "organism:rl"], backend, dtype, device)
-    result = fam.extrapolate(to or fam.children[-1], cfg, prompts)
+    fam = opt.load_children(base, children, ["organism:sft", "organism:rl"], backend, dtype, device,
+                            prompts)  # fmt: skip
+    cfg = dataclasses.replace(cfg, child=to or fam.children[-1])
+    result = fam.extrapolate(config=cfg)
     print_sweep(Console(), result)
     opt.write_json(json_out, result.to_json())

@@ -54,7 +54,7 @@ def fork_train(
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     fam = opt.load_children(base, children, ["organism:rl"], backend, dtype, device)
-    result = fam.fork_train(cfg, prompts)
+    result = fam.fork_train(prompts, cfg)
     console = Console()
     for child, res in result.results.items():
         table = Table(title=f"fork-targeted training toward {child}: base pass@1 "

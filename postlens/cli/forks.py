@@ -41,16 +41,16 @@ def forks(
     setup_logging(verbose)
     import postlens as pl
 
-    config = ForkConfig(js_threshold=js_threshold)
-    sample = opt.sample_config(generate, max_new_tokens, temperature, top_p, seed, source)
+    sample = opt.sample_config(generate, max_new_tokens, temperature, top_p, seed, source, limit)
+    config = ForkConfig(js_threshold=js_threshold, sample=sample)
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     source_file = opt.prompt_source(prompts, prompt_field, completion_field)
-    data = opt.sequences_input(source_file, generate, base, limit)
+    data = opt.sequences_input(source_file, generate, limit)
     fam = pl.load(
         base, post, backend=backend, dtype=dtype, device=device, chat_template=chat_template
     )
-    result = fam.forks(data, config, sample)["post"]
+    result = fam.forks(data, config)["post"]
     s = result.summary()
     entropy_forks = "–" if s.mean_entropy_forks is None else f"{s.mean_entropy_forks:.3f}"
     top20 = (

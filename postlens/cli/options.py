@@ -71,17 +71,22 @@ def prompt_source(prompts: Path | None, prompt_field: str, completion_field: str
     return prompt_file(prompts, prompt_field, completion_field)
 
 
-def sequences_input(prompts: Any, generate: int | None, base: str, limit: int) -> Any:
+def sequences_input(prompts: Any, generate: int | None, limit: int) -> Any:
     """What to compare the models on, from --prompts (a path or `PromptFile`) and --generate.
 
     ``--generate N`` samples N completions per prompt (completions in the file are then not
     used); ``--generate 0`` scores the file's completions; without it, the file's completions
     are scored when it has them, and otherwise `SampleConfig.n` completions are sampled.
+    Without --prompts: ``None`` (the family's own problems, sampled).
     """
     from postlens.data.inputs import prompt_records
     from postlens.errors import InputFileError
 
-    records = prompt_records(prompts, base, limit)
+    if prompts is None:
+        if generate == 0:
+            raise InputFileError("--generate 0 scores a file's completions: give --prompts FILE")
+        return None
+    records = prompt_records(prompts, limit)
     if generate == 0:
         if not all(r.completion is not None for r in records):
             missing = [str(r.line) for r in records if r.completion is None][:10]
@@ -97,11 +102,11 @@ def sequences_input(prompts: Any, generate: int | None, base: str, limit: int) -
 
 
 def sample_config(generate: int | None, max_new_tokens: int, temperature: float, top_p: float,
-                  seed: int, source: str = "post") -> SampleConfig:  # fmt: skip
+                  seed: int, source: str = "post", limit: int | None = None) -> SampleConfig:  # fmt: skip
     """The `SampleConfig` of a command's sampling options (validated before any model loads)."""
     n = generate if generate else SampleConfig.n
     return SampleConfig(n=n, max_new_tokens=max_new_tokens, temperature=temperature,
-                        top_p=top_p, seed=seed, source=source)  # fmt: skip
+                        top_p=top_p, seed=seed, source=source, limit=limit)  # fmt: skip
 
 
 def check_outputs(*paths: Path | None) -> None:
@@ -129,13 +134,18 @@ def child_specs(children: list[str]) -> dict[str, str]:
 
 def load_children(
     base: str, children: list[str] | None, default: list[str], backend: str,
-    dtype: str | None, device: str | None,
+    dtype: str | None, device: str | None, problems: Path | None = None,
 ) -> Any:  # fmt: skip
-    """The family of `base` and `children` (or `default`), each child named by `child_specs`."""
+    """The family of `base` and `children` (or `default`), each child named by `child_specs`.
+
+    `problems` (``--prompts``) become the family's default problems.
+    """
     import postlens as pl
 
     specs = child_specs(children or default)
-    return pl.load(base, children=specs, backend=backend, dtype=dtype, device=device)
+    inputs = pl.Inputs(problems=problems) if problems is not None else None
+    return pl.load(base, children=specs, backend=backend, dtype=dtype, device=device,
+                   inputs=inputs)  # fmt: skip
 
 
 def write_json(path: Path | None, data: Any) -> None:

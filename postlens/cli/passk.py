@@ -56,24 +56,30 @@ def passk(
 ) -> None:
     """Does post-training raise pass@1 but narrow the boundary (the base wins at large k)?"""
     setup_logging(verbose)
-    from postlens.data.inputs import is_organism, verifiable_problems
+    from postlens.data.defaults import provider_for
+    from postlens.data.inputs import verifiable_problems
     from postlens.diffs.passk.compute import pass_at_k_curves
-    from postlens.errors import ConfigError
+    from postlens.errors import ConfigError, InputFileError
     from postlens.family import load_models
     from postlens.models.specs import resolve_spec
 
     config = PassKConfig(n=n, ks=tuple(k), verifier=verifier, limit=limit,
                          max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                          batch_size=batch_size, engine=engine)  # fmt: skip
-    if prompts is None and is_organism(models[0]) and verifier != PassKConfig.verifier:
+    defaults = provider_for(models[0], resolve_spec(models[0]).path)
+    if prompts is None and verifier != PassKConfig.verifier:
         raise ConfigError(
-            "--verifier applies to a prompt file's answers; the organism's problems use the "
-            "organism's own verifier (give --prompts FILE to use another)"
+            "--verifier applies to a prompt file's answers; the default problems use their "
+            "own verifier (give --prompts FILE to use another)"
         )
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     source = opt.prompt_source(prompts, prompt_field, "completion")
-    texts, verifiers = verifiable_problems(source, models[0], limit, verifier)
+    if source is not None:
+        problems = verifiable_problems(source, limit, verifier)
+    elif (problems := defaults.problems(limit)) is None:
+        raise InputFileError("give --prompts FILE: records with 'prompt' and 'answer'")
+    texts, verifiers = [p.prompt for p in problems], [p.verify for p in problems]
     backends, tokenizer = load_models(models, backend, dtype, device)
     texts = _formatted(texts, list(backends.values()), chat_template)
     specs = dict(zip(backends, map(resolve_spec, models), strict=True))

@@ -43,17 +43,20 @@ def _inputs(base: str, cfg: PersonaConfig, personas: Path | None, source: Any,
     """The persona inputs; untagged prompts read with ``--prompt-field`` / ``--completion-field``."""
     import dataclasses
 
+    from postlens.data.defaults import provider_for
     from postlens.data.inputs import PromptFile
     from postlens.diffs.personas.analysis import PersonaInputs, persona_inputs, read_texts
+    from postlens.models.specs import resolve_spec
 
+    defaults = provider_for(base, resolve_spec(base).path)
     if not isinstance(source, PromptFile):
-        return persona_inputs(base, cfg, personas, source, corpus)
+        return persona_inputs(defaults, cfg, personas, source, corpus)
     texts = [r.prompt + (r.completion or "") for r in source.read()[: cfg.n_prompts]]
     if personas is not None:
         sets = read_persona_file(personas, cfg.n_per_persona)
         return PersonaInputs(sets, texts, read_texts(corpus) if corpus else None)
-    # Only the organism has default persona sets (persona_inputs says so otherwise).
-    return dataclasses.replace(persona_inputs(base, cfg, None, None, corpus), prompts=texts)
+    # Only a family with default persona sets gets here (persona_inputs says so otherwise).
+    return dataclasses.replace(persona_inputs(defaults, cfg, None, None, corpus), prompts=texts)
 
 
 def _print(console: Console, found: Any) -> None:
@@ -149,14 +152,13 @@ def personas(
 ) -> None:
     """Persona directions of the base, each child's projection on them, and SAE latent diffing."""
     setup_logging(verbose)
-    from postlens.data.inputs import is_organism
     from postlens.diffs.personas.analysis import analyse_personas, persona_sae
     from postlens.errors import InputFileError
     from postlens.family import load
     from postlens.models.chat import format_inputs
 
     if not children:
-        children = ["organism:sft", "organism:rl"] if is_organism(base) else []
+        children = ["organism:sft", "organism:rl"] if base.startswith("organism:") else []
     if not children:
         raise InputFileError("give at least one child model after BASE")
     specs = dict(zip(_child_names(children, names), children, strict=True))
@@ -171,7 +173,7 @@ def personas(
     fam = load(base, children=specs, backend=backend, dtype=dtype, device=device,
                chat_template=chat_template)  # fmt: skip
     inputs = format_inputs(fam.first.chat, inputs)
-    sae_model, source = persona_sae(fam.pairs, inputs, cfg)
+    sae_model, source = persona_sae(fam.pairs, inputs, cfg, fam.inputs.sae())
     if train and save_sae_to is not None:
         from postlens.diffs.features.sae import save_sae
 

@@ -9,6 +9,7 @@ base's ``--persona`` direction (on the organism: careful, sloppy or hasty) or ``
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.causal.steer import SteerConfig
+from postlens.diffs.causal.steer import SteerConfig, read_vector
 
 _D = SteerConfig
 
@@ -33,21 +34,6 @@ def print_sweep(console: Console, result: Any) -> None:
     for row in frame.itertuples(index=False):
         table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
-
-
-def read_vector(path: Path) -> Any:
-    """A steering vector from a ``.pt`` or ``.npy`` file."""
-    import torch
-
-    from postlens.errors import InputFileError
-
-    if not path.is_file():
-        raise InputFileError(f"{path}: file not found")
-    if path.suffix == ".npy":
-        import numpy as np
-
-        return torch.from_numpy(np.load(path)).float().flatten()
-    return torch.load(path, map_location="cpu", weights_only=True).float().flatten()
 
 
 @app.command("steer")
@@ -81,8 +67,9 @@ def steer(
                       seed=seed)  # fmt: skip
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
-    v = read_vector(vector) if vector is not None else None
+    if vector is not None:  # read before any model loads
+        cfg = dataclasses.replace(cfg, vector=read_vector(vector))
     fam = opt.load_children(base, children, ["organism:sft", "organism:rl"], backend, dtype, device)
-    result = fam.steer(v, cfg, prompts)
+    result = fam.steer(prompts, cfg)
     print_sweep(Console(), result)
     opt.write_json(json_out, result.to_json())

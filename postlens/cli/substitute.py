@@ -49,7 +49,7 @@ def substitute(
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     fam = opt.load_children(base, children, ["organism:rl"], backend, dtype, device)
-    result = fam.substitute(cfg, prompts)
+    result = fam.substitute(prompts, cfg)
     console = Console()
     for child, res in result.results.items():
         table = Table(title=f"fork substitution: base and {child}")

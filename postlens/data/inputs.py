@@ -1,28 +1,30 @@
 """What analyses read: prompts (with optional completions and answers) and verifiable problems.
 
 One home for input parsing, shared by the Python API, the report and the CLI: a prompt file
-(`postlens.data.prompts`), a list given in code, or — when the base is the shipped organism and
-nothing is given — the organism's held-out problems and its verifier.
+(`postlens.data.prompts`) or a list given in code. What a family reads when nothing is given
+comes from its default inputs (`postlens.data.defaults`), not from here.
 
 Example:
-    >>> records = prompt_records(["Q: 1 + 2 = ?\\n"], "organism:base")
+    >>> records = prompt_records(["Q: 1 + 2 = ?\\n"])
     >>> records[0].prompt, records[0].completion
     ('Q: 1 + 2 = ?\\n', None)
-    >>> prompts, verifiers = verifiable_problems(None, "organism:base", limit=2)
-    >>> len(prompts), verifiers[0]("answer 0")
-    (2, False)
+    >>> problems = verifiable_problems([("Q: 1 + 2 = ?", 3)])
+    >>> problems[0].verify("so 3"), problems[0].answer
+    (True, '3')
 """
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.data.prompts import PromptRecord, read_prompts
+
+if TYPE_CHECKING:
+    from postlens.data.verifiers import Problem
 from postlens.errors import ConfigError, InputFileError
 
 
@@ -77,60 +79,31 @@ def prompt_file(
     return PromptFile(path, prompt_field, completion_field)
 
 
-Verifier = Callable[[str], bool]
 #: What a prompt source can be: a file, or prompts / (prompt, completion) pairs / records.
 PromptSource = (
     str | Path | PromptFile | Sequence[str | tuple[str, str | None] | PromptRecord] | None
 )
-ORGANISM_PREFIX = "organism:"
 
 
-def is_organism(spec: str) -> bool:
-    """Whether a model spec names the shipped organism."""
-    return str(spec).startswith(ORGANISM_PREFIX)
-
-
-def organism_problems(n: int, offset: int = 0) -> list[Any]:
-    """`n` of the organism's held-out problems (`offset` picks another held-out set)."""
-    from postlens.organism.task import make_problems
-    from postlens.organism.train import HELD_OUT_SEED
-
-    return make_problems(n, HELD_OUT_SEED + offset)
-
-
-def organism_verifier(problem: Any) -> Verifier:
-    """The organism's verifier of one problem, as a callable of the completion."""
-    from postlens.organism.task import verify
-
-    return functools.partial(_check, verify, problem)
-
-
-def _check(verify: Any, problem: Any, completion: str) -> bool:
-    return verify(completion, problem)
-
-
-def prompt_records(source: PromptSource, base: str, limit: int | None = None) -> list[PromptRecord]:
-    """The prompts to analyse: from `source`, or the organism's problems when it is ``None``.
+def prompt_records(source: PromptSource, limit: int | None = None) -> list[PromptRecord]:
+    """The prompts to analyse, from `source`.
 
     Args:
         source: a prompt file (JSONL or text), a list of prompts, of (prompt, completion)
-            pairs or of `PromptRecord`; ``None`` for the organism's held-out problems.
-        base: the base model's spec (decides whether the organism's defaults apply).
+            pairs or of `PromptRecord`.
         limit: keep at most this many (the first ones); ``None`` keeps all.
 
     Raises:
-        InputFileError: nothing given for a model other than the organism, or a bad file.
+        InputFileError: nothing given, or a bad file.
         ConfigError: `limit` below 1.
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
     if source is None:
-        if not is_organism(base):
-            raise InputFileError(
-                "give prompts (a JSONL file with a 'prompt' field, a text file with one prompt "
-                "per line, or a list of strings)"
-            )
-        return [PromptRecord(p.prompt, answer=p.answer) for p in organism_problems(limit or 64)]
+        raise InputFileError(
+            "give prompts (a JSONL file with a 'prompt' field, a text file with one prompt "
+            "per line, or a list of strings)"
+        )
     if isinstance(source, PromptFile):
         records = source.read()
     elif isinstance(source, str | Path):
@@ -156,34 +129,47 @@ def _record(item: Any, line: int) -> PromptRecord:
 
 
 def verifiable_problems(
-    source: PromptSource, base: str, limit: int | None = None, mode: str = "last-number"
-) -> tuple[list[str], list[Verifier]]:
-    """Prompts and one verifier each: from records' ``answer`` fields, or the organism's task.
+    source: PromptSource, limit: int | None = None, mode: str = "last-number"
+) -> list[Problem]:
+    """Problems with one verifier each, from the records' ``answer`` fields.
 
     Args:
-        source: as for `prompt_records`; every record needs an ``answer``.
-        base: the first model's spec (decides whether the organism's defaults apply).
+        source: as for `prompt_records`; every record needs an ``answer`` (pairs are read as
+            ``(prompt, answer)``).
         limit: keep at most this many problems.
-        mode: how an answer is checked (`postlens.data.verifiers.answer_verifier`); the
-            organism's problems always use the organism's own verifier.
+        mode: how an answer is checked (`postlens.data.verifiers.answer_verifier`).
 
     Raises:
         InputFileError: a record has no answer, or its answer does not fit `mode`.
     """
-    from postlens.data.verifiers import answer_verifier
+    from postlens.data.verifiers import Problem, answer_verifier
 
-    if source is None and is_organism(base):
-        problems = organism_problems(limit or 64)
-        return [p.prompt for p in problems], [organism_verifier(p) for p in problems]
-    records = prompt_records(source, base, limit)
-    verifiers = []
-    for r in records:
-        is_file = isinstance(source, str | Path | PromptFile)
+    if isinstance(source, Sequence) and not isinstance(source, str):
+        source = [_as_problem_record(x, i + 1) for i, x in enumerate(source)]
+    is_file = isinstance(source, str | Path | PromptFile)
+    out = []
+    for r in prompt_records(source, limit):
         where = f"{source}:{r.line}" if is_file else f"prompt {r.line}"
         if r.answer is None:
             raise InputFileError(f"{where}: no 'answer' field to verify against")
         try:
-            verifiers.append(answer_verifier(r.answer, mode))
+            out.append(Problem(r.prompt, answer_verifier(r.answer, mode), str(r.answer)))
         except ValueError as err:
             raise InputFileError(f"{where}: {err}") from None
-    return [r.prompt for r in records], verifiers
+    return out
+
+
+def has_answers(source: PromptSource) -> bool:
+    """Whether every record of `source` has an ``answer`` (so it can be verified)."""
+    if isinstance(source, Sequence) and not isinstance(source, str):
+        source = [_as_problem_record(x, i + 1) for i, x in enumerate(source)]
+    return all(r.answer is not None for r in prompt_records(source))
+
+
+def _as_problem_record(item: Any, line: int) -> Any:
+    """A ``(prompt, answer)`` pair or a ``{"prompt", "answer"}`` dict as a `PromptRecord`."""
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+        return PromptRecord(item[0], answer=item[1], line=line)
+    if isinstance(item, dict) and isinstance(item.get("prompt"), str):
+        return PromptRecord(item["prompt"], answer=item.get("answer"), line=line)
+    return item

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from postlens.errors import ConfigError
@@ -47,3 +48,18 @@ def answer_verifier(answer: Any, mode: str = "last-number") -> Verifier:
     if mode == "answer-line":
         return lambda c: bool(m := _ANSWER_LINE_RE.search(c.strip())) and float(m[1]) == target
     return lambda c: bool(nums := _NUMBER_RE.findall(c)) and float(nums[-1]) == target
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A verifiable problem: the prompt, its check, and its reference answer if it has one.
+
+    Example:
+        >>> p = Problem("Q: 2+2=?", answer_verifier(4), "4")
+        >>> p.verify("4"), p.verify("5")
+        (True, False)
+    """
+
+    prompt: str
+    verify: Verifier
+    answer: str | None = None

@@ -9,17 +9,18 @@ Example:
     >>> from postlens.probes.confidence.result import ConfidenceConfig
     >>> fam = pl.load("organism:base", rl="organism:rl")
     >>> cfg = ConfidenceConfig(n_problems=3, max_new_tokens=60)
-    >>> traces = organism_traces({"rl": fam["rl"].post}, fam.tokenizer, cfg)
+    >>> problems = fam.inputs.problems(3, PROBLEM_OFFSET)
+    >>> traces = organism_traces({"rl": fam["rl"].post}, fam.tokenizer, cfg, problems)
     >>> len(traces["rl"]), traces["rl"][0].label in ("careful", "sloppy", "hasty", "other")
     (3, True)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from postlens.data.inputs import organism_problems, organism_verifier
+from postlens.data.verifiers import Problem
 from postlens.probes.confidence.trajectory import Trace
 
 #: Held-out problems of the confidence analysis: another set than pass@k's (offset 7).
@@ -27,19 +28,19 @@ PROBLEM_OFFSET = 7
 
 
 def organism_traces(
-    models: Mapping[str, Any], tokenizer: Any, config: Any
+    models: Mapping[str, Any], tokenizer: Any, config: Any, problems: Sequence[Problem]
 ) -> dict[str, list[Trace]]:
-    """Model name → one trace per held-out problem, sampled from that model.
+    """Model name → one trace per problem, sampled from that model.
 
     Args:
         models: model name → `Backend` (e.g. ``fam.models()``).
         tokenizer: their tokenizer.
-        config: a `ConfidenceConfig` (`n_problems`, `max_new_tokens`, `seed` are read).
+        config: a `ConfidenceConfig` (`max_new_tokens` and `seed` are read).
+        problems: the held-out problems traced (`PROBLEM_OFFSET`'s set).
     """
     from postlens.organism.task import classify_style
     from postlens.sampling.generation import sample_completions
 
-    problems = organism_problems(config.n_problems, PROBLEM_OFFSET)
     prompts = [p.prompt for p in problems]
     out = {}
     for name, backend in models.items():
@@ -52,7 +53,7 @@ def organism_traces(
             Trace(
                 p.prompt,
                 s.completion.rsplit("answer", 1)[0].rstrip("\n"),
-                organism_verifier(p),
+                p.verify,
                 classify_style(s.completion),
             )  # fmt: skip
             for p, s in zip(problems, done, strict=True)

@@ -113,6 +113,10 @@ def run_report(family: Any, config: ReportConfig, on_section: OnSection | None =
         on_section: called with (name, None) when a section starts and (name, result) when it
             ends, for progress display.
     """
+    if config.prompts is not None:  # the prompt file serves every section that reads problems
+        from postlens.data.defaults import Inputs
+
+        family = family.with_inputs(Inputs(problems=config.prompts, verifier=config.verifier))
     ctx = ReportContext(family, config)
     title_models = {"base": family.base_spec, **family.specs}
     report = Report(title_models, provenance(family, config))

@@ -8,7 +8,8 @@ JSON, so views can be re-rendered without recomputing.
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", sft="organism:sft", rl="organism:rl")
-    >>> acts = fam.activations(["Q: 1 + 2 = ?\\n"], sample=pl.SampleConfig(n=1, max_new_tokens=16))
+    >>> cfg = pl.ActivationConfig(sample=pl.SampleConfig(n=1, max_new_tokens=16))
+    >>> acts = fam.activations(["Q: 1+2=?"], cfg)
     >>> sorted(acts), acts.summary()["rl"].n_layers
     (['rl', 'sft'], 4)
     >>> pl.Result.from_json(acts.to_json())["sft"].summary() == acts["sft"].summary()
@@ -25,21 +26,6 @@ from typing import Any
 
 from postlens.errors import InputFileError
 from postlens.results.protocol import Result
-
-#: Modules that define result kinds: imported before reading JSON so every kind is registered.
-RESULT_MODULES = (
-    "postlens.diffs.forks.result",
-    "postlens.diffs.activations.compute",
-    "postlens.diffs.weights.compare",
-    "postlens.diffs.passk.compute",
-    "postlens.diffs.personas.analysis",
-    "postlens.probes.confidence.result",
-    "postlens.diffs.crosscoder.result",
-    "postlens.diffs.causal.sweep",
-    "postlens.diffs.causal.substitution",
-    "postlens.diffs.adl.compute",
-    "postlens.diffs.causal.fork_training",
-)
 
 
 @dataclass(frozen=True)
@@ -111,11 +97,10 @@ class ByChild(Result, Mapping[str, Result], kind="by_child"):
 
 
 def register_kinds() -> None:
-    """Import every module that defines a result kind (so `Result.from_json` knows them all)."""
-    import importlib
+    """Import every registered result class (so `Result.from_json` knows them all)."""
+    from postlens.registry import register_result_kinds
 
-    for module in RESULT_MODULES:
-        importlib.import_module(module)
+    register_result_kinds()
 
 
 def load_result(source: str | Path | Mapping[str, Any]) -> Result:

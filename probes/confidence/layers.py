@@ -6,13 +6,12 @@ held-out quality with a baseline that knows only the cut.
 
 Example:
     >>> import postlens as pl
-    >>> from postlens.data.inputs import organism_verifier
-    >>> from postlens.organism.task import ANSWER_SUFFIX, make_problems, solution
+    >>> from postlens.probes.confidence.result import ConfidenceConfig
     >>> from postlens.probes.confidence.trajectory import Trace, TrajectoryConfig, behavioural_trajectories
-    >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-    >>> traces = [Trace(p.prompt, solution(p, "careful").rsplit("\\nanswer", 1)[0], organism_verifier(p))
-    ...           for p in make_problems(6, seed=1)]
-    >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5, suffix=ANSWER_SUFFIX)
+    >>> fam = pl.load("organism:base", rl="organism:rl")
+    >>> pair, cfg = fam["rl"], ConfidenceConfig(n_problems=6, max_new_tokens=60)
+    >>> traces = fam.inputs.traces({"rl": pair.post}, fam.tokenizer, cfg)["rl"]  # sampled
+    >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5)
     >>> trajectories = behavioural_trajectories(pair.post, None, traces, cfg)
     >>> comparison = fit_layer_probes(pair.post, None, traces, trajectories, layers=[1, 2])
     >>> comparison.to_frame()["probe"].tolist()  # held-out quality per layer, and the baseline
@@ -124,14 +123,12 @@ def fit_layer_probes(
 
     Example:
         >>> import postlens as pl
-        >>> from postlens.data.inputs import organism_verifier
-        >>> from postlens.organism.task import ANSWER_SUFFIX, make_problems, solution
-        >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-        >>> problems = make_problems(6, seed=1)  # careful solutions, without their answer line
-        >>> traces = [Trace(p.prompt, solution(p, "careful").rsplit("\\nanswer", 1)[0], organism_verifier(p))
-        ...           for p in problems]
+        >>> from postlens.probes.confidence.result import ConfidenceConfig
+        >>> fam = pl.load("organism:base", rl="organism:rl")
+        >>> pair, cfg = fam["rl"], ConfidenceConfig(n_problems=6, max_new_tokens=60)
+        >>> traces = fam.inputs.traces({"rl": pair.post}, fam.tokenizer, cfg)["rl"]  # sampled
         >>> from postlens.probes.confidence.trajectory import TrajectoryConfig, behavioural_trajectories
-        >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5, suffix=ANSWER_SUFFIX)
+        >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5)
         >>> trajectories = behavioural_trajectories(pair.post, None, traces, cfg)
         >>> comparison = fit_layer_probes(pair.post, None, traces, trajectories)
         >>> frame = comparison.to_frame()  # one row per layer, and the cut-only baseline

@@ -21,20 +21,18 @@ that standardisation.
 
 Example (a sketch: real probes want hundreds of traces and ``n_samples=10``):
     >>> import postlens as pl
-    >>> from postlens.data.inputs import organism_verifier
-    >>> from postlens.organism.task import ANSWER_SUFFIX, make_problems, solution
-    >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-    >>> problems = make_problems(6, seed=1)  # careful solutions, without their answer line
-    >>> traces = [Trace(p.prompt, solution(p, "careful").rsplit("\\nanswer", 1)[0], organism_verifier(p))
-    ...           for p in problems]
+    >>> from postlens.probes.confidence.result import ConfidenceConfig
+    >>> fam = pl.load("organism:base", rl="organism:rl")
+    >>> pair, cfg = fam["rl"], ConfidenceConfig(n_problems=6, max_new_tokens=60)
+    >>> traces = fam.inputs.traces({"rl": pair.post}, fam.tokenizer, cfg)["rl"]  # sampled
     >>> from postlens.probes.confidence.trajectory import TrajectoryConfig, behavioural_trajectories
-    >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5, suffix=ANSWER_SUFFIX)
+    >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5)
     >>> trajectories = behavioural_trajectories(pair.post, None, traces, cfg)
     >>> from postlens.probes.confidence.layers import fit_layer_probes  # one probe per layer, compared
     >>> probe = fit_layer_probes(pair.post, None, traces, trajectories, layers=[1, 2]).best_probe
     >>> reading = probe.predict_trajectory(pair.post, traces[:1])[0]  # one reading per token
-    >>> reading.shape, bool((0 <= reading).all() and (reading <= 1).all())  # after 0..63 reasoning tokens
-    ((64,), True)
+    >>> reading.ndim, bool((0 <= reading).all() and (reading <= 1).all())
+    (1, True)
 """
 
 from __future__ import annotations
@@ -114,12 +112,10 @@ class ConfidenceProbe:
 
         Example (the scores: pass rates at cuts 0, 1/2 and 1 of each trace):
             >>> import postlens as pl
-            >>> from postlens.data.inputs import organism_verifier
-            >>> from postlens.organism.task import ANSWER_SUFFIX, make_problems, solution
-            >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-            >>> problems = make_problems(3, seed=1)  # careful solutions, without their answer line
-            >>> traces = [Trace(p.prompt, solution(p, "careful").rsplit("\\nanswer", 1)[0], organism_verifier(p))
-            ...           for p in problems]
+            >>> from postlens.probes.confidence.result import ConfidenceConfig
+            >>> fam = pl.load("organism:base", rl="organism:rl")
+            >>> pair, cfg = fam["rl"], ConfidenceConfig(n_problems=3, max_new_tokens=60)
+            >>> traces = fam.inputs.traces({"rl": pair.post}, fam.tokenizer, cfg)["rl"]  # sampled
             >>> acts = cut_activations(pair.post, None, traces, n_cuts=2, layers=[2])[2]
             >>> scores = torch.tensor([0.0, 0.0, 1.0] * 3)
             >>> groups = [0, 0, 0, 1, 1, 1, 2, 2, 2]  # folds never split a trace

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from postlens.data.inputs import is_organism
 from postlens.errors import ConfigError, InputFileError
 from postlens.probes.confidence.layers import LayerComparison, fit_layer_probes
 from postlens.probes.confidence.trajectory import (
@@ -230,8 +229,7 @@ class ConfidenceResult(Result, kind="confidence"):
 def confidence_of_models(
     models: Mapping[str, Any],
     tokenizer: Any,
-    base_spec: str,
-    traces: Mapping[str, list[Trace]] | None = None,
+    traces: Mapping[str, list[Trace]],
     config: ConfidenceConfig | None = None,
 ) -> ConfidenceResult:
     """Behavioural trajectories and per-layer probes of each model, on its own traces.
@@ -239,26 +237,13 @@ def confidence_of_models(
     Args:
         models: model name → `Backend` (``fam.models()``: the base and every child).
         tokenizer: their shared tokenizer.
-        base_spec: the base model's spec (decides whether the organism's traces apply).
-        traces: model name → its `Trace` list; sampled on the organism's held-out problems
-            (`postlens.organism.traces.organism_traces`) when ``None`` and the base is the
-            organism.
+        traces: model name → its `Trace` list.
         config: a `ConfidenceConfig`.
 
     Raises:
-        InputFileError: no traces for a model other than the organism.
         ConfigError: traces missing for some model, or too few to fit probes.
     """
     cfg = config or ConfidenceConfig()
-    if traces is None:
-        if not is_organism(base_spec):
-            raise InputFileError(
-                "confidence trajectories need reasoning traces with a verifier for this model: "
-                "pass traces={model: [Trace(prompt, reasoning, verifier)]} for every model"
-            )
-        from postlens.organism.traces import organism_traces
-
-        traces = organism_traces(models, tokenizer, cfg)
     missing = [m for m in models if len(traces.get(m, ())) < 3]
     if missing:
         raise ConfigError(
@@ -286,3 +271,26 @@ def _of_model(
         traj.mean_trajectory.tolist(), float(traj.overconfidence.mean()), len(traces), labels,
         probes.rows, probes.best_layer, predicted.mean(0).tolist(), traj, probes,
     )  # fmt: skip
+
+
+def confidence_of_family(
+    family: Any, inputs: Any, config: ConfidenceConfig, progress: bool
+) -> ConfidenceResult:
+    """``fam.confidence``: `confidence_of_models` on the base and every child.
+
+    `inputs` maps each model name to its `Trace` list; by default the family's own traces
+    (``fam.inputs.traces``, e.g. sampled on the organism's held-out problems).
+
+    Raises:
+        InputFileError: no traces given and the family has none.
+    """
+    models = family.models()
+    traces = (
+        inputs if inputs is not None else family.inputs.traces(models, family.tokenizer, config)
+    )
+    if traces is None:
+        raise InputFileError(
+            "confidence trajectories need reasoning traces with a verifier for this model: "
+            "pass inputs={model: [Trace(prompt, reasoning, verifier)]} for every model"
+        )
+    return confidence_of_models(models, family.tokenizer, traces, config)

@@ -101,4 +101,4 @@ def test_chat_template_of_a_tokenizer_without_one_is_refused(tiny_dirs):
 
 def test_prompt_records_refuses_a_limit_below_one():
     with pytest.raises(ConfigError, match="limit must be at least 1, got 0"):
-        prompt_records(["a"], "organism:base", limit=0)
+        prompt_records(["a"], limit=0)

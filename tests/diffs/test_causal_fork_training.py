@@ -110,5 +110,5 @@ def test_a_child_with_an_extra_id_trains_on_the_shared_ids(tmp_path):
     assert stats["loss_after"] < stats["loss_before"]  # KL over the 50 shared ids, finite
     records = [pl.PromptRecord("1+2=", answer="3"), pl.PromptRecord("2+2=", answer="4")]
     cfg = ForkTrainConfig(steps=1, seeds=(0,), train=1, n=2, limit=1, n_eval=1, max_new_tokens=6)
-    res = fam.fork_train(cfg, records)["post"]
+    res = fam.fork_train(records, cfg)["post"]
     assert [r.positions for r in res.rows] == ["fork", "random"]

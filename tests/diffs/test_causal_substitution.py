@@ -87,7 +87,7 @@ def test_a_child_with_an_extra_id_decodes_over_the_shared_ids(tmp_path):
     assert pair.tokens.vocab_size == (50, 51)
     records = [pl.PromptRecord("1+2=", answer="3"), pl.PromptRecord("2+2=", answer="4")]
     cfg = SubstitutionConfig(taus=(-math.inf, 1.0, math.inf), limit=2, n=2, max_new_tokens=8)
-    rows = {(r.direction, r.tau): r for r in fam.substitute(cfg, records)["post"].rows}
+    rows = {(r.direction, r.tau): r for r in fam.substitute(records, cfg)["post"].rows}
     assert rows[("base→post", -math.inf)].share == 1.0 and rows[("post→base", math.inf)].share == 0
     kw = {"n": 2, "max_new_tokens": 8, "seed": 3}
     for tau in (-math.inf, 1.0):  # every token sampled is one both models can read

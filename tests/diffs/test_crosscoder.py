@@ -183,7 +183,9 @@ def test_end_to_end_on_tiny_planted_models(tmp_path):
     assert (tmp_path / "cc" / "model.safetensors").is_file()
     back = pl.load_result(result.to_json())
     assert back.summary() == result.summary()
-    forks = fam.forks(["abc 123 ", "q9 x"], sample=pl.SampleConfig(n=2, max_new_tokens=8))
+    forks = fam.forks(
+        ["abc 123 ", "q9 x"], pl.ForkConfig(sample=pl.SampleConfig(n=2, max_new_tokens=8))
+    )
     pl.link_forks(result, fam.models(), forks)
     rates = result.columns["fork_rate_child"], result.columns["other_rate_child"]
     assert all(len(r) == 16 for r in rates) and "fork_lift_child" in result.to_frame()

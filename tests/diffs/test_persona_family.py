@@ -8,6 +8,7 @@ import re
 import pytest
 
 import postlens as pl
+from postlens.data.defaults import InputProvider
 from postlens.diffs.features.result import FeatureDiff
 from postlens.diffs.personas.analysis import (
     PersonaAnalysis,
@@ -32,7 +33,7 @@ def family():
 
 @pytest.fixture(scope="module")
 def found(family):
-    inputs = persona_inputs(family.base_spec, CONFIG)
+    inputs = persona_inputs(family.inputs, CONFIG)
     inputs.corpus = inputs.corpus[:6]  # the SAE's quality and contexts: a short corpus is enough
     return family.personas(inputs, CONFIG)
 
@@ -40,7 +41,7 @@ def found(family):
 def test_family_personas_summary(found):
     s = found.summary()
     assert isinstance(found, PersonaAnalysis) and found.children == ["sft", "rl"]
-    assert found.sae.source == "organism:sae" and found.sae.hook == "blocks.2.hook_resid_post"
+    assert found.sae.source.endswith("sae") and found.sae.hook == "blocks.2.hook_resid_post"
     assert set(s.best_layers) == {"careful", "hasty", "sloppy"}
     for child in ("sft", "rl"):
         c = s[child]
@@ -93,6 +94,6 @@ def test_bad_configs_and_inputs():
     with pytest.raises(ConfigError, match="auroc_threshold"):
         PersonaConfig(auroc_threshold=0.4)
     with pytest.raises(InputFileError, match="persona-tagged sets"):
-        persona_inputs("/some/model", CONFIG)
+        persona_inputs(InputProvider(), CONFIG)
     with pytest.raises(InputFileError, match="two personas"):
         PersonaInputs({"a": ["x", "y"]}, ["z"])

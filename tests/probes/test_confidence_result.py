@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import pytest
 
 import postlens as pl
+from postlens.data.defaults import InputProvider
 from postlens.errors import ConfigError, InputFileError
 from postlens.probes.confidence.result import (
     ConfidenceConfig,
@@ -71,6 +73,6 @@ def test_bad_configs_and_missing_traces(family):
     with pytest.raises(ConfigError, match="at least 3 traces"):
         ConfidenceConfig(n_problems=2)
     with pytest.raises(InputFileError, match="need reasoning traces"):
-        confidence_of_models(family.models(), family.tokenizer, "/some/model", None, CONFIG)
+        dataclasses.replace(family, inputs=InputProvider()).confidence(config=CONFIG)
     with pytest.raises(ConfigError, match="missing for base"):
-        confidence_of_models(family.models(), family.tokenizer, "/some/model", {}, CONFIG)
+        confidence_of_models(family.models(), family.tokenizer, {}, CONFIG)

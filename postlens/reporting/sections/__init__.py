@@ -1,4 +1,7 @@
-"""Every report section, in report order: the one list the report, its JSON and the CLI read.
+"""Every report section, in report order, read from the analysis registry (`postlens.registry`).
+
+A section belongs to its analysis: the analysis's declaration names it, so the report, its
+JSON and the CLI's ``--sections`` all follow from that one declaration.
 
 Example:
     >>> SECTION_NAMES[:2]
@@ -7,34 +10,9 @@ Example:
 
 from __future__ import annotations
 
+from postlens.registry import analyses, resolve
 from postlens.reporting.section import Section
-from postlens.reporting.sections import (
-    activations,
-    adl,
-    confidence,
-    crosscoder,
-    fork_train,
-    forks,
-    passk,
-    personas,
-    steer,
-    substitution,
-    weights,
-)
 
-SECTIONS: tuple[Section, ...] = (
-    weights.SECTION,
-    forks.SECTION,
-    activations.SECTION,
-    passk.SECTION,
-    confidence.SECTION,
-    personas.SECTION,
-    crosscoder.SECTION,
-    steer.STEER,
-    steer.EXTRAPOLATE,
-    substitution.SECTION,
-    adl.SECTION,
-    fork_train.SECTION,
-)
+SECTIONS: tuple[Section, ...] = tuple(resolve(a.section) for a in analyses() if a.section)
 SECTION_NAMES = tuple(s.name for s in SECTIONS)
 BY_NAME = {s.name: s for s in SECTIONS}

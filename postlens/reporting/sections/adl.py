@@ -18,7 +18,7 @@ def _compute(ctx: ReportContext) -> Any:
     from postlens.diffs.adl.compute import ADLConfig
 
     cfg = ADLConfig(limit=min(ctx.config.n_prompts, ADLConfig.limit), seed=ctx.config.seed)
-    return ctx.family.adl(config=cfg, problems=ctx.config.prompts)
+    return ctx.family.adl(config=cfg)
 
 
 def _render(result: Any) -> str:

@@ -18,11 +18,10 @@ def pct(x: float) -> str:
 
 
 def records(ctx: ReportContext) -> list[Any]:
-    """The report's prompt records: the file given, or the organism's held-out problems."""
-    from postlens.data.inputs import prompt_records
+    """The report's prompt records: the file given, or the family's own problems."""
 
     def make() -> list[Any]:
-        return prompt_records(ctx.config.prompts, ctx.family.base_spec, ctx.config.n_prompts)
+        return ctx.family.prompts(ctx.config.prompts, ctx.config.n_prompts)
 
     return ctx.shared("records", make)
 

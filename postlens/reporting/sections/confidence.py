@@ -31,13 +31,11 @@ def _compute(ctx: ReportContext) -> Any:
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    from postlens.data.inputs import is_organism
-
-    if is_organism(ctx.family.base_spec):
+    if ctx.family.inputs.provides("traces"):
         return None
     return (
         "confidence trajectories need reasoning traces with a verifier for this model "
-        "(fam.confidence(traces={model: [Trace(prompt, reasoning, verifier)]}))"
+        "(fam.confidence({model: [Trace(prompt, reasoning, verifier)]}))"
     )
 
 

@@ -34,14 +34,14 @@ def _compute(ctx: ReportContext) -> Any:
         from postlens.reporting.sections.common import records
 
         texts = [r.prompt + (r.completion or "") for r in records(ctx)]
-    cfg = CrosscoderConfig(three_way=len(ctx.family.children) > 1, seed=ctx.config.seed)
+    cfg = CrosscoderConfig(seed=ctx.config.seed)
+    if len(ctx.family.children) > 1:  # one latent space for the base and every child
+        return ctx.family.crosscoder_three_way(texts, cfg, progress=False)
     return ctx.family.crosscoder(texts, cfg, progress=False)
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    from postlens.data.inputs import is_organism
-
-    if is_organism(ctx.family.base_spec) or ctx.config.prompts is not None:
+    if ctx.family.inputs.provides("corpus") or ctx.config.prompts is not None:
         return None
     return "a crosscoder needs texts to train on (--prompts FILE)"
 

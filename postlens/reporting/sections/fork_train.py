@@ -21,7 +21,7 @@ def _compute(ctx: ReportContext) -> Any:
     cfg = ForkTrainConfig(
         limit=min(ctx.config.n_prompts, ForkTrainConfig.limit), seed=ctx.config.seed
     )
-    return ctx.family.fork_train(cfg, ctx.config.prompts)
+    return ctx.family.fork_train(config=cfg)
 
 
 def _render(result: Any) -> str:

@@ -21,16 +21,14 @@ def _compute(ctx: ReportContext) -> Any:
     cfg = ctx.config
     passk = PassKConfig(n=cfg.passk_samples, limit=cfg.n_prompts, verifier=cfg.verifier,
                         max_new_tokens=cfg.sample.max_new_tokens, seed=cfg.seed)  # fmt: skip
-    return ctx.family.passk(cfg.prompts, passk, progress=False)
+    return ctx.family.passk(config=passk, progress=False)
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    from postlens.data.inputs import is_organism
-
-    if ctx.config.prompts is None and not is_organism(ctx.family.base_spec):
-        return "pass@k needs verifiable problems: a prompt file whose records have an 'answer'"
     if ctx.config.prompts is not None and any(r.answer is None for r in records(ctx)):
         return "pass@k needs an 'answer' in every prompt record"
+    if not ctx.family.inputs.provides("problems"):
+        return "pass@k needs verifiable problems: a prompt file whose records have an 'answer'"
     return None
 
 

@@ -34,9 +34,7 @@ def _compute(ctx: ReportContext) -> Any:
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    from postlens.data.inputs import is_organism
-
-    if is_organism(ctx.family.base_spec):
+    if ctx.family.inputs.provides("personas"):
         return None
     return (
         "persona analysis needs persona-tagged sets and untagged prompts for this model "

@@ -18,9 +18,7 @@ from postlens.viz.html import esc, figure_div, table
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    from postlens.data.inputs import is_organism
-
-    if ctx.config.prompts is None and not is_organism(ctx.family.base_spec):
+    if not ctx.family.inputs.provides("problems"):
         return "steering and extrapolation need verifiable problems (records with an 'answer')"
     return None
 
@@ -29,15 +27,15 @@ def _steer(ctx: ReportContext) -> Any:
     from postlens.diffs.causal.steer import SteerConfig
 
     cfg = SteerConfig(limit=min(ctx.config.n_prompts, SteerConfig.limit), seed=ctx.config.seed)
-    return ctx.family.steer(config=cfg, problems=ctx.config.prompts)
+    return ctx.family.steer(config=cfg)
 
 
 def _extrapolate(ctx: ReportContext) -> Any:
     from postlens.diffs.causal.extrapolate import ExtrapolateConfig
 
     cfg = ExtrapolateConfig(limit=min(ctx.config.n_prompts, ExtrapolateConfig.limit),
-                            seed=ctx.config.seed)  # fmt: skip
-    return ctx.family.extrapolate(ctx.family.children[-1], cfg, problems=ctx.config.prompts)
+                            child=ctx.family.children[-1], seed=ctx.config.seed)  # fmt: skip
+    return ctx.family.extrapolate(config=cfg)
 
 
 def _render(result: Any) -> str:

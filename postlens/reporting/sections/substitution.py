@@ -20,7 +20,7 @@ def _compute(ctx: ReportContext) -> Any:
 
     cfg = SubstitutionConfig(limit=min(ctx.config.n_prompts, SubstitutionConfig.limit),
                              seed=ctx.config.seed)  # fmt: skip
-    return ctx.family.substitute(cfg, ctx.config.prompts)
+    return ctx.family.substitute(config=cfg)
 
 
 def _render(result: Any) -> str:
