@@ -1,8 +1,9 @@
 """postlens: what did post-training (SFT or RL) change inside a model?
 
 One import for a notebook: ``import postlens as pl``; ``pl.load(base, sft=..., rl=...)`` returns a
-`Family` whose methods run every analysis; the config dataclasses, the result protocol and the
-report are attributes of the package. Everything heavy (torch, transformers, the backends) is
+`Family` whose methods run every analysis; the config dataclasses, the result classes (every one
+the analysis registry declares), the result protocol and the report are attributes of the
+package. Everything heavy (torch, transformers, the backends) is
 imported on first use, so ``import postlens`` stays fast and has no side effects.
 
 Example:
@@ -72,12 +73,29 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
+def _declared() -> dict[str, str]:
+    """Config and result classes named by the analysis registry: name → ``"module:Class"``."""
+    from postlens.registry import analyses
+
+    out = {}
+    for a in analyses():
+        for path in (a.config, a.result, a.child_result, *a.kinds):
+            if path is not None:
+                out[path.rpartition(":")[2]] = path
+    return out
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
-    if module is None:
+    if module is not None:
+        return getattr(importlib.import_module(module), name)
+    declared = _declared().get(name) if not name.startswith("_") else None
+    if declared is None:
         raise AttributeError(f"module 'postlens' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    from postlens.registry import resolve
+
+    return resolve(declared)
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted({*__all__, *_declared()})

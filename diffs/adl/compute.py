@@ -14,7 +14,7 @@ the mean difference of the residual stream over the first `k` token positions,
   default: the steered samples, and on the verifiable problems the pass rate and the
   classifier's label shares (on the organism its persona styles), per α.
 
-On the organism the generic text is its filler sentences (`postlens.organism.corpus`), which
+On the organism the generic text is its filler sentences (its default inputs' texts), which
 neither SFT nor RL trained on.
 
 Example:

@@ -149,7 +149,7 @@ def steer_sweep(
         vector: the direction (used as given; persona directions are unit vectors).
         layer: the steered block.
         config: alphas, site, where and sampling (`SteerConfig`).
-        classifier: completion → label (e.g. `postlens.organism.task.classify_style`).
+        classifier: completion → label (e.g. the family's, ``fam.inputs.classifier()``).
         axis: the name of the direction, for the result.
     """
     cfg = config or SteerConfig()

@@ -9,9 +9,9 @@ Latent Scaling (`postlens.diffs.crosscoder.latent_scaling`). Classes by Δ (Mind
 
 Example:
     >>> import postlens as pl
-    >>> from postlens.organism.corpus import CorpusConfig, build_corpus
+    >>> from postlens.data.defaults import provider_for
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> texts = build_corpus(CorpusConfig(n_docs=60), seed=1)
+    >>> texts = provider_for("organism:base").corpus(60, seed=1)
     >>> cfg = CrosscoderConfig(n_latents=64, k=4, batch_tokens=256, training_tokens=1024)
     >>> result = crosscoder_of_models(fam.models(), texts, cfg)
     >>> result.models, result.n_latents, sorted(result.variance_explained)

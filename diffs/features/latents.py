@@ -7,11 +7,11 @@ and the contexts where a latent fires hardest (with their tokens).
 Example:
     >>> import postlens as pl
     >>> from postlens.diffs.features.sae import load_sae
-    >>> from postlens.organism.corpus import CorpusConfig, build_corpus
+    >>> from postlens.data.defaults import provider_for
     >>> from postlens.models.specs import ORGANISM_ROOT
     >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
     >>> sae = load_sae(ORGANISM_ROOT / "sae")
-    >>> corpus = build_corpus(CorpusConfig(n_docs=20), seed=1)
+    >>> corpus = provider_for("organism:base").corpus(20, seed=1)
     >>> feats = encode_prompts(sae, pair.base, corpus)
     >>> len(feats), feats[0].shape[1]  # one [pos, d_sae] tensor per text
     (20, 512)

@@ -12,10 +12,10 @@ Quality (`sae_quality`) on held-out texts: variance explained 1 − ‖x − x̂
 (active latents per token) and the share of latents never active.
 
 Example (a real SAE needs ``training_tokens`` in the hundreds of thousands; this one is a sketch):
-    >>> from postlens.organism.corpus import CorpusConfig, build_corpus
+    >>> from postlens.data.defaults import provider_for
     >>> from postlens.pair import ModelPair
     >>> pair = ModelPair.load("organism:base", "organism:rl", backend="transformer_lens")
-    >>> corpus = build_corpus(CorpusConfig(n_docs=40), seed=1)
+    >>> corpus = provider_for("organism:base").corpus(40, seed=1)
     >>> config = SAETrainConfig(layer=2, training_tokens=512, batch_tokens=64, context=32)
     >>> sae = train_sae(pair.base, corpus[:30], config)  # SAELens's runner on the bridge
     >>> sae.cfg.d_sae, sae_hook(sae)
@@ -119,9 +119,9 @@ def train_sae(
     Example (on the nnsight backend: SAELens's trainer on fed activations; a real SAE wants
     ``training_tokens=600_000`` or so):
         >>> import postlens as pl
-        >>> from postlens.organism.corpus import CorpusConfig, build_corpus
+        >>> from postlens.data.defaults import provider_for
         >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-        >>> corpus = build_corpus(CorpusConfig(n_docs=30), seed=1)
+        >>> corpus = provider_for("organism:base").corpus(30, seed=1)
         >>> config = SAETrainConfig(layer=2, training_tokens=512, batch_tokens=64, context=32)
         >>> sae = train_sae(pair.base, corpus, config)
         >>> sae.cfg.d_in, sae.cfg.d_sae, sae.training  # d_model, expansion 4 x d_model, eval mode
@@ -359,11 +359,11 @@ def sae_quality(
 
     Example:
         >>> import postlens as pl
-        >>> from postlens.organism.corpus import CorpusConfig, build_corpus
+        >>> from postlens.data.defaults import provider_for
         >>> from postlens.models.specs import ORGANISM_ROOT
         >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
         >>> sae = load_sae(ORGANISM_ROOT / "sae")
-        >>> held_out = build_corpus(CorpusConfig(n_docs=10), seed=1)
+        >>> held_out = provider_for("organism:base").corpus(10, seed=1)
         >>> quality = sae_quality(sae, pair.base, held_out)
         >>> quality["variance_explained"] > 0.9, quality["n_tokens"] > 0
         (True, True)

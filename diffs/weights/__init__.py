@@ -9,6 +9,7 @@ ANALYSIS = Analysis(
     config="postlens.diffs.weights.compare:WeightDiffConfig",
     result="postlens.diffs.weights.compare:FamilyWeightDiff",
     run="postlens.diffs.weights.compare:weights_of_family",
+    kinds=("postlens.diffs.weights.result:WeightDiff",),
     inputs="none (the checkpoint files are read); leave it None.",
     section="postlens.reporting.sections.weights:SECTION",
     cli="weights",

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from postlens.errors import ConfigError
+from postlens.results.protocol import Result
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class TensorDiff:
 
 
 @dataclass
-class WeightDiff:
+class WeightDiff(Result, kind="weight_diff"):
     """The comparison of two checkpoints.
 
     Attributes:
@@ -174,6 +175,12 @@ class WeightDiff:
         totals = WeightSummary(**data["summary"]) if data.get("summary") else None
         return cls(data["base"], data["post"], tensors, list(data["missing_in_post"]),
                    list(data["missing_in_base"]), list(data["shape_mismatches"]), totals)  # fmt: skip
+
+    def plot(self) -> Any:
+        """Share of weights changed per layer."""
+        from postlens.viz import figures
+
+        return figures.sparsity_by_layer({"post": self})
 
     def _repr_html_(self) -> str:
         from postlens.viz.html import esc, table

@@ -4,9 +4,9 @@ A result is what an analysis returns. Whatever the analysis, it offers the same 
 
 * ``summary()``: a small frozen dataclass of named figures (never string-keyed dicts);
 * ``to_frame()``: a pandas ``DataFrame`` of the detail rows;
-* ``to_json()`` / ``from_json()``: a JSON-ready dict with a ``"kind"`` key, and back, with the
-  same figures (the schema of the matching CLI command's ``--json``, and of a report's
-  embedded data), so a view can be re-rendered without recomputing anything;
+* ``to_json()`` / ``from_json()``: a JSON-ready dict with ``kind`` and ``schema`` keys, and
+  back, with the same figures (the schema of the matching CLI command's ``--json``, and of a
+  report's embedded data), so a view can be re-rendered without recomputing anything;
 * ``plot()``: a plotly ``Figure``;
 * ``_repr_html_()``: a compact view in Jupyter.
 
@@ -36,8 +36,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 SCHEMA_VERSION = 1
@@ -54,6 +55,8 @@ class Result:
         if kind:
             cls.kind = kind
             Result._kinds[kind] = cls
+        if "to_json" in cls.__dict__:  # every result's JSON says what it is, and in which schema
+            cls.to_json = _stamped(cls.__dict__["to_json"])  # type: ignore[method-assign]
 
     def summary(self) -> Any:
         """The headline figures, as a frozen dataclass."""
@@ -66,7 +69,11 @@ class Result:
         return pd.DataFrame([summary_dict(self.summary())])
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict with a ``"kind"`` key; `from_json` reads it back."""
+        """A JSON-ready dict; `from_json` reads it back.
+
+        Every subclass's ``to_json`` returns ``kind`` and ``schema`` (`SCHEMA_VERSION`) first,
+        whatever it writes itself.
+        """
         raise NotImplementedError(f"{type(self).__name__} cannot be written as JSON")
 
     @classmethod
@@ -78,6 +85,12 @@ class Result:
         if kind not in Result._kinds:
             known = ", ".join(sorted(Result._kinds)) or "none loaded"
             raise KeyError(f"unknown result kind {kind!r} (known: {known})")
+        schema = data.get("schema", SCHEMA_VERSION)
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema {schema!r} of this {kind} result is newer than this postlens reads "
+                f"({SCHEMA_VERSION}): upgrade postlens"
+            )
         return Result._kinds[kind].from_json(data)
 
     def plot(self) -> Any:
@@ -94,6 +107,17 @@ class Result:
 
         title = f"<b>{esc(self.kind or type(self).__name__)}</b>"
         return f"<div>{title}{table([summary_dict(self.summary())])}</div>"
+
+
+def _stamped(to_json: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    """`to_json` with ``kind`` and ``schema`` first in what it returns."""
+
+    @functools.wraps(to_json)
+    def stamped(self: Any) -> dict[str, Any]:
+        out = to_json(self)
+        return {"kind": self.kind, "schema": SCHEMA_VERSION, **out}
+
+    return stamped
 
 
 def summary_dict(summary: Any) -> dict[str, Any]:

@@ -18,12 +18,11 @@ whose answer becomes certain only late).
 
 Example (the organism's careful reasoning for 347 + 285, without its ``answer 632`` line):
     >>> import postlens as pl
-    >>> from postlens.organism.task import ANSWER_SUFFIX, Problem, solution, verify
+    >>> from postlens.data.verifiers import answer_verifier
     >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-    >>> p = Problem(347, 285)
-    >>> reasoning = solution(p, "careful").rsplit("\\nanswer", 1)[0]
-    >>> traces = [Trace(p.prompt, reasoning, lambda t: verify(t, p))]
-    >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=4, max_new_tokens=5, suffix=ANSWER_SUFFIX)
+    >>> reasoning = "7+5+0=12 write 2 carry 1 got 2\\n4+8+1=13 write 3 carry 1 got 32\\n3+2+1=6 write 6 carry 0 got 632"
+    >>> traces = [Trace("Q: 347+285=?\\n", reasoning, answer_verifier(632, "answer-line"))]
+    >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=4, max_new_tokens=5)
     >>> traj = behavioural_trajectories(pair.post, None, traces, cfg)
     >>> traj.mean_trajectory.tolist(), float(traj.overconfidence.mean())  # earned by the reasoning
     ([0.0, 0.0, 1.0], -0.5)
@@ -211,11 +210,11 @@ def behavioural_trajectories(
 
     Example:
         >>> import postlens as pl
-        >>> from postlens.organism.task import ANSWER_SUFFIX, Problem, solution, verify
+        >>> from postlens.data.verifiers import answer_verifier
         >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-        >>> p = Problem(347, 285)
-        >>> traces = [Trace(p.prompt, solution(p, "careful").rsplit("\\nanswer", 1)[0], lambda t: verify(t, p))]
-        >>> cfg = TrajectoryConfig(n_samples=2, max_new_tokens=5, suffix=ANSWER_SUFFIX)
+        >>> reasoning = "7+5+0=12 write 2 carry 1 got 2\\n4+8+1=13 write 3 carry 1 got 32\\n3+2+1=6 write 6 carry 0 got 632"
+        >>> traces = [Trace("Q: 347+285=?\\n", reasoning, answer_verifier(632, "answer-line"))]
+        >>> cfg = TrajectoryConfig(n_samples=2, max_new_tokens=5)
         >>> frame = behavioural_trajectories(pair.post, None, traces, cfg).to_frame()
         >>> frame.shape, list(frame.columns)  # one row per trace and cut (K = 5: six cuts)
         ((6, 5), ['trace', 'label', 'cut', 'score', 'overconfidence'])

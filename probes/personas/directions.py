@@ -20,9 +20,9 @@ and RL children on the same untagged prompts (`project_models`), or during train
 
 Example (the organism's persona sets: the same questions under each persona's tag):
     >>> import postlens as pl
-    >>> from postlens.organism.persona_sets import organism_persona_inputs
+    >>> from postlens.data.defaults import provider_for
     >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-    >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+    >>> inputs = provider_for("organism:base").personas(10, 10)
     >>> from postlens.probes.personas.projections import project_models
     >>> sets = inputs.sets  # persona -> (tag, question) pairs: only the question is averaged
     >>> sorted(sets), sets["careful"][0]
@@ -292,9 +292,9 @@ def persona_directions(
 
     Example:
         >>> import postlens as pl
-        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> from postlens.data.defaults import provider_for
         >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+        >>> inputs = provider_for("organism:base").personas(10, 10)
         >>> careful, hasty = inputs.sets["careful"], inputs.sets["hasty"]
         >>> found = persona_directions(pair.base, pair.tokenizer, careful, hasty, name="careful")
         >>> len(found.directions), found.best.layer, found.best.auroc  # one direction per layer
@@ -322,9 +322,9 @@ def one_vs_rest_directions(
 
     Example:
         >>> import postlens as pl
-        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> from postlens.data.defaults import provider_for
         >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+        >>> inputs = provider_for("organism:base").personas(10, 10)
         >>> found = one_vs_rest_directions(pair.base, pair.tokenizer, inputs.sets)
         >>> {name: d.vector.shape for name, d in found.best().items()}
         {'careful': torch.Size([128]), 'sloppy': torch.Size([128]), 'hasty': torch.Size([128])}
@@ -362,9 +362,9 @@ def shift_direction(
 
     Example:
         >>> import postlens as pl
-        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> from postlens.data.defaults import provider_for
         >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+        >>> inputs = provider_for("organism:base").personas(10, 10)
         >>> unit, norm = shift_direction(pair.base, pair.post, pair.tokenizer, inputs.prompts, layer=2)
         >>> unit.shape, round(float(unit.norm()), 4), norm > 0
         (torch.Size([128]), 1.0, True)

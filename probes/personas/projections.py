@@ -9,12 +9,12 @@ only the shape is checked, never the fingerprint.
 
 Example:
     >>> import postlens as pl
-    >>> from postlens.organism.persona_sets import organism_persona_inputs
+    >>> from postlens.data.defaults import provider_for
     >>> from postlens.probes.training.callbacks import ProbeCallback
     >>> from postlens.probes.personas.directions import one_vs_rest_directions
     >>> fam = pl.load("organism:base", sft="organism:sft", rl="organism:rl")
     >>> models, tok = fam.models(), fam.tokenizer  # base, sft and rl
-    >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+    >>> inputs = provider_for("organism:base").personas(10, 10)
     >>> found = one_vs_rest_directions(models["base"], tok, inputs.sets)
     >>> projections = project_models(found.best(), models, tok, inputs.prompts)
     >>> len(projections.to_frame())  # one row per (model, persona)
@@ -51,10 +51,10 @@ class PersonaMonitor:
 
     Example:
         >>> import postlens as pl
-        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> from postlens.data.defaults import provider_for
         >>> from postlens.probes.personas.directions import persona_directions
         >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=4)
+        >>> inputs = provider_for("organism:base").personas(10, 4)
         >>> careful, hasty = inputs.sets["careful"], inputs.sets["hasty"]
         >>> direction = persona_directions(pair.base, pair.tokenizer, careful, hasty, name="careful").best
         >>> reading = PersonaMonitor(direction, inputs.prompts).read(pair.post, pair.tokenizer)
@@ -150,10 +150,10 @@ def project_models(
 
     Example:
         >>> import postlens as pl
-        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> from postlens.data.defaults import provider_for
         >>> from postlens.probes.personas.directions import one_vs_rest_directions
         >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+        >>> inputs = provider_for("organism:base").personas(10, 10)
         >>> found = one_vs_rest_directions(pair.base, pair.tokenizer, inputs.sets)
         >>> models = {"base": pair.base, "rl": pair.post}
         >>> frame = project_models(found.best(), models, pair.tokenizer, inputs.prompts).to_frame()
@@ -177,10 +177,10 @@ def projections_of(
 
     Example:
         >>> import postlens as pl
-        >>> from postlens.organism.persona_sets import organism_persona_inputs
+        >>> from postlens.data.defaults import provider_for
         >>> from postlens.probes.personas.directions import one_vs_rest_directions
         >>> pair = pl.load("organism:base", rl="organism:rl")["rl"]
-        >>> inputs = organism_persona_inputs(n_per_persona=10, n_prompts=10)
+        >>> inputs = provider_for("organism:base").personas(10, 10)
         >>> found = one_vs_rest_directions(pair.base, pair.tokenizer, inputs.sets, layers=[2])
         >>> acts = {"base": mean_activations(pair.base, pair.tokenizer, inputs.prompts, [2])}
         >>> projections_of(found.best(), acts).values["base"]["careful"].shape  # one per text
