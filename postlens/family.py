@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from postlens import registry
 from postlens.backends.base import Backend
-from postlens.data.defaults import Chain, InputProvider, Inputs, provider_for
+from postlens.data.defaults import DEFAULT_PROBLEMS, Chain, InputProvider, Inputs, provider_for
 from postlens.data.inputs import PromptSource, prompt_records, verifiable_problems
 from postlens.data.prompts import PromptRecord
 from postlens.data.sequences import Sequence, sequences_for
 from postlens.data.verifiers import Problem, Verifier
 from postlens.errors import ConfigError, InputFileError
-from postlens.pair import DEFAULT_BACKEND, ModelPair
+from postlens.pair import DEFAULT_BACKEND, BackendName, ModelPair
 from postlens.progress import show_progress
 from postlens.sampling.generation import SampleConfig
 
@@ -51,7 +51,7 @@ def load(
     sft: str | None = None,
     rl: str | None = None,
     children: Mapping[str, str] | None = None,
-    backend: str = DEFAULT_BACKEND,
+    backend: BackendName = DEFAULT_BACKEND,
     dtype: str | None = None,
     device: str | None = None,
     device_map: str | dict[str, Any] | None = None,
@@ -90,7 +90,7 @@ def load(
         raise ConfigError("give at least one post-trained child (post=, sft=, rl= or children=)")
     pairs = ModelPair.load_family(
         base, specs, backend, device, dtype, device_map, trust_remote_code, remote, chat_template
-    )  # type: ignore[arg-type]
+    )
     first = next(iter(pairs.values())).base_spec
     return Family(pairs, provider_for(base, first.path, inputs))
 
@@ -220,7 +220,7 @@ class Family:
         """
         if source is not None:
             return prompt_records(source, limit)
-        problems = self.inputs.problems(limit or 64)
+        problems = self.inputs.problems(limit or DEFAULT_PROBLEMS)
         if problems is None:
             raise InputFileError(
                 "give prompts (a JSONL file with a 'prompt' field, a text file with one prompt "
@@ -240,7 +240,7 @@ class Family:
         """
         if source is not None:
             return verifiable_problems(source, limit, verifier)
-        problems = self.inputs.problems(limit or 64)
+        problems = self.inputs.problems(limit or DEFAULT_PROBLEMS)
         if problems is None:
             raise InputFileError(
                 "give verifiable problems (records with 'prompt' and 'answer'): this family has "

@@ -25,7 +25,11 @@ import torch
 from postlens.backends.base import Backend, Intervention, RunOutput
 
 # Defined in a light module, so that the command line reads them without importing torch.
-from postlens.backends.names import BACKENDS, DEFAULT_BACKEND  # noqa: F401  (re-exported)
+from postlens.backends.names import (  # noqa: F401  (re-exported)
+    BACKENDS,
+    DEFAULT_BACKEND,
+    BackendName,
+)
 from postlens.data.batch import Sample, TokenBatch
 from postlens.errors import PostlensError
 from postlens.hooks import hook_names
@@ -38,7 +42,6 @@ from postlens.models.specs import ResolvedSpec, resolve_spec
 
 logger = logging.getLogger(__name__)
 
-BackendName = Literal["transformer_lens", "nnsight"]
 Which = Literal["base", "post"]
 
 
@@ -85,8 +88,9 @@ class ModelPair:
     base_spec: ResolvedSpec
     post_spec: ResolvedSpec
     post_tokenizer: Any = None
-    tokens: TokenizerComparison | None = None
-    chat: ChatFormat | None = None
+    # Never None once built: __post_init__ computes what was not given.
+    tokens: TokenizerComparison = None  # type: ignore[assignment]
+    chat: ChatFormat = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.post_tokenizer is None:
@@ -210,7 +214,7 @@ class ModelPair:
         specs = [ResolvedSpec(n, "memory", n) for n in names]
         location = getattr(base_model.config, "_name_or_path", "")
         pair = [make_backend(backend, m, tokenizer, location) for m in (base_model, post_model)]
-        return cls(pair[0], pair[1], tokenizer, *specs)
+        return cls(pair[0], pair[1], tokenizer, specs[0], specs[1])
 
     # --- shape of the pair -------------------------------------------------------------
     @property
@@ -324,8 +328,8 @@ class ModelPair:
         """
         from postlens.sampling.generation import SampleConfig, sample_completions
 
-        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
-                 "seed": seed, "batch_size": batch_size}  # fmt: skip
+        given: dict[str, Any] = {"max_new_tokens": max_new_tokens, "temperature": temperature,
+                                 "top_p": top_p, "seed": seed, "batch_size": batch_size}  # fmt: skip
         cfg = SampleConfig(n=n, **{k: v for k, v in given.items() if v is not None})
         prompts = [self.chat.format(p, f"prompt {i + 1}") for i, p in enumerate(prompts)]
         return sample_completions(

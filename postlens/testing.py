@@ -142,7 +142,8 @@ def save_tiny_adapter(
     resolved = resolve_spec(base)
     model = load_hf_model(resolved)
     config = LoraConfig(
-        r=r, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0,
+        r=r, lora_alpha=alpha,  # type: ignore[arg-type]  # peft takes a float alpha too
+        target_modules=list(targets), lora_dropout=0.0,
         use_rslora=use_rslora, **lora_options,
     )  # fmt: skip
     with quiet_transformers():
@@ -153,7 +154,7 @@ def save_tiny_adapter(
             if "lora_" in name:
                 param.copy_(torch.randn(param.shape, generator=gen) * std)
     path = Path(path)
-    adapted.save_pretrained(path, safe_serialization=True)
+    adapted.save_pretrained(str(path), safe_serialization=True)
     cfg_path = path / "adapter_config.json"
     data = json.loads(cfg_path.read_text())
     data["base_model_name_or_path"] = (

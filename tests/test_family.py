@@ -64,7 +64,7 @@ def test_weights_and_passk_follow_the_protocol(fam):
     assert weights.summary()["sft"].rel_norm > weights.summary()["rl"].rel_norm > 0
     again = pl.load_result(json.loads(json.dumps(weights.to_json())))
     assert again.summary() == weights.summary()
-    passk = fam.passk(config=pl.PassKConfig(n=4, limit=3))
+    passk = fam.passk(config=pl.PassKConfig(sample=pl.SampleConfig(n=4, limit=3, batch_size=256)))
     assert list(passk.summary().pass_at_1) == ["base", "sft", "rl"]
     assert pl.load_result(passk.to_json()).summary() == passk.summary()
 
@@ -86,7 +86,7 @@ def test_options_are_validated_before_loading():
     with pytest.raises(pl.PostlensError, match="must be positive"):
         pl.SampleConfig(n=0)
     with pytest.raises(pl.PostlensError, match="every k"):
-        pl.PassKConfig(n=2, ks=(8,))
+        pl.PassKConfig(ks=(8,), sample=pl.SampleConfig(n=2, limit=50, batch_size=256))
 
 
 def test_public_api_is_one_import():

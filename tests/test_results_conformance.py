@@ -27,21 +27,49 @@ CASES = {
     "weights": (None, pl.WeightDiffConfig()),
     "forks": (None, pl.ForkConfig(sample=SMALL)),
     "activations": (None, pl.ActivationConfig(sample=SMALL)),
-    "passk": (None, pl.PassKConfig(n=2, limit=2, max_new_tokens=16)),
+    "passk": (
+        None,
+        pl.PassKConfig(sample=pl.SampleConfig(n=2, limit=2, batch_size=256, max_new_tokens=16)),
+    ),
     "confidence": (None, pl.ConfidenceConfig(n_problems=3, n_samples=1, max_new_tokens=60)),
     "personas": (None, pl.PersonaConfig(sae=None, n_per_persona=4, n_prompts=4)),
     "crosscoder": ("corpus", CROSSCODER),
     "crosscoder_three_way": ("corpus", CROSSCODER),
-    "steer": (None, pl.SteerConfig(alphas=(0.0,), limit=2, n=1, max_new_tokens=8)),
-    "extrapolate": (None, pl.ExtrapolateConfig(alphas=(0.0, 1.0), limit=2, n=1, max_new_tokens=8)),
+    "steer": (
+        None,
+        pl.SteerConfig(alphas=(0.0,), sample=pl.SampleConfig(n=1, limit=2, max_new_tokens=8)),
+    ),
+    "extrapolate": (
+        None,
+        pl.ExtrapolateConfig(
+            alphas=(0.0, 1.0), sample=pl.SampleConfig(n=1, limit=2, max_new_tokens=8)
+        ),
+    ),
     "substitute": (
         None,
-        pl.SubstitutionConfig(taus=(0.5,), control=False, limit=2, n=1, max_new_tokens=8),
+        pl.SubstitutionConfig(
+            taus=(0.5,), control=False, sample=pl.SampleConfig(n=1, limit=2, max_new_tokens=8)
+        ),
     ),
-    "adl": (None, pl.ADLConfig(n_texts=2, alphas=(0.0,), limit=1, n_prompts=1, max_new_tokens=8)),
+    "adl": (
+        None,
+        pl.ADLConfig(
+            n_texts=2,
+            alphas=(0.0,),
+            limit=1,
+            n_prompts=1,
+            sample=pl.SampleConfig(n=1, max_new_tokens=8),
+        ),
+    ),
     "fork_train": (
         None,
-        pl.ForkTrainConfig(steps=1, seeds=(0,), train=1, n=1, limit=1, n_eval=1, max_new_tokens=8),
+        pl.ForkTrainConfig(
+            steps=1,
+            seeds=(0,),
+            train=1,
+            n_eval=1,
+            sample=pl.SampleConfig(n=1, limit=1, max_new_tokens=8),
+        ),
     ),
 }
 NAMES = [a.name for a in registry.analyses()]

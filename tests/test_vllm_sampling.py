@@ -105,7 +105,10 @@ def test_passk_through_vllm_feeds_postlens_ids_and_scores_its_answers(gpu):
     # stop id, then ids past it that must be cut.
     assert _sum(prompts[0]) == 150 and all(_sum(p) != 150 for p in prompts[1:])
     engine.reply = tok("answer 150", add_special_tokens=False).input_ids + [stop[0], 7, 7]
-    cfg = PassKConfig(n=4, limit=3, engine="vllm", seed=5, max_new_tokens=20)
+    cfg = PassKConfig(
+        engine="vllm",
+        sample=pl.SampleConfig(n=4, limit=3, batch_size=256, seed=5, max_new_tokens=20),
+    )
     result = fam.passk(None, cfg)
 
     assert [b["model"] for b in engine.built] == [
@@ -132,7 +135,9 @@ def test_an_adapter_child_is_a_lora_request_on_the_base(gpu):
     engine = gpu
     fam = pl.load("organism:base", rl="organism:rl-lora")
     engine.reply = [2]
-    fam.passk(None, PassKConfig(n=1, limit=1, engine="vllm"))
+    fam.passk(
+        None, PassKConfig(engine="vllm", sample=pl.SampleConfig(n=1, limit=1, batch_size=256))
+    )
     base, child = engine.built
     assert child["model"] == base["model"] == str(fam.first.base_spec.location)
     assert child["enable_lora"] and child["max_lora_rank"] == 8

@@ -5,8 +5,8 @@ Usage: ``python case_studies/scripts/run_09.py [OUT_JSON]`` (default
 thread). ``--quick`` runs every part at toy sizes (a minute) to check the pipeline.
 
 Only postlens's public API: ``fam.substitute``, ``fam.fork_train`` and ``fam.passk``. Every
-part is repeated over seeds, each seed a full replicate: ``SubstitutionConfig.seed`` (the
-sampling draws) with its own ``control_seed``; ``ForkTrainConfig.seed`` (the child's training
+part is repeated over seeds, each seed a full replicate: ``SubstitutionConfig.sample.seed`` (the
+sampling draws) with its own ``control_seed``; ``ForkTrainConfig.sample.seed`` (the child's training
 samples, the evaluation samples of every model) with ``seeds=(seed,)`` (the control's draw).
 The JSON holds each result's own ``to_json`` (read back with ``pl.Result.from_json``), the
 sizes and the wall time of each part; notebook 09 loads and displays it.
@@ -14,6 +14,7 @@ sizes and the wall time of each part; notebook 09 loads and displays it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -69,19 +70,28 @@ def _taus(taus: tuple[float, ...]) -> list[float | str]:
     return [t if math.isfinite(t) else ("inf" if t > 0 else "-inf") for t in taus]
 
 
+def _config(cls: type, params: dict, seed: int, **extra: object) -> object:
+    """`cls` with `params`, those that are sampling settings going to its `SampleConfig`."""
+    names = {f.name for f in dataclasses.fields(pl.SampleConfig)}
+    sample = {k: v for k, v in params.items() if k in names}
+    rest = {k: v for k, v in params.items() if k not in names}
+    default = cls().sample
+    return cls(**rest, **extra, sample=dataclasses.replace(default, seed=seed, **sample))
+
+
 def run(sizes: dict) -> dict:
     fam = pl.load("organism:base", sft="organism:sft", rl="organism:rl")
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     substitution, reverse = {}, {}
     for seed in sizes["substitution_seeds"]:
-        cfg = pl.SubstitutionConfig(taus=sizes["taus"], directions=("base→post",), seed=seed,
-                                    control_seed=100 + seed, **sizes["substitution"])  # fmt: skip
+        cfg = _config(pl.SubstitutionConfig, sizes["substitution"], seed, taus=sizes["taus"],
+                      directions=("base→post",), control_seed=100 + seed)  # fmt: skip
         substitution[str(seed)] = fam.substitute(config=cfg).to_json()
         print(f"substitution seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     first = sizes["substitution_seeds"][0]
-    cfg = pl.SubstitutionConfig(taus=sizes["reverse_taus"], directions=("post→base",), seed=first,
-                                control_seed=100 + first, **sizes["substitution"])  # fmt: skip
+    cfg = _config(pl.SubstitutionConfig, sizes["substitution"], first, taus=sizes["reverse_taus"],
+                  directions=("post→base",), control_seed=100 + first)  # fmt: skip
     reverse[str(first)] = fam.substitute(config=cfg).to_json()
     seconds["substitution"] = time.perf_counter() - start
 
@@ -89,14 +99,17 @@ def run(sizes: dict) -> dict:
     fork_train: dict[str, dict] = {}
     for lr in sizes["lrs"]:
         for seed in sizes["fork_train_seeds"]:
-            cfg = pl.ForkTrainConfig(lr=lr, seed=seed, seeds=(seed,), **sizes["fork_train"])
+            cfg = _config(pl.ForkTrainConfig, sizes["fork_train"], seed, lr=lr, seeds=(seed,))
             fork_train.setdefault(f"{lr:g}", {})[str(seed)] = fam.fork_train(config=cfg).to_json()
             print(f"fork_train lr {lr:g} seed {seed}: {time.perf_counter() - start:.0f} s",
                   flush=True)  # fmt: skip
     seconds["fork_train"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    passk = fam.passk(config=pl.PassKConfig(seed=0, **sizes["passk"]), progress=False).to_json()
+    passk = fam.passk(
+        config=_config(pl.PassKConfig, sizes["passk"], 0),
+        progress=False,
+    ).to_json()
     seconds["passk"] = time.perf_counter() - start
     print(f"passk: {seconds['passk']:.0f} s", flush=True)
     shown = {**sizes, "taus": _taus(sizes["taus"]), "reverse_taus": _taus(sizes["reverse_taus"])}

@@ -97,8 +97,8 @@ class ActivationConfig:
             per layer and batch) or ``"none"``. ``True`` / ``False`` mean ``"exact"`` /
             ``"none"`` (their meaning before attribution patching existed).
         lens_positions: logit-lens positions per sequence, drawn uniformly among its tokens
-            (``None``: every position; the lens costs one unembedding per layer, position and
-            model).
+            (0 or ``None``: every position; the lens costs one unembedding per layer, position
+            and model).
         lens_layers: the layers whose logit lens is computed (``None``: all).
         grad_batch_size: sequences per forward-and-backward of attribution patching (the
             backward keeps every layer's activations of the sequences in flight).
@@ -137,6 +137,8 @@ class ActivationConfig:
                 f"batch_size and grad_batch_size must be positive, got {self.batch_size}, "
                 f"{self.grad_batch_size}"
             )
+        if self.lens_positions == 0:
+            object.__setattr__(self, "lens_positions", None)
         if self.lens_positions is not None and self.lens_positions < 1:
             raise ConfigError(f"lens_positions must be positive or None, got {self.lens_positions}")
         if self.lens_layers is not None:

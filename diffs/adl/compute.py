@@ -20,7 +20,8 @@ neither SFT nor RL trained on.
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> cfg = ADLConfig(n_texts=4, alphas=(0.0, 2.0), limit=2, n_prompts=1, max_new_tokens=8)
+    >>> small = pl.SampleConfig(n=1, max_new_tokens=8)
+    >>> cfg = ADLConfig(n_texts=4, alphas=(0.0, 2.0), limit=2, n_prompts=1, sample=small)
     >>> res = fam.adl(config=cfg)["rl"]
     >>> res.layer, len(res.norms), [r.alpha for r in res.rows]
     (2, 4, [0.0, 2.0])
@@ -74,8 +75,8 @@ class ADLConfig:
         steered: which model is steered, ``"base"`` or ``"post"``.
         limit: verifiable problems sampled per α (pass rate and shares).
         n_prompts: unrelated prompts (starts of generic texts) sampled per α, kept as text.
-        n: completions per problem and α.
-        max_new_tokens, temperature, seed: sampling; `seed` also draws the texts.
+        sample: `n` completions per problem and α, their length, temperature and seed
+            (which also draws the texts).
     """
 
     k: int = 5
@@ -86,10 +87,7 @@ class ADLConfig:
     steered: str = "base"
     limit: int = 8
     n_prompts: int = 3
-    n: int = 1
-    max_new_tokens: int = SampleConfig.max_new_tokens
-    temperature: float = SampleConfig.temperature
-    seed: int = SampleConfig.seed
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(n=1))
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.n_texts < 1 or self.top < 1:
@@ -102,7 +100,6 @@ class ADLConfig:
             raise ConfigError(f"steered must be one of {', '.join(STEERED)}, got {self.steered!r}")
         if self.limit < 0 or self.n_prompts < 0:
             raise ConfigError("limit and n_prompts must be >= 0")
-        SampleConfig(self.n, self.max_new_tokens, self.temperature, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -337,8 +334,8 @@ def adl_pair(
     deltas, base_norms = activation_differences(pair, texts, cfg.k)
     lens = {m: lens_tokens(pair[m], pair.tokenizer, deltas, cfg.top) for m in ("base", "post")}
     steered = pair[cfg.steered]
-    kwargs = {"n": cfg.n, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
-              "seed": cfg.seed, "progress": False}  # fmt: skip
+    kwargs: dict[str, Any] = {"n": cfg.sample.n, "max_new_tokens": cfg.sample.max_new_tokens, "temperature": cfg.sample.temperature,
+              "seed": cfg.sample.seed, "progress": False}  # fmt: skip
     rows = []
     for alpha in cfg.alphas:
         with steering(steered, deltas[layer], layer, alpha):
@@ -346,11 +343,13 @@ def adl_pair(
                 steered, pair.tokenizer, list(unrelated), **{**kwargs, "n": 1}
             )
             solved = sample_completions(steered, pair.tokenizer, list(prompts), **kwargs)
-        passed, shares = behaviour(solved, verifiers, cfg.n, classifier) if solved else (None, {})
+        passed, shares = (
+            behaviour(solved, verifiers, cfg.sample.n, classifier) if solved else (None, {})
+        )
         rows.append(ADLRow(float(alpha), passed, shares, [s.completion for s in free]))
-    settings = {"steered": cfg.steered, "n": cfg.n, "n_problems": len(prompts),
-                "temperature": cfg.temperature, "seed": cfg.seed,
-                "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+    settings = {"steered": cfg.steered, "n": cfg.sample.n, "n_problems": len(prompts),
+                "temperature": cfg.sample.temperature, "seed": cfg.sample.seed,
+                "max_new_tokens": cfg.sample.max_new_tokens}  # fmt: skip
     # Rounded as the JSON is, so a result read back equals the one computed.
     lens = {m: [[(t, _r(v)) for t, v in per] for per in layers] for m, layers in lens.items()}
     return ADLResult(layer, cfg.k, len(texts), [_r(x) for x in deltas.norm(dim=-1).tolist()],
@@ -374,10 +373,12 @@ def adl_of_family(family: Any, inputs: Any, config: ADLConfig, progress: bool) -
 
     cfg = config
     texts = (
-        list(inputs) if inputs is not None else generic_texts(family.inputs, cfg.n_texts, cfg.seed)
+        list(inputs)
+        if inputs is not None
+        else generic_texts(family.inputs, cfg.n_texts, cfg.sample.seed)
     )
     # Unrelated prompts: the starts of other generic texts (drawn with another seed).
-    others = generic_texts(family.inputs, cfg.n_prompts, cfg.seed + 1)
+    others = generic_texts(family.inputs, cfg.n_prompts, cfg.sample.seed + 1)
     unrelated = [" ".join(t.split()[:3]) for t in others]
     prompts, verifiers = [], []
     if cfg.limit and (found := family.inputs.problems(cfg.limit)) is not None:

@@ -11,7 +11,8 @@ config): each parameter is written as ``torch.lerp(θ_from, θ_to, α)`` (exact 
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> cfg = ExtrapolateConfig(child="rl", alphas=(0.0, 1.0), limit=2, n=1, max_new_tokens=24)
+    >>> small = pl.SampleConfig(n=1, limit=2, max_new_tokens=24)
+    >>> cfg = ExtrapolateConfig(child="rl", alphas=(0.0, 1.0), sample=small)
     >>> res = fam.extrapolate(config=cfg)
     >>> res.axis, res.rows[0].kl["base"], res.rows[1].kl["rl"]
     ('base→rl', 0.0, 0.0)
@@ -20,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,26 +46,18 @@ class ExtrapolateConfig:
         alphas: the multiples of the update θ_to − θ_from.
         start: the model at α = 0: ``"base"`` or a child's name.
         child: the model at α = 1 (default: the family's last child).
-        limit: problems sampled (the first ones).
-        n: completions per problem and α.
-        max_new_tokens, temperature, seed: sampling.
+        sample: how completions are sampled: `n` per problem and α, `limit` problems (the
+            first ones), length, temperature, seed.
     """
 
     alphas: tuple[float, ...] = (-0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
     start: str = "base"
     child: str | None = None
-    limit: int = 16
-    n: int = 4
-    max_new_tokens: int = SampleConfig.max_new_tokens
-    temperature: float = SampleConfig.temperature
-    seed: int = SampleConfig.seed
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(n=4, limit=16))
 
     def __post_init__(self) -> None:
         if not self.alphas:
             raise ConfigError("give at least one alpha")
-        if self.limit < 1:
-            raise ConfigError(f"limit must be positive, got {self.limit}")
-        SampleConfig(self.n, self.max_new_tokens, self.temperature, seed=self.seed)
 
 
 def plain_parameters(hf_model: Any) -> dict[str, torch.Tensor]:
@@ -131,17 +124,17 @@ def extrapolation_sweep(
     s_hf, e_hf = getattr(start, "hf_model", start), getattr(end, "hf_model", end)
     hf = {name: getattr(m, "hf_model", m) for name, m in others.items()}
     model, rows = working_model(s_hf), []
-    runner = _Plain(model, tokenizer)
+    runner: Any = _Plain(model, tokenizer)  # generates like a backend
     for alpha in cfg.alphas:
         set_extrapolated(model, s_hf, e_hf, alpha)
-        samples = sample_completions(runner, tokenizer, prompts, n=cfg.n, seed=cfg.seed,
-                                     max_new_tokens=cfg.max_new_tokens,
-                                     temperature=cfg.temperature, progress=False)  # fmt: skip
+        samples = sample_completions(runner, tokenizer, prompts, n=cfg.sample.n, seed=cfg.sample.seed,
+                                     max_new_tokens=cfg.sample.max_new_tokens,
+                                     temperature=cfg.sample.temperature, progress=False)  # fmt: skip
         own = [completion_logprobs(model, s) for s in samples]
-        passed, shares = behaviour(samples, verifiers, cfg.n, classifier)
+        passed, shares = behaviour(samples, verifiers, cfg.sample.n, classifier)
         rows.append(SweepRow(float(alpha), passed, shares, on_policy_kl(own, hf, samples)))
-    settings = {"n": cfg.n, "n_problems": len(prompts), "temperature": cfg.temperature,
-                "seed": cfg.seed, "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+    settings = {"n": cfg.sample.n, "n_problems": len(prompts), "temperature": cfg.sample.temperature,
+                "seed": cfg.sample.seed, "max_new_tokens": cfg.sample.max_new_tokens}  # fmt: skip
     return ExtrapolationResult(axis, None, rows, settings)
 
 
@@ -171,7 +164,7 @@ def extrapolate_of_family(
             raise ConfigError(f"no model {name!r}; this family has {', '.join(models)}")
     if config.start == child:
         raise ConfigError(f"start and end are both {child!r}")
-    prompts, verifiers = family.chat_problems(inputs, config.limit)
+    prompts, verifiers = family.chat_problems(inputs, config.sample.limit)
     return extrapolation_sweep(models[config.start], models[child], models, family.tokenizer,
                                prompts, verifiers, config, family.inputs.classifier(),
                                f"{config.start}→{child}")  # fmt: skip

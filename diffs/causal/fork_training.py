@@ -32,7 +32,8 @@ and, as the control, a copy with the same loss at the same number of random posi
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> cfg = ForkTrainConfig(steps=2, seeds=(0,), train=2, n=1, limit=2, n_eval=1, max_new_tokens=16)
+    >>> small = pl.SampleConfig(n=1, limit=2, max_new_tokens=16)
+    >>> cfg = ForkTrainConfig(steps=2, seeds=(0,), train=2, n_eval=1, sample=small)
     >>> res = fam.fork_train(config=cfg)["rl"]
     >>> [(r.positions, r.seed) for r in res.rows]
     [('fork', 0), ('random', 0)]
@@ -70,14 +71,13 @@ class ForkTrainConfig:
         lr: AdamW learning rate.
         loss: ``"kl"`` (KL(post ‖ θ), the default) or ``"ce"`` (the child's argmax).
         seeds: one replicate per seed: the child's training samples (hence the forks) and
-            the control's draw. Evaluation samples use `seed`, the same for every copy.
+            the control's draw. Evaluation samples use ``sample.seed``, the same for every copy.
         train: training problems the child samples (on the organism: a separate held-out set).
-        n: child completions per training problem.
         js_threshold: a fork's JS threshold (nats; argmax disagreements are forks anyway).
-        limit: evaluation problems.
         n_eval: completions per evaluation problem (pass@1 is their pass rate).
-        max_new_tokens, temperature: sampling, for training samples and evaluation.
-        seed: the evaluation samples' seed (common to the base, the child and every copy).
+        sample: `n` child completions per training problem, `limit` evaluation problems;
+            length and temperature for training samples and evaluation; `seed` the
+            evaluation samples' seed (common to the base, the child and every copy).
     """
 
     steps: int = 20
@@ -85,24 +85,19 @@ class ForkTrainConfig:
     loss: str = "kl"
     seeds: tuple[int, ...] = (0, 1)
     train: int = 16
-    n: int = 2
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(n=2, limit=16))
     js_threshold: float = 0.1
-    limit: int = 16
     n_eval: int = 2
-    max_new_tokens: int = SampleConfig.max_new_tokens
-    temperature: float = SampleConfig.temperature
-    seed: int = SampleConfig.seed
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0:
             raise ConfigError("steps must be >= 0 and lr positive")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if not self.seeds or self.train < 1 or self.limit < 1 or self.n_eval < 1:
+        if not self.seeds or self.train < 1 or self.n_eval < 1:
             raise ConfigError("give at least one seed, and positive train, limit and n_eval")
         if self.js_threshold <= 0:
             raise ConfigError(f"js_threshold must be positive, got {self.js_threshold}")
-        SampleConfig(self.n, self.max_new_tokens, self.temperature, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -324,8 +319,8 @@ def pass_rate(
 ) -> float:
     """Share of `n_eval` completions per problem that the verifier accepts."""
     samples = sample_completions(backend, tokenizer, list(prompts), n=cfg.n_eval, progress=False,
-                                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                 seed=cfg.seed)  # fmt: skip
+                                 max_new_tokens=cfg.sample.max_new_tokens, temperature=cfg.sample.temperature,
+                                 seed=cfg.sample.seed)  # fmt: skip
     ok = [verifiers[i // cfg.n_eval](s.completion) for i, s in enumerate(samples)]
     return sum(ok) / max(1, len(ok))
 
@@ -354,8 +349,8 @@ def fork_train_pair(
     gain = post_rate - base_rate
     rows, n_seqs, n_scored = [], [], []
     for seed in cfg.seeds:
-        seqs = sample_sequences(pair, list(train_prompts), n=cfg.n, source="post",
-                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+        seqs = sample_sequences(pair, list(train_prompts), n=cfg.sample.n, source="post",
+                                max_new_tokens=cfg.sample.max_new_tokens, temperature=cfg.sample.temperature,
                                 seed=seed)  # fmt: skip
         seqs = scorable(pair, seqs)  # the positions fork scoring returns index this list
         forks, every = fork_positions(pair, seqs, cfg.js_threshold)
@@ -379,8 +374,8 @@ def fork_train_pair(
             del theta, backend
     settings = {"steps": cfg.steps, "lr": cfg.lr, "loss": cfg.loss, "n_train_sequences": n_seqs,
                 "n_scored_positions": n_scored, "n_problems": len(prompts),
-                "n_eval": cfg.n_eval, "temperature": cfg.temperature, "seed": cfg.seed,
-                "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+                "n_eval": cfg.n_eval, "temperature": cfg.sample.temperature, "seed": cfg.sample.seed,
+                "max_new_tokens": cfg.sample.max_new_tokens}  # fmt: skip
     return ForkTrainResult(base_rate, post_rate, rows, settings)
 
 
@@ -401,12 +396,13 @@ def fork_train_of_family(family: Any, inputs: Any, config: ForkTrainConfig, prog
 
     cfg = config
     if inputs is None:
-        evaluation = family.problems(None, cfg.limit)
+        evaluation = family.problems(None, cfg.sample.limit)
         training = family.inputs.problems(cfg.train, 1)  # another held-out set
     else:
-        every = family.problems(inputs, cfg.limit + cfg.train)
-        evaluation = every[: cfg.limit]
-        training = every[cfg.limit :] or evaluation[: cfg.train]
+        n_eval = cfg.sample.limit
+        every = family.problems(inputs, None if n_eval is None else n_eval + cfg.train)
+        evaluation = every[:n_eval]
+        training = (every[n_eval:] if n_eval is not None else []) or evaluation[: cfg.train]
     prompts, verifiers = family.chat_format(evaluation)
     train = [p.prompt for p in training]
     return ByChild("fork_train", {

@@ -13,7 +13,7 @@ some α should bring the base's behaviour and outputs close to the child's.
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> cfg = SteerConfig(alphas=(0.0, 4.0), limit=2, n=1, max_new_tokens=24)
+    >>> cfg = SteerConfig(alphas=(0.0, 4.0), sample=pl.SampleConfig(n=1, limit=2, max_new_tokens=24))
     >>> res = fam.steer(config=cfg)
     >>> [r.alpha for r in res.rows], sorted(res.rows[0].kl)
     ([0.0, 4.0], ['base', 'rl'])
@@ -54,9 +54,8 @@ class SteerConfig:
         layer: the steered block (default: the persona direction's best layer).
         site: ``hook_resid_post`` or ``hook_resid_pre``.
         where: ``"all"`` positions or only ``"generated"`` ones.
-        limit: problems sampled (the first ones).
-        n: completions per problem and α.
-        max_new_tokens, temperature, seed: sampling.
+        sample: how completions are sampled: `n` per problem and α, `limit` problems (the
+            first ones), length, temperature, seed.
     """
 
     alphas: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0, 16.0)
@@ -65,11 +64,7 @@ class SteerConfig:
     layer: int | None = None
     site: str = "hook_resid_post"
     where: str = "all"
-    limit: int = 16
-    n: int = 4
-    max_new_tokens: int = SampleConfig.max_new_tokens
-    temperature: float = SampleConfig.temperature
-    seed: int = SampleConfig.seed
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(n=4, limit=16))
 
     def __post_init__(self) -> None:
         if not self.alphas:
@@ -80,13 +75,6 @@ class SteerConfig:
             raise ConfigError(f"site must be one of {', '.join(SITES)}, got {self.site!r}")
         if self.where not in WHERE:
             raise ConfigError(f"where must be one of {', '.join(WHERE)}, got {self.where!r}")
-        if self.limit < 1:
-            raise ConfigError(f"limit must be positive, got {self.limit}")
-        SampleConfig(self.n, self.max_new_tokens, self.temperature, seed=self.seed)
-
-    def sample_kwargs(self) -> dict[str, Any]:
-        return {"n": self.n, "max_new_tokens": self.max_new_tokens,
-                "temperature": self.temperature, "seed": self.seed}  # fmt: skip
 
 
 def read_vector(path: Path) -> Tensor:
@@ -158,13 +146,14 @@ def steer_sweep(
     for alpha in cfg.alphas:
         with steering(base, vector, layer, alpha, site=cfg.site, where=cfg.where) as state:
             samples = sample_completions(base, tokenizer, prompts, label=f"α={alpha:g}",
-                                         progress=False, **cfg.sample_kwargs())  # fmt: skip
+                                         progress=False, n=cfg.sample.n,
+                                         **cfg.sample.generate_kwargs())  # fmt: skip
             own = [completion_logprobs(base.hf_model, s, state) for s in samples]
-        passed, shares = behaviour(samples, verifiers, cfg.n, classifier)
+        passed, shares = behaviour(samples, verifiers, cfg.sample.n, classifier)
         rows.append(SweepRow(float(alpha), passed, shares, on_policy_kl(own, hf, samples)))
-    settings = {"n": cfg.n, "n_problems": len(prompts), "site": cfg.site, "where": cfg.where,
-                "temperature": cfg.temperature, "seed": cfg.seed,
-                "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+    settings = {"n": cfg.sample.n, "n_problems": len(prompts), "site": cfg.site, "where": cfg.where,
+                "temperature": cfg.sample.temperature, "seed": cfg.sample.seed,
+                "max_new_tokens": cfg.sample.max_new_tokens}  # fmt: skip
     return SweepResult(axis, layer, rows, settings)
 
 
@@ -176,12 +165,12 @@ def steer_of_family(family: Any, inputs: Any, config: SteerConfig, progress: boo
     """
     axis, layer, vector = "vector", config.layer, config.vector
     if vector is None:
-        vector, best = persona_vector(family, config.persona, config.seed)
+        vector, best = persona_vector(family, config.persona, config.sample.seed)
         axis, layer = config.persona, best if config.layer is None else config.layer
     elif isinstance(vector, str | Path):
         vector = read_vector(Path(vector))
     if layer is None:
         raise ConfigError("steering a given vector needs a layer (SteerConfig(layer=...))")
-    prompts, verifiers = family.chat_problems(inputs, config.limit)
+    prompts, verifiers = family.chat_problems(inputs, config.sample.limit)
     return steer_sweep(family.base, family.models(), family.tokenizer, prompts, verifiers,
                        vector, layer, config, family.inputs.classifier(), axis)  # fmt: skip

@@ -18,7 +18,8 @@ is one both models can read; a child's own end-of-turn id is then never sampled.
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> cfg = SubstitutionConfig(taus=(float("-inf"), 1.0), limit=2, n=1, max_new_tokens=16)
+    >>> small = pl.SampleConfig(n=1, limit=2, max_new_tokens=16)
+    >>> cfg = SubstitutionConfig(taus=(float("-inf"), 1.0), sample=small)
     >>> res = fam.substitute(config=cfg)["rl"]
     >>> [r.share for r in res.rows if r.direction == "base→post"][0]
     1.0
@@ -50,20 +51,15 @@ class SubstitutionConfig:
         taus: entropy thresholds (nats); ``-inf`` and ``inf`` give the helper and the driver.
         directions: ``base→post`` and/or ``post→base``.
         control: also run the random-position control at each τ's share.
-        limit: problems (the first ones).
-        n: completions per problem.
-        max_new_tokens, temperature, seed: sampling (`SampleConfig`'s meaning).
+        sample: how completions are sampled: `n` per problem, `limit` problems (the first
+            ones), length, temperature, seed.
         control_seed: the seed of the control's random positions.
     """
 
     taus: tuple[float, ...] = (float("-inf"), 0.25, 0.5, 1.0, 2.0, float("inf"))
     directions: tuple[str, ...] = DIRECTIONS
     control: bool = True
-    limit: int = 16
-    n: int = 4
-    max_new_tokens: int = SampleConfig.max_new_tokens
-    temperature: float = SampleConfig.temperature
-    seed: int = SampleConfig.seed
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(n=4, limit=16))
     control_seed: int = 1
 
     def __post_init__(self) -> None:
@@ -71,9 +67,6 @@ class SubstitutionConfig:
             raise ConfigError("give at least one threshold, none of them NaN")
         if not self.directions or any(d not in DIRECTIONS for d in self.directions):
             raise ConfigError(f"directions must be among {', '.join(DIRECTIONS)}")
-        if self.limit < 1:
-            raise ConfigError(f"limit must be positive, got {self.limit}")
-        SampleConfig(self.n, self.max_new_tokens, self.temperature, seed=self.seed)
 
 
 def entropy(logits: Tensor) -> Tensor:
@@ -254,10 +247,10 @@ def on_shared_ids(combine: Any, tokens: Any) -> Any:
 def _run(driver: Any, helper: Any, tokenizer: Any, prompts: Sequence[str], verifiers: Sequence[Any],
          combine: Any, cfg: SubstitutionConfig, tokens: Any = None) -> tuple[float, float]:  # fmt: skip
     combine = on_shared_ids(combine, tokens)
-    samples, flags = two_model_decode(driver, helper, tokenizer, prompts, combine, n=cfg.n,
-                                      max_new_tokens=cfg.max_new_tokens,
-                                      temperature=cfg.temperature, seed=cfg.seed)  # fmt: skip
-    ok = [verifiers[i // cfg.n](s.completion) for i, s in enumerate(samples)]
+    samples, flags = two_model_decode(driver, helper, tokenizer, prompts, combine, n=cfg.sample.n,
+                                      max_new_tokens=cfg.sample.max_new_tokens,
+                                      temperature=cfg.sample.temperature, seed=cfg.sample.seed)  # fmt: skip
+    ok = [verifiers[i // cfg.sample.n](s.completion) for i, s in enumerate(samples)]
     handed = sum(sum(f) for f in flags)
     total = sum(len(f) for f in flags)
     return sum(ok) / len(ok), handed / max(1, total)
@@ -284,16 +277,16 @@ def substitution_decoding(
             passed, share = _run(
                 driver, helper, tokenizer, prompts, verifiers, by_entropy(tau), cfg, tokens
             )
-            control = (None, None)
+            control: tuple[float | None, float | None] = (None, None)
             if cfg.control and not math.isinf(tau):
                 control = _run(driver, helper, tokenizer, prompts, verifiers,
                                at_random(share, cfg.control_seed), cfg, tokens)  # fmt: skip
             elif cfg.control:  # nothing or everything handed over: the control is the same run
                 control = (passed, share)
             rows.append(SubstitutionRow(direction, float(tau), passed, share, *control))
-    settings = {"n": cfg.n, "n_problems": len(prompts), "temperature": cfg.temperature,
-                "seed": cfg.seed, "control_seed": cfg.control_seed,
-                "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+    settings = {"n": cfg.sample.n, "n_problems": len(prompts), "temperature": cfg.sample.temperature,
+                "seed": cfg.sample.seed, "control_seed": cfg.control_seed,
+                "max_new_tokens": cfg.sample.max_new_tokens}  # fmt: skip
     return SubstitutionResult(rows, settings)
 
 
@@ -306,7 +299,7 @@ def substitute_of_family(
     """
     from postlens.results.family import ByChild
 
-    prompts, verifiers = family.chat_problems(inputs, config.limit)
+    prompts, verifiers = family.chat_problems(inputs, config.sample.limit)
     return ByChild("substitution", {
         child: substitution_decoding(pair.base, pair.post, family.tokenizer, prompts, verifiers,
                                      config, pair.tokens)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -87,7 +88,7 @@ class SweepResult(Result, kind="steer"):
     def summary(self) -> SweepSummary:
         first = min(self.rows, key=lambda r: abs(r.alpha))
         models = list(first.kl)
-        closest = {m: min(self.rows, key=lambda r, m=m: r.kl[m]) for m in models}
+        closest = {m: min(self.rows, key=functools.partial(_kl_to, m)) for m in models}
         return SweepSummary(
             self.axis, self.layer, first.pass_rate,
             {m: r.alpha for m, r in closest.items()}, {m: r.kl[m] for m, r in closest.items()},
@@ -198,7 +199,12 @@ def on_policy_kl(
             if lp is None:
                 continue
             other = completion_logprobs(model, s)
+            assert other is not None  # a sample `own` scored is scored by every model
             total += float((lp.exp() * (lp - other)).sum())
             count += lp.shape[0]
         out[name] = total / max(1, count)
     return out
+
+
+def _kl_to(model: str, row: SweepRow) -> float:
+    return row.kl[model]

@@ -25,6 +25,7 @@ ANALYSES = (
         result="postlens.diffs.crosscoder.result:CrosscoderResult",
         run="postlens.diffs.crosscoder.links:three_way_of_family",
         inputs=_TEXTS,
+        command="crosscoder",  # ``postlens crosscoder BASE POST --other CHILD``
         cli="crosscoder",
     ),
 )

@@ -90,7 +90,9 @@ def _weights_table(cc: Crosscoder, models: list[str]) -> dict[str, np.ndarray]:
 def _scaling_entries(
     cc: Crosscoder, cols: dict[str, np.ndarray], models: list[str]
 ) -> LatentScaling:
-    latents, own, other = [], [], []
+    latents: list[Any] = []
+    own: list[Any] = []
+    other: list[Any] = []
     for i, c in enumerate(models[1:], start=1):
         for j in np.flatnonzero(cols[f"class_{c}"] == "child-only"):
             latents, own, other = [*latents, int(j)], [*own, i], [*other, 0]

@@ -199,6 +199,11 @@ class Crosscoder(nn.Module):
         scales: each model's normalisation factor (activations are multiplied by it).
     """
 
+    # Buffers (register_buffer), typed for the checker: torch types them as Tensor | Module.
+    threshold: Tensor
+    scales: Tensor
+    steps_since_fired: Tensor
+
     def __init__(self, n_models: int, d_model: int, config: CrosscoderConfig) -> None:
         super().__init__()
         self.config, self.n_models, self.d_model = config, n_models, d_model

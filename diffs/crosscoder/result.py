@@ -79,7 +79,7 @@ class CrosscoderSummary:
         kind: ``batchtopk`` or ``l1``.
         models: the models read (base first).
         n_latents: dictionary size.
-        l0: mean active latents per held-out token.
+        l0: mean active latents per held-out token (``None`` if not measured).
         dead_fraction: share of latents never active on the held-out tokens.
         variance_explained: per model, 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖² on the held-out tokens.
         counts: per child, latents per class.
@@ -95,9 +95,9 @@ class CrosscoderSummary:
     kind: str
     models: list[str]
     n_latents: int
-    l0: float
-    dead_fraction: float
-    variance_explained: dict[str, float]
+    l0: float | None
+    dead_fraction: float | None
+    variance_explained: dict[str, float | None]
     counts: dict[str, ClassCounts]
     child_only_scaling: dict[str, ScalingSummary]
     base_only_scaling: dict[str, ScalingSummary]

@@ -57,7 +57,7 @@ def encode_prompts(
     """
     hook = check_sae(sae, backend.hf_model)
     device = sae.W_dec.device
-    out = []
+    out: list[Any] = []
     for acts, mask in backend.iter_activations(prompts, hook, batch_size):
         feats = sae.encode(acts.float().to(device)).cpu()
         out.extend(feats[i, : int(m.sum())] for i, m in enumerate(mask))
@@ -126,7 +126,7 @@ def top_contexts(
     for p, f in enumerate(feats):
         pos = int(f[:, latent].argmax())
         best.append((float(f[pos, latent]), p, pos))
-    out = []
+    out: list[Any] = []
     for value, p, pos in sorted(best, key=lambda t: (-t[0], t[1]))[:k]:
         if value <= 0:
             break

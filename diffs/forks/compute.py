@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -64,7 +64,8 @@ class NonFiniteError(PostlensError):
     """A model produced NaN or infinite logits: its statistics would be meaningless."""
 
 
-WHICH = ("base", "post")
+Which = Literal["base", "post"]
+WHICH: tuple[Which, ...] = ("base", "post")
 
 
 def _scored_logits(
@@ -77,8 +78,9 @@ def _scored_logits(
     unembedding is most of the work with a large vocabulary, and prompt positions need none.
     Otherwise the full logits are flattened and the scored rows named.
     """
-    hidden = [pair[w].final_hidden(batch.input_ids, batch.attention_mask) for w in WHICH]
-    if all(h is not None for h in hidden):
+    found = [pair[w].final_hidden(batch.input_ids, batch.attention_mask) for w in WHICH]
+    hidden = [h for h in found if h is not None]
+    if len(hidden) == len(found):
         keep = scored.to(hidden[0].device)
         logits = []
         for w, h in zip(WHICH, hidden, strict=True):
@@ -130,12 +132,12 @@ def score_forks(
             "top_post_p",
         )
     }
-    batches, buffers = range(0, len(seqs), cfg.batch_size), {}
+    batches, buffers = range(0, len(seqs), cfg.batch_size), dict[str, torch.Tensor]()
     for start in tqdm(batches, desc="scoring forks", disable=not show_progress(progress)):
         chunk = seqs[start : start + cfg.batch_size]
         ids, mask, scored = pad_batch(pair, chunk)
         logits, logit_rows = _scored_logits(pair, TokenBatch(ids, mask, []), scored, buffers)
-        stats = position_stats(*logits, cfg.top, compiled=compiled, rows=logit_rows)
+        stats = position_stats(logits[0], logits[1], cfg.top, compiled=compiled, rows=logit_rows)
         del logits  # the batch's logits go before the next batch's forward
         rows, cols_idx = scored.nonzero(as_tuple=True)
         _check_finite(stats, rows, cols_idx, chunk, start)

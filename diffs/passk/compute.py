@@ -8,7 +8,7 @@ large k.
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> res = fam.passk(config=pl.PassKConfig(n=4, limit=3))
+    >>> res = fam.passk(config=pl.PassKConfig(sample=pl.SampleConfig(n=4, limit=3)))
     >>> res.summary().n_problems, sorted(res.summary().pass_at_1)
     (3, ['base', 'rl'])
 """
@@ -34,12 +34,11 @@ class PassKConfig:
     """Settings of a pass@k run.
 
     Attributes:
-        n: samples per problem and model (k goes up to n).
+        sample: `n` samples per problem and model (k goes up to n), `limit` problems (the
+            first ones), length, temperature, seed and batch size.
         ks: the k values (default 1, 2, 4, ..., n).
         verifier: how records' answers are checked (`VERIFIER_MODES`; the organism's problems
             use the organism's verifier).
-        limit: problems used (the first ones).
-        max_new_tokens, temperature, seed, batch_size: sampling (`SampleConfig`'s defaults).
         engine: who samples: ``"postlens"`` (its own batched sampler, on any backend) or
             ``"vllm"`` (the ``vllm`` extra, on a GPU: `postlens.sampling.vllm`; same prompts,
             stop ids and verifiers, vLLM's own random streams).
@@ -47,29 +46,21 @@ class PassKConfig:
             postlens's own copy of the models stays loaded beside it).
     """
 
-    n: int = 16
+    sample: SampleConfig = field(
+        default_factory=lambda: SampleConfig(n=16, limit=50, batch_size=256)
+    )
     ks: tuple[int, ...] = ()
     verifier: str = "last-number"
-    limit: int = 50
-    max_new_tokens: int = SampleConfig.max_new_tokens
-    temperature: float = SampleConfig.temperature
-    seed: int = SampleConfig.seed
-    batch_size: int = 256
     engine: str = "postlens"
     vllm_gpu_memory: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.n < 1 or self.limit < 1:
-            raise ConfigError(f"n and limit must be positive (got n={self.n}, limit={self.limit})")
-        if any(k < 1 or k > self.n for k in self.ks):
-            raise ConfigError(f"every k must be in 1..n={self.n}, got {list(self.ks)}")
+        if any(k < 1 or k > self.sample.n for k in self.ks):
+            raise ConfigError(f"every k must be in 1..n={self.sample.n}, got {list(self.ks)}")
         if self.verifier not in VERIFIER_MODES:
             raise ConfigError(
                 f"unknown verifier {self.verifier!r}; choose one of {', '.join(VERIFIER_MODES)}"
             )
-        SampleConfig(
-            1, self.max_new_tokens, self.temperature, seed=self.seed, batch_size=self.batch_size
-        )
         if not 0 < self.vllm_gpu_memory <= 1:
             raise ConfigError(f"vllm_gpu_memory must be in (0, 1], got {self.vllm_gpu_memory}")
         check_engine(self.engine)
@@ -208,15 +199,15 @@ def _sample(
     specs: Mapping[str, ResolvedSpec] | None,
     base_spec: ResolvedSpec | None,
 ) -> list[Any]:
-    """`cfg.n` completions per prompt from one model, by the configured engine."""
+    """`cfg.sample.n` completions per prompt from one model, by the configured engine."""
     if cfg.engine == "vllm":
-        settings = {"n": cfg.n, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
-                    "temperature": cfg.temperature, "gpu_memory": cfg.vllm_gpu_memory}  # fmt: skip
+        settings = {"n": cfg.sample.n, "max_new_tokens": cfg.sample.max_new_tokens, "seed": cfg.sample.seed,
+                    "temperature": cfg.sample.temperature, "gpu_memory": cfg.vllm_gpu_memory}  # fmt: skip
         spec = specs[name]  # type: ignore[index]
         return sample_with_vllm(spec, base_spec, backend, tokenizer, prompts, settings, name)
     return sample_completions(
-        backend, tokenizer, prompts, n=cfg.n, max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size, label=name,
+        backend, tokenizer, prompts, n=cfg.sample.n, max_new_tokens=cfg.sample.max_new_tokens,
+        temperature=cfg.sample.temperature, seed=cfg.sample.seed, batch_size=cfg.sample.batch_size, label=name,
         progress=progress,
     )  # fmt: skip
 
@@ -248,20 +239,20 @@ def pass_at_k_curves(
         >>> fam = pl.load("organism:base", rl="organism:rl")
         >>> problems = fam.problems(limit=3)
         >>> prompts, verifiers = [p.prompt for p in problems], [p.verify for p in problems]
-        >>> res = pass_at_k_curves(fam.models(), fam.tokenizer, prompts, verifiers, PassKConfig(n=4))
+        >>> res = pass_at_k_curves(fam.models(), fam.tokenizer, prompts, verifiers, PassKConfig(sample=pl.SampleConfig(n=4)))
         >>> sorted(res.curves), sorted(res.curves["rl"])
         (['base', 'rl'], [1, 2, 4])
     """
     cfg = config or PassKConfig()
     if len(prompts) != len(verifiers) or not prompts:
         raise ConfigError("give one verifier per prompt, and at least one prompt")
-    ks = list(cfg.ks or default_ks(cfg.n))
+    ks = list(cfg.ks or default_ks(cfg.sample.n))
     curves, correct = {}, {}
     if cfg.engine == "vllm" and set(models) - set(specs or {}):
         raise ConfigError("engine 'vllm' loads the models itself: give specs for every model")
     for name, backend in models.items():
         samples = _sample(name, backend, tokenizer, prompts, cfg, progress, specs, base_spec)
-        n = cfg.n
+        n = cfg.sample.n
         counts = [
             sum(verifiers[i](s.completion) for s in samples[i * n : (i + 1) * n])
             for i in range(len(prompts))
@@ -269,12 +260,12 @@ def pass_at_k_curves(
         correct[name] = counts
         curves[name] = {k: sum(pass_at_k(n, c, k) for c in counts) / len(counts) for k in ks}
     settings = {
-        "temperature": cfg.temperature,
-        "max_new_tokens": cfg.max_new_tokens,
-        "seed": cfg.seed,
+        "temperature": cfg.sample.temperature,
+        "max_new_tokens": cfg.sample.max_new_tokens,
+        "seed": cfg.sample.seed,
         "n_problems": len(prompts),
     }
-    return PassAtKResult(curves, correct, cfg.n, settings)
+    return PassAtKResult(curves, correct, cfg.sample.n, settings)
 
 
 def passk_of_family(family: Any, inputs: Any, config: PassKConfig, progress: bool) -> PassAtKResult:
@@ -283,7 +274,7 @@ def passk_of_family(family: Any, inputs: Any, config: PassKConfig, progress: boo
     `inputs` are records with an ``answer`` (checked with ``config.verifier``); by default the
     family's own problems, with their own verifiers.
     """
-    prompts, verifiers = family.chat_problems(inputs, config.limit, config.verifier)
+    prompts, verifiers = family.chat_problems(inputs, config.sample.limit, config.verifier)
     specs = {"base": family.first.base_spec} | {k: p.post_spec for k, p in family.pairs.items()}
     return pass_at_k_curves(
         family.models(), family.tokenizer, prompts, verifiers, config, progress, specs,

@@ -186,9 +186,16 @@ def persona_inputs(
         if isinstance(defaults, PersonaFiles):
             return persona_inputs(InputProvider(), cfg, defaults.personas, defaults.prompts,
                                   defaults.corpus)  # fmt: skip
+    if defaults is None:  # both files given
+        assert personas is not None and prompts is not None
+        return PersonaInputs(
+            read_persona_file(personas, cfg.n_per_persona),
+            list(read_texts(prompts, cfg.n_prompts)),
+            read_texts(corpus) if corpus else None,
+        )
     return PersonaInputs(
         read_persona_file(personas, cfg.n_per_persona) if personas else defaults.sets,
-        read_texts(prompts, cfg.n_prompts) if prompts else defaults.prompts,
+        list(read_texts(prompts, cfg.n_prompts)) if prompts else defaults.prompts,
         read_texts(corpus) if corpus else (defaults.corpus if defaults else None),
     )  # fmt: skip
 
@@ -302,13 +309,14 @@ def _add_features(
     point = parse_hook(hook, first.n_layers)
     # Directions are read after a block: only an SAE at hook_resid_post compares with them.
     vectors = result.vectors
-    at_layer = vectors.at(point.layer) if point.site == "hook_resid_post" and vectors else None
+    post = point.site == "hook_resid_post" and point.layer is not None and vectors is not None
+    at_layer = vectors.at(point.layer) if post else None  # type: ignore[union-attr, arg-type]
     texts = inputs.texts
     result.features = persona_features(
         sae, pairs, inputs.prompts, at_layer, inputs.sets, texts, cfg.top_n,
         cfg.cos_threshold, cfg.auroc_threshold,
     )  # fmt: skip
-    quality = sae_quality(sae, first.base, texts)
+    quality: dict[str, Any] = sae_quality(sae, first.base, texts)
     result.sae = SAEInfo(source, hook, int(sae.cfg.d_sae), **quality)
 
 

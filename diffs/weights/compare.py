@@ -256,14 +256,15 @@ def compare_children(
                 loaded[k] = w
         # The cosine pair goes first: stream_updates pairs the first two children it is given.
         with_pair = pair is not None and all(k in loaded for k in pair)
-        keys = [*pair, *(k for k in loaded if k not in pair)] if with_pair else list(loaded)
+        first = list(pair) if pair is not None and with_pair else []
+        keys = [*first, *(k for k in loaded if k not in first)]
         per_child, paired = lora.tensor_updates(w_base, [loaded[k] for k in keys], cfg.atol)
         for k, st in zip(keys, per_child, strict=True):
             rank = lora.update_rank(w_base, loaded[k], cfg.rank, cfg.rank_r)
             rows[k].append(_row(name, tuple(w_base.shape), st, rank, lora.rank_bound(loaded[k])))
             stats[k].append(st)
-        if with_pair and paired is not None:
-            cosines[f"{pair[0]}_{pair[1]}"][name] = paired.cosine
+        if first and paired is not None:
+            cosines[f"{first[0]}_{first[1]}"][name] = paired.cosine
     seconds = time.perf_counter() - start
     result = {
         k: WeightDiff(

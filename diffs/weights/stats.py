@@ -419,12 +419,13 @@ def stream_updates(
         base, posts = _as_torch(base), [_as_torch(p) for p in posts]
     stats = [UpdateStats() for _ in posts]
     for s, post in zip(stats, posts, strict=True):
-        sums = raw_chunk_sums([base, post], atol) if raw else chunk_sums(base, post, atol)
-        s.add_chunks(sums, base, post, atol)
+        # raw: both are RawTensor (checked above); else both were made torch tensors.
+        sums = raw_chunk_sums([base, post], atol) if raw else chunk_sums(base, post, atol)  # type: ignore[list-item, arg-type]
+        s.add_chunks(sums, base, post, atol)  # type: ignore[arg-type]
     if len(posts) < 2:
         return stats, None
     paired = PairedUpdates()
     trio = [base, *posts[:2]]
     cross = raw_chunk_sums(trio) if raw else chunk_cross_sums(*trio)
-    paired.add_chunks(cross, *trio)
+    paired.add_chunks(cross, *trio)  # type: ignore[arg-type]  # as above
     return stats, paired

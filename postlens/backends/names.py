@@ -10,6 +10,9 @@ Example:
 
 from __future__ import annotations
 
-BACKENDS = ("transformer_lens", "nnsight")
+from typing import Literal
+
+BackendName = Literal["transformer_lens", "nnsight"]
+BACKENDS: tuple[BackendName, ...] = ("transformer_lens", "nnsight")
 #: The backend every function and command uses unless told otherwise (the one default).
-DEFAULT_BACKEND = "nnsight"
+DEFAULT_BACKEND: BackendName = "nnsight"

@@ -137,7 +137,7 @@ class NNsightBackend(TracingBackend):
                 z = apply_intervention(value, _split_heads(flat, self.n_heads))
                 proj.input = z.reshape(flat.shape)
             if capture:
-                out[point.name] = _split_heads(proj.input, self.n_heads).save()
+                out[point.name] = _split_heads(proj.input, self.n_heads).save()  # type: ignore[attr-defined]  # an nnsight proxy
         elif site == "hook_resid_mid":
             self._visit_resid_mid(point, value, capture, out)
         elif site == "mlp.hook_post":

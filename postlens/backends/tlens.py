@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import Tensor
@@ -46,7 +46,7 @@ class TransformerLensBackend(TracingBackend):
         # Parse every name first, so a bad name fails before any compute.
         forward_order([*hooks, *interventions], self.n_layers)
         captured: dict[str, Tensor] = {}
-        fwd_hooks = []
+        fwd_hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = []
         for name, value in interventions.items():
             fwd_hooks.extend(_intervention_hooks(name, value))
         for name in hooks:

@@ -23,27 +23,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import postlens.cli.app  # noqa: F401  (light: typer only; the commands register on its app)
+from postlens.registry import analyses
 
 # Importing the submodule bound the name ``app`` here to it; unbind it so that ``app`` is
 # resolved by `__getattr__` below (the typer app with every subcommand registered).
 del globals()["app"]
 
-#: Subcommand → the module of this package that registers it on the typer app.
-COMMANDS = {
-    "activations": "activations",
-    "adl": "adl",
-    "crosscoder": "crosscoder",
-    "extrapolate": "extrapolate",
-    "fork-train": "fork_train",
-    "forks": "forks",
+#: Subcommand → the module of this package that registers it on the typer app: every
+#: analysis's own command (`postlens.registry`), and the commands that run no one analysis.
+COMMANDS = {a.command_name: a.cli for a in analyses() if a.cli} | {
     "info": "info",
-    "passk": "passk",
-    "personas": "personas",
     "render": "report",
     "report": "report",
-    "steer": "steer",
-    "substitute": "substitute",
-    "weights": "weights",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -10,12 +11,13 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
+from postlens.cli.config_options import with_config
 from postlens.diffs.activations.compute import ActivationConfig
-from postlens.sampling.generation import SampleConfig
 
 
 @app.command("activations")
 @friendly_errors
+@with_config(ActivationConfig, exclude=("sample.n",), names={"source": "from"})
 def activations(
     base: str = typer.Argument("organism:base", help="Base model spec."),
     post: str = typer.Argument("organism:rl", help="Post-trained model spec."),
@@ -23,39 +25,24 @@ def activations(
     prompt_field: str = opt.PROMPT_FIELD,
     completion_field: str = opt.COMPLETION_FIELD,
     generate: int | None = opt.generate_option("default: the file's completions, else 2"),
-    max_new_tokens: int = opt.MAX_NEW_TOKENS,
-    seed: int = opt.SEED,
-    limit: int = typer.Option(32, help="Use at most this many prompts."),
-    patching: str = typer.Option(
-        ActivationConfig.patching,
-        help="attribution (one base forward and backward per batch, the linear estimate), "
-        "exact (one patched base forward per layer and batch) or none.",
-    ),
-    lens_positions: int = typer.Option(
-        ActivationConfig.lens_positions,
-        help="Logit-lens positions sampled per sequence (0: every position).",
-    ),
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
     chat_template: str | None = opt.CHAT_TEMPLATE,
     json_out: Path | None = opt.JSON_OUT,
     verbose: bool = opt.VERBOSE,
+    config: ActivationConfig | None = None,
 ) -> None:
     """Per-layer cosine, relative norm, logit-lens KL and patching recovery on the same tokens."""
     setup_logging(verbose)
     import postlens as pl
 
-    sample = opt.sample_config(
-        generate, max_new_tokens, SampleConfig.temperature, 1.0, seed, limit=limit
-    )
-    config = ActivationConfig(
-        patching=patching, lens_positions=lens_positions or None, sample=sample
-    )
+    assert config is not None  # built by with_config from the options
+    config = dataclasses.replace(config, sample=opt.with_generate(config.sample, generate))
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     source_file = opt.prompt_source(prompts, prompt_field, completion_field)
-    data = opt.sequences_input(source_file, generate, limit)
+    data = opt.sequences_input(source_file, generate, config.sample.limit)
     fam = pl.load(
         base, post, backend=backend, dtype=dtype, device=device, chat_template=chat_template
     )

@@ -16,50 +16,40 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
+from postlens.cli.config_options import with_config
 from postlens.diffs.adl.compute import ADLConfig
-
-_D = ADLConfig
 
 
 @app.command("adl")
 @friendly_errors
+@with_config(ADLConfig, exclude=opt.UNUSED_SAMPLING, names={"alphas": "alpha"})
 def adl(
     base: str = typer.Argument("organism:base", help="Base model spec."),
     children: list[str] = typer.Argument(None, help="Children (default organism:sft organism:rl)."),
     texts: Path | None = typer.Option(None, help="Generic texts, one a line."),
-    k: int = typer.Option(_D.k, help="First token positions averaged over."),
-    n_texts: int = typer.Option(_D.n_texts, help="Generic texts used."),
-    layer: int | None = typer.Option(_D.layer, help="Layer read and steered (default: middle)."),
-    top: int = typer.Option(_D.top, help="Lens tokens listed."),
-    alpha: list[float] = typer.Option(list(_D.alphas), help="α values (repeat the option)."),
-    steered: str = typer.Option(_D.steered, help="Model steered: base or post."),
-    prompts: Path | None = typer.Option(None, help="JSONL with 'prompt' and 'answer'."),
-    limit: int = typer.Option(_D.limit, help="Problems sampled per α."),
-    n_prompts: int = typer.Option(_D.n_prompts, help="Unrelated prompts sampled per α."),
-    n: int = typer.Option(_D.n, help="Completions per problem and α."),
-    max_new_tokens: int = typer.Option(_D.max_new_tokens, help="Length of completions."),
-    temperature: float = opt.TEMPERATURE,
-    seed: int = opt.SEED,
+    prompts: Path | None = opt.PROBLEMS,
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
     json_out: Path | None = opt.JSON_OUT,
     verbose: bool = opt.VERBOSE,
+    config: ADLConfig | None = None,
 ) -> None:
     """What does each child's activation difference on unrelated text say about its fine-tune?"""
     setup_logging(verbose)
     from postlens.errors import InputFileError
 
-    cfg = ADLConfig(k=k, n_texts=n_texts, layer=layer, top=top, alphas=tuple(alpha),
-                    steered=steered, limit=limit, n_prompts=n_prompts, n=n,
-                    max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)  # fmt: skip
+    cfg = config
+    assert cfg is not None  # built by with_config from the options
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     lines = None
     if texts is not None:
         if not texts.is_file():
             raise InputFileError(f"{texts}: file not found")
-        lines = [t for t in texts.read_text(encoding="utf-8").splitlines() if t.strip()][:n_texts]
+        lines = [t for t in texts.read_text(encoding="utf-8").splitlines() if t.strip()][
+            : cfg.n_texts
+        ]
     fam = opt.load_children(base, children, ["organism:sft", "organism:rl"], backend, dtype, device,
                             prompts)  # fmt: skip
     result = fam.adl(lines, cfg)

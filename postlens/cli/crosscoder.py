@@ -19,9 +19,8 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
+from postlens.cli.config_options import with_config
 from postlens.diffs.crosscoder.model import CrosscoderConfig
-
-_D = CrosscoderConfig
 
 
 def _print(console: Console, result: Any) -> None:
@@ -48,43 +47,29 @@ def _print(console: Console, result: Any) -> None:
 
 @app.command("crosscoder")
 @friendly_errors
+@with_config(
+    CrosscoderConfig,
+    names={"n_latents": "latents", "l1_coefficient": "l1", "training_tokens": "tokens"},
+)
 def crosscoder(
     base: str = typer.Argument("organism:base", help="Base model spec."),
     post: str = typer.Argument("organism:rl", help="Post-trained model spec."),
     other: str | None = typer.Option(None, help="A second child, in the same latent space."),
     prompts: Path | None = typer.Option(None, help="Texts to train on (JSONL or text)."),
-    hook: str = typer.Option(_D.hook, help="Hook read in every model."),
-    kind: str = typer.Option(_D.kind, help="batchtopk or l1."),
-    latents: int | None = typer.Option(_D.n_latents, help="Latents (default expansion × d)."),
-    expansion: int = typer.Option(_D.expansion, help="Latents per residual dimension."),
-    k: float = typer.Option(_D.k, help="BatchTopK: mean active latents per token."),
-    l1: float = typer.Option(_D.l1_coefficient, help="L1: the sparsity coefficient."),
-    tokens: int = typer.Option(_D.training_tokens, help="Training tokens."),
-    batch_tokens: int = typer.Option(_D.batch_tokens, help="Tokens per step."),
-    lr: float = typer.Option(_D.lr, help="Adam learning rate."),
-    checkpoint: Path | None = typer.Option(
-        None, help="Folder for checkpoints and the crosscoder (a run there is resumed)."
-    ),
-    checkpoint_every: int = typer.Option(_D.checkpoint_every, help="Steps between checkpoints."),
     limit: int = typer.Option(5000, help="Use at most this many texts."),
-    seed: int = typer.Option(_D.seed),
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
     json_out: Path | None = opt.JSON_OUT,
     verbose: bool = opt.VERBOSE,
+    config: CrosscoderConfig | None = None,
 ) -> None:
     """What did POST (and --other) add, remove or keep? A crosscoder's latents, classified."""
     setup_logging(verbose)
     import postlens as pl
     from postlens.progress import show_progress
 
-    cfg = CrosscoderConfig(
-        hook=hook, kind=kind, n_latents=latents, expansion=expansion, k=k, l1_coefficient=l1,
-        training_tokens=tokens, batch_tokens=batch_tokens, lr=lr,
-        checkpoint_every=checkpoint_every,
-        checkpoint=None if checkpoint is None else str(checkpoint), seed=seed,
-    )  # fmt: skip
+    cfg = config
     opt.check_outputs(json_out)
     texts = _texts(prompts, base, limit)
     names = [_name(post, "post"), _name(other or "", "other")]

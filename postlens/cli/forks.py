@@ -1,7 +1,12 @@
-"""``postlens forks BASE POST``: fork tokens on prompts, given or sampled completions."""
+"""``postlens forks BASE POST``: fork tokens on prompts, given or sampled completions.
+
+Every `ForkConfig` field (its `SampleConfig` flattened in) is an option, with the field's
+default and help.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -9,11 +14,13 @@ from rich.console import Console
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.diffs.forks.compute import ForkConfig
+from postlens.cli.config_options import with_config
+from postlens.diffs.forks.result import ForkConfig
 
 
 @app.command("forks")
 @friendly_errors
+@with_config(ForkConfig, exclude=("sample.n",), names={"source": "from"})
 def forks(
     base: str = typer.Argument("organism:base", help="Base model spec."),
     post: str = typer.Argument("organism:rl", help="Post-trained model spec."),
@@ -21,32 +28,24 @@ def forks(
     prompt_field: str = opt.PROMPT_FIELD,
     completion_field: str = opt.COMPLETION_FIELD,
     generate: int | None = opt.generate_option("default: the file's completions, else 2"),
-    source: str = typer.Option("post", "--from", help="Which model samples: post or base."),
-    temperature: float = opt.TEMPERATURE,
-    top_p: float = opt.TOP_P,
-    max_new_tokens: int = opt.MAX_NEW_TOKENS,
-    seed: int = opt.SEED,
-    limit: int = typer.Option(64, help="Use at most this many prompts."),
-    js_threshold: float = typer.Option(
-        ForkConfig.js_threshold, help="JS (nats) above which agreeing positions still fork."
-    ),
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
     chat_template: str | None = opt.CHAT_TEMPLATE,
     json_out: Path | None = opt.JSON_OUT,
     verbose: bool = opt.VERBOSE,
+    config: ForkConfig | None = None,
 ) -> None:
     """Where do BASE and POST disagree, and does the base's own entropy find those places?"""
     setup_logging(verbose)
     import postlens as pl
 
-    sample = opt.sample_config(generate, max_new_tokens, temperature, top_p, seed, source, limit)
-    config = ForkConfig(js_threshold=js_threshold, sample=sample)
+    assert config is not None  # built by with_config from the options
+    config = dataclasses.replace(config, sample=opt.with_generate(config.sample, generate))
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     source_file = opt.prompt_source(prompts, prompt_field, completion_field)
-    data = opt.sequences_input(source_file, generate, limit)
+    data = opt.sequences_input(source_file, generate, config.sample.limit)
     fam = pl.load(
         base, post, backend=backend, dtype=dtype, device=device, chat_template=chat_template
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.console import Console
@@ -10,6 +11,9 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
+
+if TYPE_CHECKING:
+    from postlens.backends.names import BackendName
 
 DEFAULT_BASE = "organism:base"
 DEFAULT_POST = "organism:rl"
@@ -41,9 +45,9 @@ def info(
     pair = ModelPair.load(
         base,
         post,
-        backend=backend,
+        backend=cast("BackendName", backend),  # checked by the load
         device=device,
-        dtype=dtype,  # type: ignore[arg-type]
+        dtype=dtype,
         trust_remote_code=trust_remote_code,
         chat_template=chat_template,
     )

@@ -44,6 +44,24 @@ MAX_NEW_TOKENS = typer.Option(SampleConfig.max_new_tokens, help="Length of sampl
 TEMPERATURE = typer.Option(SampleConfig.temperature, help="Sampling temperature (0: greedy).")
 TOP_P = typer.Option(SampleConfig.top_p, help="Nucleus sampling mass.")
 SEED = typer.Option(SampleConfig.seed, help="Seed of every sampling step.")
+PROBLEMS = typer.Option(
+    None,
+    "--prompts",
+    help="Verifiable problems: JSONL with 'prompt' and 'answer' (default: the family's own).",
+)
+
+
+def problems_input(prompts: Path | None = PROBLEMS) -> Path | None:
+    """The ``--prompts`` problems file of a command whose analysis reads problems (or none)."""
+    if prompts is not None and not Path(prompts).exists():
+        from postlens.errors import InputFileError
+
+        raise InputFileError(f"{prompts}: file not found")
+    return prompts
+
+
+#: Sampling settings a command that samples only through its own decoding does not use.
+UNUSED_SAMPLING = ("sample.source", "sample.top_p", "sample.batch_size")
 JSON_OUT = typer.Option(None, "--json", help="Write the result as JSON here (atomically).")
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Log what happens, with library warnings.")
 
@@ -71,7 +89,7 @@ def prompt_source(prompts: Path | None, prompt_field: str, completion_field: str
     return prompt_file(prompts, prompt_field, completion_field)
 
 
-def sequences_input(prompts: Any, generate: int | None, limit: int) -> Any:
+def sequences_input(prompts: Any, generate: int | None, limit: int | None) -> Any:
     """What to compare the models on, from --prompts (a path or `PromptFile`) and --generate.
 
     ``--generate N`` samples N completions per prompt (completions in the file are then not
@@ -101,12 +119,16 @@ def sequences_input(prompts: Any, generate: int | None, limit: int) -> Any:
     return records
 
 
-def sample_config(generate: int | None, max_new_tokens: int, temperature: float, top_p: float,
-                  seed: int, source: str = "post", limit: int | None = None) -> SampleConfig:  # fmt: skip
-    """The `SampleConfig` of a command's sampling options (validated before any model loads)."""
-    n = generate if generate else SampleConfig.n
-    return SampleConfig(n=n, max_new_tokens=max_new_tokens, temperature=temperature,
-                        top_p=top_p, seed=seed, source=source, limit=limit)  # fmt: skip
+def with_generate(sample: SampleConfig, generate: int | None) -> SampleConfig:
+    """`sample` with ``--generate N`` completions per prompt (0 or unset: its own `n`).
+
+    Example:
+        >>> with_generate(SampleConfig(), 5).n, with_generate(SampleConfig(), None).n
+        (5, 2)
+    """
+    import dataclasses
+
+    return dataclasses.replace(sample, n=generate) if generate else sample
 
 
 def check_outputs(*paths: Path | None) -> None:

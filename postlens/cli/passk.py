@@ -10,7 +10,7 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
-from postlens.data.verifiers import VERIFIER_MODES
+from postlens.cli.config_options import with_config
 from postlens.diffs.passk.compute import PassKConfig
 
 
@@ -28,46 +28,36 @@ def _formatted(texts: list[str], backends: list, choice: str | None) -> list[str
 
 @app.command("passk")
 @friendly_errors
+@with_config(PassKConfig, exclude=("sample.source",), names={"ks": "k"})
 def passk(
     models: list[str] = typer.Argument(..., help="Model specs, e.g. organism:base organism:rl."),
     prompts: Path | None = typer.Option(
         None,
-        help="JSONL with 'prompt' and 'answer', or a local dataset (default: the organism's "
-        "held-out problems).",
+        help="JSONL with 'prompt' and 'answer', or a local dataset (default: the first "
+        "model's own problems).",
     ),
     prompt_field: str = opt.PROMPT_FIELD,
-    n: int = typer.Option(64, help="Samples per problem and model."),
-    k: list[int] = typer.Option([], help="k values (repeat the option); default 1, 2, 4, ..., n."),
-    verifier: str = typer.Option(PassKConfig.verifier, help=", ".join(VERIFIER_MODES) + "."),
-    limit: int = typer.Option(PassKConfig.limit, help="Use at most this many problems."),
-    max_new_tokens: int = opt.MAX_NEW_TOKENS,
-    temperature: float = opt.TEMPERATURE,
-    seed: int = opt.SEED,
-    batch_size: int = typer.Option(PassKConfig.batch_size),
-    engine: str = typer.Option(
-        PassKConfig.engine, help="Who samples: postlens, or vllm (the vllm extra, on a GPU)."
-    ),
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
     chat_template: str | None = opt.CHAT_TEMPLATE,
     json_out: Path | None = opt.JSON_OUT,
     verbose: bool = opt.VERBOSE,
+    config: PassKConfig | None = None,
 ) -> None:
     """Does post-training raise pass@1 but narrow the boundary (the base wins at large k)?"""
     setup_logging(verbose)
-    from postlens.data.defaults import provider_for
+    from postlens.data.defaults import DEFAULT_PROBLEMS, provider_for
     from postlens.data.inputs import verifiable_problems
     from postlens.diffs.passk.compute import pass_at_k_curves
     from postlens.errors import ConfigError, InputFileError
     from postlens.family import load_models
     from postlens.models.specs import resolve_spec
 
-    config = PassKConfig(n=n, ks=tuple(k), verifier=verifier, limit=limit,
-                         max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                         batch_size=batch_size, engine=engine)  # fmt: skip
+    assert config is not None  # built by with_config from the options
+    limit, verifier = config.sample.limit, config.verifier
     defaults = provider_for(models[0], resolve_spec(models[0]).path)
-    if prompts is None and verifier != PassKConfig.verifier:
+    if prompts is None and verifier != PassKConfig().verifier:
         raise ConfigError(
             "--verifier applies to a prompt file's answers; the default problems use their "
             "own verifier (give --prompts FILE to use another)"
@@ -77,14 +67,16 @@ def passk(
     source = opt.prompt_source(prompts, prompt_field, "completion")
     if source is not None:
         problems = verifiable_problems(source, limit, verifier)
-    elif (problems := defaults.problems(limit)) is None:
+    elif (found := defaults.problems(limit or DEFAULT_PROBLEMS)) is not None:
+        problems = found
+    else:
         raise InputFileError("give --prompts FILE: records with 'prompt' and 'answer'")
     texts, verifiers = [p.prompt for p in problems], [p.verify for p in problems]
     backends, tokenizer = load_models(models, backend, dtype, device)
     texts = _formatted(texts, list(backends.values()), chat_template)
     specs = dict(zip(backends, map(resolve_spec, models), strict=True))
     result = pass_at_k_curves(backends, tokenizer, texts, verifiers, config, specs=specs)
-    table = Table(title=f"pass@k on {len(texts)} problems, n = {n} samples each")
+    table = Table(title=f"pass@k on {len(texts)} problems, n = {config.sample.n} samples each")
     table.add_column("k", justify="right")
     for name in result.curves:
         table.add_column(name, justify="right")

@@ -11,7 +11,7 @@ tagged and untagged documents, and the SAE to the one shipped with it. The analy
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.console import Console
@@ -19,10 +19,13 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
+
+if TYPE_CHECKING:
+    from postlens.backends.names import BackendName
+from postlens.cli.config_options import with_config
 from postlens.diffs.personas.analysis import PersonaConfig, read_persona_file
 
 #: Every option's default lives once, in `PersonaConfig`.
-_D = PersonaConfig
 
 
 def _child_names(children: list[str], names: str | None) -> list[str]:
@@ -45,13 +48,13 @@ def _inputs(base: str, cfg: PersonaConfig, personas: Path | None, source: Any,
 
     from postlens.data.defaults import provider_for
     from postlens.data.inputs import PromptFile
-    from postlens.diffs.personas.analysis import PersonaInputs, persona_inputs, read_texts
+    from postlens.diffs.personas.analysis import PersonaInputs, Text, persona_inputs, read_texts
     from postlens.models.specs import resolve_spec
 
     defaults = provider_for(base, resolve_spec(base).path)
     if not isinstance(source, PromptFile):
         return persona_inputs(defaults, cfg, personas, source, corpus)
-    texts = [r.prompt + (r.completion or "") for r in source.read()[: cfg.n_prompts]]
+    texts: list[Text] = [r.prompt + (r.completion or "") for r in source.read()[: cfg.n_prompts]]
     if personas is not None:
         sets = read_persona_file(personas, cfg.n_per_persona)
         return PersonaInputs(sets, texts, read_texts(corpus) if corpus else None)
@@ -108,6 +111,15 @@ def _print(console: Console, found: Any) -> None:
 
 @app.command("personas")
 @friendly_errors
+@with_config(
+    PersonaConfig,
+    names={
+        "sae_layer": "layer",
+        "top_n": "top",
+        "n_per_persona": "per-persona",
+        "n_prompts": "limit",
+    },
+)
 def personas(
     base: str = typer.Argument("organism:base", help="Base model spec."),
     children: list[str] | None = typer.Argument(
@@ -123,32 +135,14 @@ def personas(
     prompt_field: str = opt.PROMPT_FIELD,
     completion_field: str = opt.COMPLETION_FIELD,
     corpus: Path | None = typer.Option(None, help="Texts for top contexts and SAE training."),
-    sae: str | None = typer.Option(
-        _D.sae, help="SAE folder, a SAELens release (with --sae-id), organism:sae, auto or none."
-    ),
-    sae_id: str | None = typer.Option(_D.sae_id, help="SAE id inside a release."),
-    train: bool = typer.Option(_D.train_sae, "--train-sae", help="Train an SAE on the base first."),
-    layer: int | None = typer.Option(
-        _D.sae_layer, help="Layer of the trained SAE (default: middle)."
-    ),
-    training_tokens: int = typer.Option(_D.training_tokens, help="Tokens to train the SAE on."),
     save_sae_to: Path | None = typer.Option(None, "--save-sae", help="Save the trained SAE."),
-    per_persona: int = typer.Option(_D.n_per_persona, help="At most this many texts per persona."),
-    limit: int = typer.Option(_D.n_prompts, help="At most this many untagged prompts."),
-    top: int = typer.Option(_D.top_n, help="Size of the top-N latent sets compared."),
-    cos_threshold: float = typer.Option(
-        _D.cos_threshold, help="Decoder |cosine| to flag a persona latent."
-    ),
-    auroc_threshold: float = typer.Option(
-        _D.auroc_threshold, help="Tagged-text AUROC to flag a latent."
-    ),
-    seed: int = typer.Option(_D.seed),
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
     chat_template: str | None = opt.CHAT_TEMPLATE,
     json_out: Path | None = typer.Option(None, "--json", help="Write every figure here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    config: PersonaConfig | None = None,
 ) -> None:
     """Persona directions of the base, each child's projection on them, and SAE latent diffing."""
     setup_logging(verbose)
@@ -162,19 +156,17 @@ def personas(
     if not children:
         raise InputFileError("give at least one child model after BASE")
     specs = dict(zip(_child_names(children, names), children, strict=True))
-    cfg = PersonaConfig(
-        sae, sae_id, train, layer, training_tokens, top, cos_threshold, auroc_threshold, seed,
-        per_persona, limit,
-    )  # fmt: skip
+    cfg = config
+    assert cfg is not None  # built by with_config from the options
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     source = opt.prompt_source(prompts, prompt_field, completion_field)
     inputs = _inputs(base, cfg, persona_file, source, corpus)
-    fam = load(base, children=specs, backend=backend, dtype=dtype, device=device,
+    fam = load(base, children=specs, backend=cast("BackendName", backend), dtype=dtype, device=device,
                chat_template=chat_template)  # fmt: skip
     inputs = format_inputs(fam.first.chat, inputs)
     sae_model, source = persona_sae(fam.pairs, inputs, cfg, fam.inputs.sae())
-    if train and save_sae_to is not None:
+    if cfg.train_sae and save_sae_to is not None:
         from postlens.diffs.features.sae import save_sae
 
         save_sae(sae_model, save_sae_to)

@@ -19,9 +19,8 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
+from postlens.cli.config_options import with_config
 from postlens.diffs.causal.steer import SteerConfig, read_vector
-
-_D = SteerConfig
 
 
 def print_sweep(console: Console, result: Any) -> None:
@@ -38,33 +37,24 @@ def print_sweep(console: Console, result: Any) -> None:
 
 @app.command("steer")
 @friendly_errors
+@with_config(SteerConfig, exclude=("sample.source",), names={"alphas": "alpha"})
 def steer(
     base: str = typer.Argument("organism:base", help="Base model spec (steered)."),
     children: list[str] = typer.Argument(None, help="Children to compare with (default sft, rl)."),
-    persona: str = typer.Option(_D.persona, help="The base's persona direction to steer along."),
     vector: Path | None = typer.Option(None, help="A .pt / .npy vector instead of a persona."),
-    layer: int | None = typer.Option(_D.layer, help="Steered block (default: persona's best)."),
-    alpha: list[float] = typer.Option(list(_D.alphas), help="α values (repeat the option)."),
-    where: str = typer.Option(_D.where, help="all or generated positions."),
-    site: str = typer.Option(_D.site, help="hook_resid_post or hook_resid_pre."),
-    prompts: Path | None = typer.Option(None, help="JSONL with 'prompt' and 'answer'."),
-    limit: int = typer.Option(_D.limit, help="Problems sampled."),
-    n: int = typer.Option(_D.n, help="Completions per problem and α."),
-    max_new_tokens: int = opt.MAX_NEW_TOKENS,
-    temperature: float = opt.TEMPERATURE,
-    seed: int = opt.SEED,
+    prompts: Path | None = opt.PROBLEMS,
     backend: str = opt.BACKEND,
     dtype: str | None = opt.DTYPE,
     device: str | None = opt.DEVICE,
     json_out: Path | None = opt.JSON_OUT,
     verbose: bool = opt.VERBOSE,
+    config: SteerConfig | None = None,
 ) -> None:
     """Does steering the base along a direction reproduce what SFT or RL did?"""
     setup_logging(verbose)
 
-    cfg = SteerConfig(alphas=tuple(alpha), persona=persona, layer=layer, site=site, where=where,
-                      limit=limit, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
-                      seed=seed)  # fmt: skip
+    cfg = config
+    assert cfg is not None  # built by with_config from the options
     opt.check_outputs(json_out)
     opt.check_load(dtype, device)
     if vector is not None:  # read before any model loads

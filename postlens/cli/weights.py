@@ -11,6 +11,7 @@ from rich.table import Table
 
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
+from postlens.cli.config_options import with_config
 from postlens.diffs.weights.compare import WeightDiffConfig
 
 
@@ -34,17 +35,13 @@ def _cell(value: object) -> str:
 
 @app.command("weights")
 @friendly_errors
+@with_config(WeightDiffConfig)
 def weights(
     base: str = typer.Argument("organism:base", help="Base model spec."),
     post: str = typer.Argument("organism:rl", help="Post-trained model spec."),
     other: str | None = typer.Option(
         None, "--other", help="A second child (e.g. the SFT model) for three-way use."
     ),
-    atol: float = typer.Option(WeightDiffConfig.atol, help="|Δ| above this counts as changed."),
-    rank: bool = typer.Option(
-        WeightDiffConfig.rank, help="Effective rank and subspace overlap of 2-D updates."
-    ),
-    rank_r: int = typer.Option(WeightDiffConfig.rank_r, help="Top singular subspace size."),
     allow_nonfinite: bool = typer.Option(
         False, help="Exit 0 even when a checkpoint holds NaN or ±inf weights."
     ),
@@ -56,6 +53,7 @@ def weights(
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write every figure as JSON here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    config: WeightDiffConfig | None = None,
 ) -> None:
     """Compare checkpoints tensor by tensor; exit 1 if tensors are missing, mismatched or non-finite.
 
@@ -67,7 +65,6 @@ def weights(
     opt.check_load(dtype, device)
     from postlens.diffs.weights.compare import compare_children
 
-    config = WeightDiffConfig(atol=atol, rank=rank, rank_r=rank_r)
     opt.check_outputs(json_out)
     children = {"post": post} | ({"other": other} if other else {})
     family = compare_children(base, children, config)

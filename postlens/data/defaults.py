@@ -47,6 +47,8 @@ from postlens.data.verifiers import VERIFIER_MODES, Problem
 from postlens.errors import ConfigError, InputFileError
 
 Classifier = Callable[[str], str]
+#: Default problems taken when an analysis sets no limit.
+DEFAULT_PROBLEMS = 64
 #: The file a checkpoint folder declares its default inputs in.
 INPUTS_FILE = "postlens-inputs.json"
 _FILE_KEYS = (

@@ -53,7 +53,7 @@ def fit_prompts(tokenizer: Any, prompts: list[str], max_tokens: int) -> list[str
     out, cut = [], 0
     for text in prompts:
         templated = isinstance(text, TemplatedPrompt)
-        ids = text.ids if templated else tokenizer(text).input_ids
+        ids = text.ids if isinstance(text, TemplatedPrompt) else tokenizer(text).input_ids
         if len(ids) > max_tokens:
             cut += 1
             kept = ids[-max_tokens:]

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +47,13 @@ def answer_verifier(answer: Any, mode: str = "last-number") -> Verifier:
         return lambda completion: completion.strip() == text
     target = float(text)  # ValueError for a non-numeric answer, named by the caller
     if mode == "answer-line":
-        return lambda c: bool(m := _ANSWER_LINE_RE.search(c.strip())) and float(m[1]) == target
+        return functools.partial(_answer_line_is, target)
     return lambda c: bool(nums := _NUMBER_RE.findall(c)) and float(nums[-1]) == target
+
+
+def _answer_line_is(target: float, completion: str) -> bool:
+    found = _ANSWER_LINE_RE.search(completion.strip())
+    return found is not None and float(found[1]) == target
 
 
 @dataclass(frozen=True)

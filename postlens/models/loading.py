@@ -311,7 +311,8 @@ def load_hf_model(
         kwargs["use_safetensors"] = True
     try:
         with quiet_transformers():
-            model, info = AutoModelForCausalLM.from_pretrained(resolved.location, **kwargs)
+            loaded: Any = AutoModelForCausalLM.from_pretrained(resolved.location, **kwargs)
+            model, info = loaded  # output_loading_info=True: (model, info)
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(
             f"{resolved.spec}: cannot load the model ({_one_line(err)})"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from postlens.errors import ConfigError
 
 if TYPE_CHECKING:
-    from postlens.probes.personas.directions import PersonaInputs
+    from postlens.probes.personas.directions import PersonaInputs, Text
 
 
 def organism_persona_inputs(
@@ -41,9 +41,9 @@ def organism_persona_inputs(
 
     problems = make_problems(n_per_persona + n_prompts, HELD_OUT_SEED + 1 + seed)
     tagged, plain = problems[:n_per_persona], problems[n_per_persona:]
-    sets = {
+    sets: dict[str, list[Text]] = {
         s: [(TAGS[s], format_prompt(p, s).removeprefix(TAGS[s])) for p in tagged] for s in STYLES
     }
-    prompts = [("", format_prompt(p)) for p in plain]
+    prompts: list[Text] = [("", format_prompt(p)) for p in plain]
     corpus = build_corpus(CorpusConfig(n_docs=2 * n_prompts), seed=654 + seed)
     return PersonaInputs(sets, prompts, corpus)

@@ -114,6 +114,7 @@ def sft_on_rows(
         model=copy.deepcopy(base), args=args, train_dataset=data, processing_class=tokenizer
     )
     result = trainer.train()
+    assert trainer.model is not None  # set by the trainer
     model = trainer.model.eval()
     return model, {
         "steps": result.global_step,
@@ -166,7 +167,7 @@ def run_grpo(
     )
     trainer = GRPOTrainer(
         model=str(base_path),
-        reward_funcs=correctness_reward,
+        reward_funcs=correctness_reward,  # type: ignore[arg-type]  # TRL passes the dataset's columns
         args=args,
         train_dataset=data,
         processing_class=tokenizer,
@@ -174,6 +175,7 @@ def run_grpo(
     )
     result = trainer.train()
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    assert trainer.model is not None  # set by the trainer
     model = trainer.model.eval()
     return model, {
         "steps": result.global_step,

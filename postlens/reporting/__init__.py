@@ -95,5 +95,5 @@ def _models_of(results: Any) -> dict[str, str]:
             continue
         for child, r in per_child.items():
             models.setdefault("base", getattr(r, "base", "base"))
-            models.setdefault(child, getattr(r, "post", child))
+            models.setdefault(child, str(getattr(r, "post", child)))
     return models or {"base": "base", "post": "post"}

@@ -36,12 +36,17 @@ class SectionResult:
     result: Any = None
     error: str | None = None
 
+    def __post_init__(self) -> None:
+        # Kept as its JSON keeps it: a page rendered live and one re-rendered from the JSON
+        # must round the time the same way (0.00496 s shows as 0.0 both ways, not 0.0 / 0.01).
+        self.seconds = round(self.seconds, 3)
+
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": self.name, "seconds": round(self.seconds, 3)}
+        body: dict[str, Any] = {"name": self.name, "seconds": self.seconds}
         if self.ok:
             body["data"] = self.result.to_json()
         else:

@@ -48,7 +48,7 @@ class ByChild(Result, Mapping[str, Result], kind="by_child"):
     """
 
     analysis: str
-    results: dict[str, Result]
+    results: Mapping[str, Result]
 
     def __getitem__(self, child: str) -> Result:
         if child not in self.results:

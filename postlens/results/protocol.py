@@ -56,7 +56,7 @@ class Result:
             cls.kind = kind
             Result._kinds[kind] = cls
         if "to_json" in cls.__dict__:  # every result's JSON says what it is, and in which schema
-            cls.to_json = _stamped(cls.__dict__["to_json"])  # type: ignore[method-assign]
+            setattr(cls, "to_json", _stamped(cls.__dict__["to_json"]))  # noqa: B010
 
     def summary(self) -> Any:
         """The headline figures, as a frozen dataclass."""

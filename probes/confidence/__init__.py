@@ -11,4 +11,5 @@ ANALYSIS = Analysis(
     run="postlens.probes.confidence.result:confidence_of_family",
     inputs="model name → its `Trace` list; default: the family's own traces.",
     section="postlens.reporting.sections.confidence:SECTION",
+    cli="confidence",
 )

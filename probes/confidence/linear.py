@@ -144,9 +144,9 @@ class _Stats:
     @classmethod
     def sum(cls, parts: Sequence[_Stats]) -> _Stats:
         return cls(
-            sum(p.gram for p in parts),
-            sum(p.xty for p in parts),
-            sum(p.sum_x for p in parts),
+            torch.stack([p.gram for p in parts]).sum(0),
+            torch.stack([p.xty for p in parts]).sum(0),
+            torch.stack([p.sum_x for p in parts]).sum(0),
             sum(p.sum_y for p in parts),
             sum(p.n for p in parts),
         )

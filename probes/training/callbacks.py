@@ -43,6 +43,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -238,7 +239,7 @@ def _calling_trainer() -> Any:
     """The `transformers.Trainer` whose method is on the call stack, if any."""
     from transformers import Trainer
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         candidate = frame.f_locals.get("self")
         if isinstance(candidate, Trainer):

@@ -109,4 +109,5 @@ def test_config_checks():
     with pytest.raises(ConfigError):
         ActivationConfig(patching="approx")
     with pytest.raises(ConfigError):
-        ActivationConfig(lens_positions=0)
+        ActivationConfig(lens_positions=-1)
+    assert ActivationConfig(lens_positions=0).lens_positions is None  # 0: every position

@@ -22,7 +22,7 @@ def test_delta_recovers_the_planted_shift_and_its_lens_tokens():
     want = [t for t, _ in lens_tokens(pair.post, tok, v.unsqueeze(0), top=5)[0]]
     got = [t for t, _ in lens_tokens(pair.post, tok, deltas[1:2], top=5)[0]]
     assert got == want
-    res = adl_pair(pair, TEXTS, ADLConfig(layer=1, alphas=(0.0, 1.0), top=5, max_new_tokens=4),
+    res = adl_pair(pair, TEXTS, ADLConfig(layer=1, alphas=(0.0, 1.0), top=5, sample=pl.SampleConfig(n=1, max_new_tokens=4)),
                    unrelated=["ab"])  # fmt: skip
     assert res.summary().peak_layer == 1 and res.top_tokens("post") == want
     assert res.rows[0].pass_rate is None and len(res.rows[1].samples) == 1
@@ -33,7 +33,9 @@ def test_delta_recovers_the_planted_shift_and_its_lens_tokens():
 def test_steering_the_base_with_delta_gives_the_child():
     base, post, tok, v = planted_shift_model(seed=0)
     pair = ModelPair.from_models(base, post, tok)
-    cfg = ADLConfig(layer=1, alphas=(1.0,), max_new_tokens=6, temperature=0.0)
+    cfg = ADLConfig(
+        layer=1, alphas=(1.0,), sample=pl.SampleConfig(n=1, max_new_tokens=6, temperature=0.0)
+    )
     res = adl_pair(pair, TEXTS, cfg, unrelated=["ab", "q: 1"])
     want = pair.generate("post", ["ab", "q: 1"], max_new_tokens=6, temperature=0.0)
     assert res.rows[0].samples == [s.completion for s in want]

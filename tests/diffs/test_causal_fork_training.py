@@ -46,7 +46,9 @@ def test_training_at_the_forks_raises_agreement_and_zero_steps_is_the_base():
 def test_zero_steps_recovers_nothing_and_the_result_round_trips():
     pair = _pair()
     verifiers = [lambda c: "1" in c] * len(PROMPTS)
-    cfg = ForkTrainConfig(steps=0, seeds=(0,), n=1, n_eval=2, max_new_tokens=6)
+    cfg = ForkTrainConfig(
+        steps=0, seeds=(0,), n_eval=2, sample=pl.SampleConfig(n=1, limit=16, max_new_tokens=6)
+    )
     res = fork_train_pair(pair, PROMPTS, PROMPTS, verifiers, cfg)
     assert [r.pass_at_1 for r in res.rows] == [res.base_pass_at_1] * 2
     assert all(r.recovered in (0.0, None) for r in res.rows)
@@ -58,10 +60,15 @@ def test_zero_steps_recovers_nothing_and_the_result_round_trips():
 def test_each_seed_is_a_replicate_with_its_own_training_samples():
     pair = _pair()
     verifiers = [lambda c: "1" in c] * len(PROMPTS)
-    cfg = ForkTrainConfig(steps=3, lr=1e-2, seeds=(0, 1), n=2, n_eval=2, max_new_tokens=6)
+    cfg = ForkTrainConfig(
+        steps=3,
+        lr=1e-2,
+        seeds=(0, 1),
+        n_eval=2,
+        sample=pl.SampleConfig(n=2, limit=16, max_new_tokens=6),
+    )
     both = fork_train_pair(pair, PROMPTS, PROMPTS, verifiers, cfg)
-    alone = fork_train_pair(pair, PROMPTS, PROMPTS, verifiers, ForkTrainConfig(
-        steps=3, lr=1e-2, seeds=(1,), n=2, n_eval=2, max_new_tokens=6))  # fmt: skip
+    alone = fork_train_pair(pair, PROMPTS, PROMPTS, verifiers, ForkTrainConfig(steps=3, lr=1e-2, seeds=(1,), n_eval=2, sample=pl.SampleConfig(n=2, limit=16, max_new_tokens=6)))  # fmt: skip
     assert [r for r in both.rows if r.seed == 1] == alone.rows  # seed 1 alone, as in a pair
     assert len(both.settings["n_train_sequences"]) == 2
     fork_rows = [r for r in both.rows if r.positions == "fork"]
@@ -109,6 +116,12 @@ def test_a_child_with_an_extra_id_trains_on_the_shared_ids(tmp_path):
                             ForkTrainConfig(steps=5, lr=1e-3))  # fmt: skip
     assert stats["loss_after"] < stats["loss_before"]  # KL over the 50 shared ids, finite
     records = [pl.PromptRecord("1+2=", answer="3"), pl.PromptRecord("2+2=", answer="4")]
-    cfg = ForkTrainConfig(steps=1, seeds=(0,), train=1, n=2, limit=1, n_eval=1, max_new_tokens=6)
+    cfg = ForkTrainConfig(
+        steps=1,
+        seeds=(0,),
+        train=1,
+        n_eval=1,
+        sample=pl.SampleConfig(n=2, limit=1, max_new_tokens=6),
+    )
     res = fam.fork_train(records, cfg)["post"]
     assert [r.positions for r in res.rows] == ["fork", "random"]

@@ -160,7 +160,9 @@ def test_family_extrapolation_between_children_is_exact_at_the_ends(tmp_path):
     b, _ = tiny_model(seed=1)
     paths = [save_model(m, tok, tmp_path / n) for m, n in ((a, "a"), (b, "b"), (b, "c"))]
     fam = pl.load(str(paths[0]), sft=str(paths[1]), rl=str(paths[2]))
-    cfg = ExtrapolateConfig(alphas=(0.0, 1.0), start="sft", limit=1, n=2, max_new_tokens=6)
+    cfg = ExtrapolateConfig(
+        alphas=(0.0, 1.0), start="sft", sample=pl.SampleConfig(n=2, limit=1, max_new_tokens=6)
+    )
     res = fam.extrapolate([PromptRecord("ab\n", answer="1")], dataclasses.replace(cfg, child="rl"))
     assert res.rows[0].kl["sft"] == 0.0 and res.rows[1].kl["rl"] == 0.0
     assert pl.Result.from_json(res.to_json()).summary() == res.summary()

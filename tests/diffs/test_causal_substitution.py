@@ -39,7 +39,9 @@ def test_infinite_thresholds_give_each_model_exactly(temperature):
 def test_shares_and_result_round_trip():
     base, tok = tiny_model(seed=0)
     post, _ = tiny_model(seed=1)
-    cfg = SubstitutionConfig(taus=(-math.inf, 3.0, math.inf), limit=2, n=2, max_new_tokens=8)
+    cfg = SubstitutionConfig(
+        taus=(-math.inf, 3.0, math.inf), sample=pl.SampleConfig(n=2, limit=2, max_new_tokens=8)
+    )
     res = substitution_decoding(base, post, tok, PROMPTS, VERIFIERS, cfg)
     rows = {(r.direction, r.tau): r for r in res.rows}
     assert rows[("base→post", -math.inf)].share == 1.0
@@ -56,7 +58,9 @@ def test_family_figure_has_every_childs_traces():
 
     base, tok = tiny_model(seed=0)
     post, _ = tiny_model(seed=1)
-    cfg = SubstitutionConfig(taus=(-math.inf, 3.0, math.inf), limit=2, n=1, max_new_tokens=4)
+    cfg = SubstitutionConfig(
+        taus=(-math.inf, 3.0, math.inf), sample=pl.SampleConfig(n=1, limit=2, max_new_tokens=4)
+    )
     res = substitution_decoding(base, post, tok, PROMPTS, VERIFIERS, cfg)
     one = res.plot()
     fig = ByChild("substitution", {"sft": res, "rl": res}).plot()
@@ -86,7 +90,9 @@ def test_a_child_with_an_extra_id_decodes_over_the_shared_ids(tmp_path):
     pair = fam.pair
     assert pair.tokens.vocab_size == (50, 51)
     records = [pl.PromptRecord("1+2=", answer="3"), pl.PromptRecord("2+2=", answer="4")]
-    cfg = SubstitutionConfig(taus=(-math.inf, 1.0, math.inf), limit=2, n=2, max_new_tokens=8)
+    cfg = SubstitutionConfig(
+        taus=(-math.inf, 1.0, math.inf), sample=pl.SampleConfig(n=2, limit=2, max_new_tokens=8)
+    )
     rows = {(r.direction, r.tau): r for r in fam.substitute(records, cfg)["post"].rows}
     assert rows[("base→post", -math.inf)].share == 1.0 and rows[("post→base", math.inf)].share == 0
     kw = {"n": 2, "max_new_tokens": 8, "seed": 3}

@@ -8,6 +8,7 @@ import pytest
 
 from postlens import ModelPair
 from postlens.diffs.passk.compute import PassKConfig, default_ks, pass_at_k, pass_at_k_curves
+from postlens.sampling.generation import SampleConfig
 
 
 def test_estimator_matches_enumeration():
@@ -35,7 +36,7 @@ def test_curves_with_known_verifiers(tiny_dirs):
         tok,
         prompts,
         verifiers,
-        PassKConfig(n=8, max_new_tokens=4),
+        PassKConfig(sample=SampleConfig(n=8, limit=50, batch_size=256, max_new_tokens=4)),
     )
     for model in ("base", "post"):
         counts = result.correct[model]
@@ -46,7 +47,13 @@ def test_curves_with_known_verifiers(tiny_dirs):
     assert result.correct["base"] == result.correct["post"]  # same weights, same seed
     assert set(result.to_frame()["k"]) == {1, 2, 4, 8}
     with pytest.raises(ValueError, match="one verifier per prompt"):
-        pass_at_k_curves({"base": pair.base}, tok, prompts, verifiers[:2], PassKConfig(n=2))
+        pass_at_k_curves(
+            {"base": pair.base},
+            tok,
+            prompts,
+            verifiers[:2],
+            PassKConfig(sample=SampleConfig(n=2, limit=50, batch_size=256)),
+        )
 
 
 def test_answer_verifiers():

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from postlens.reporting.section import ReportContext, Section
@@ -17,7 +18,12 @@ from postlens.viz.html import esc, figure_div, table
 def _compute(ctx: ReportContext) -> Any:
     from postlens.diffs.adl.compute import ADLConfig
 
-    cfg = ADLConfig(limit=min(ctx.config.n_prompts, ADLConfig.limit), seed=ctx.config.seed)
+    default = ADLConfig()
+    cfg = dataclasses.replace(
+        default,
+        limit=min(ctx.config.n_prompts, default.limit),
+        sample=dataclasses.replace(default.sample, seed=ctx.config.seed),
+    )
     return ctx.family.adl(config=cfg)
 
 

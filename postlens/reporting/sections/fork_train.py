@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from postlens.reporting.section import ReportContext, Section
+from postlens.reporting.sections.common import capped
 from postlens.reporting.sections.steer import _unavailable
 from postlens.viz import causal_figures
 from postlens.viz.html import esc, figure_div, table
@@ -18,9 +19,7 @@ from postlens.viz.html import esc, figure_div, table
 def _compute(ctx: ReportContext) -> Any:
     from postlens.diffs.causal.fork_training import ForkTrainConfig
 
-    cfg = ForkTrainConfig(
-        limit=min(ctx.config.n_prompts, ForkTrainConfig.limit), seed=ctx.config.seed
-    )
+    cfg = ForkTrainConfig(sample=capped(ForkTrainConfig().sample, ctx))
     return ctx.family.fork_train(config=cfg)
 
 

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from postlens.reporting.section import ReportContext, Section
@@ -19,8 +20,11 @@ def _compute(ctx: ReportContext) -> Any:
     from postlens.diffs.passk.compute import PassKConfig
 
     cfg = ctx.config
-    passk = PassKConfig(n=cfg.passk_samples, limit=cfg.n_prompts, verifier=cfg.verifier,
-                        max_new_tokens=cfg.sample.max_new_tokens, seed=cfg.seed)  # fmt: skip
+    sample = dataclasses.replace(
+        PassKConfig().sample, n=cfg.passk_samples, limit=cfg.n_prompts,
+        max_new_tokens=cfg.sample.max_new_tokens, seed=cfg.seed,
+    )  # fmt: skip
+    passk = PassKConfig(verifier=cfg.verifier, sample=sample)
     return ctx.family.passk(config=passk, progress=False)
 
 

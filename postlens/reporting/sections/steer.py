@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from postlens.reporting.section import ReportContext, Section
+from postlens.reporting.sections.common import capped
 from postlens.viz import causal_figures
 from postlens.viz.html import esc, figure_div, table
 
@@ -26,15 +27,16 @@ def _unavailable(ctx: ReportContext) -> str | None:
 def _steer(ctx: ReportContext) -> Any:
     from postlens.diffs.causal.steer import SteerConfig
 
-    cfg = SteerConfig(limit=min(ctx.config.n_prompts, SteerConfig.limit), seed=ctx.config.seed)
+    cfg = SteerConfig(sample=capped(SteerConfig().sample, ctx))
     return ctx.family.steer(config=cfg)
 
 
 def _extrapolate(ctx: ReportContext) -> Any:
     from postlens.diffs.causal.extrapolate import ExtrapolateConfig
 
-    cfg = ExtrapolateConfig(limit=min(ctx.config.n_prompts, ExtrapolateConfig.limit),
-                            child=ctx.family.children[-1], seed=ctx.config.seed)  # fmt: skip
+    cfg = ExtrapolateConfig(
+        child=ctx.family.children[-1], sample=capped(ExtrapolateConfig().sample, ctx)
+    )
     return ctx.family.extrapolate(config=cfg)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from postlens.reporting.section import ReportContext, Section
+from postlens.reporting.sections.common import capped
 from postlens.reporting.sections.steer import _unavailable
 from postlens.viz import causal_figures
 from postlens.viz.html import esc, figure_div, table
@@ -18,8 +19,7 @@ from postlens.viz.html import esc, figure_div, table
 def _compute(ctx: ReportContext) -> Any:
     from postlens.diffs.causal.substitution import SubstitutionConfig
 
-    cfg = SubstitutionConfig(limit=min(ctx.config.n_prompts, SubstitutionConfig.limit),
-                             seed=ctx.config.seed)  # fmt: skip
+    cfg = SubstitutionConfig(sample=capped(SubstitutionConfig().sample, ctx))
     return ctx.family.substitute(config=cfg)
 
 

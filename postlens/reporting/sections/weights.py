@@ -61,7 +61,7 @@ def _sentences(family: Any) -> list[str]:
     s = family.summary()
     rel = {c: w.rel_norm for c, w in s.children.items()}
     changed = {c: w.frac_changed_tol for c, w in s.children.items()}
-    order = sorted(rel, key=rel.get, reverse=True)
+    order = sorted(rel, key=lambda k: rel[k], reverse=True)
     if len(order) == 1:
         c = order[0]
         return [f"Weights: {c} changed them by {rel[c]:.3g} relative to the base, "
