@@ -317,6 +317,12 @@ class Family:
         cfg = analysis.config_for(config)
         return analysis.runner(self, inputs, cfg, show_progress(progress))
 
+    def __getattr__(self, name: str) -> Any:
+        # Analyses registered after import (`registry.register`, entry points) are methods too.
+        if name.startswith("_") or name not in {a.name for a in registry.analyses()}:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return _method(registry.analysis(name)).__get__(self, Family)
+
     def report(
         self, config: ReportConfig | None = None, on_section: Callable[..., None] | None = None
     ) -> Report:

@@ -10,9 +10,14 @@ From that one declaration follow
 * the report section (``--sections <name>``),
 * the ``postlens <command>`` subcommand.
 
-Adding an analysis is its package plus one line in `PACKAGES`. Declarations name their
-classes and functions as ``"module:attribute"`` strings, so that reading the registry imports
-no torch, and ``import postlens`` stays fast.
+Adding an analysis is its package plus one registration: a line in `PACKAGES` inside postlens,
+`register` at run time, or, for a package of your own, an entry point in the
+``postlens.analyses`` group naming it (``[project.entry-points."postlens.analyses"]
+mine = "my_package.my_analysis"``). Its report section and its command are optional: without
+them it gets a generic section (its figure and summary, off by default) and a generic command
+(options from its config, its summary printed). Declarations name their classes and functions
+as ``"module:attribute"`` strings, so that reading the registry imports no torch, and
+``import postlens`` stays fast.
 
 Example:
     >>> [a.name for a in analyses()][:3]
@@ -119,10 +124,46 @@ class Analysis:
         return config
 
 
+#: Packages registered at run time (`register`), after `PACKAGES` and the entry points.
+_REGISTERED: list[str] = []
+ENTRY_POINTS = "postlens.analyses"
+
+
+def register(package: str) -> None:
+    """Add the analyses that `package` declares (its ``ANALYSIS`` or ``ANALYSES``).
+
+    Raises:
+        ConfigError: the package declares a name already taken (nothing is registered).
+    """
+    if package in _REGISTERED:
+        return
+    _REGISTERED.append(package)
+    _declared.cache_clear()
+    try:
+        _declared()
+    except ConfigError:
+        unregister(package)
+        raise
+
+
+def unregister(package: str) -> None:
+    """Take back a `register` (for tests and notebooks that plant an analysis)."""
+    if package in _REGISTERED:
+        _REGISTERED.remove(package)
+        _declared.cache_clear()
+
+
+def _packages() -> list[str]:
+    from importlib.metadata import entry_points
+
+    plugins = [ep.value for ep in entry_points(group=ENTRY_POINTS)]
+    return [*PACKAGES, *plugins, *_REGISTERED]
+
+
 @functools.cache
 def _declared() -> dict[str, Analysis]:
     out: dict[str, Analysis] = {}
-    for package in PACKAGES:
+    for package in _packages():
         module = importlib.import_module(package)
         found = getattr(module, "ANALYSES", None) or (module.ANALYSIS,)
         for a in found:

@@ -29,27 +29,35 @@ from postlens.registry import analyses
 # resolved by `__getattr__` below (the typer app with every subcommand registered).
 del globals()["app"]
 
-#: Subcommand → the module of this package that registers it on the typer app: every
-#: analysis's own command (`postlens.registry`), and the commands that run no one analysis.
-COMMANDS = {a.command_name: a.cli for a in analyses() if a.cli} | {
-    "info": "info",
-    "render": "report",
-    "report": "report",
-}
+#: Commands that run no one analysis → the module of this package that registers them.
+OTHER_COMMANDS = {"info": "info", "render": "report", "report": "report"}
+
+
+def commands() -> dict[str, str]:
+    """Subcommand → the module that registers it: each analysis's own module (its declared
+    ``cli``, else `postlens.cli.generic`), and `OTHER_COMMANDS`.
+
+    Example:
+        >>> commands()["fork-train"], commands()["info"]
+        ('fork_train', 'info')
+    """
+    return {a.command_name: a.cli or "generic" for a in analyses()} | OTHER_COMMANDS
 
 
 def command_module(argv: Sequence[str]) -> str | None:
     """The module of the subcommand named in `argv` (options before it skipped), or ``None``."""
     for arg in argv:
         if not arg.startswith("-"):
-            return COMMANDS.get(arg)
+            return commands().get(arg)
     return None
 
 
 def load_commands(modules: Sequence[str] | None = None) -> Any:
     """Import the given subcommand modules (default: all) and return the typer app."""
-    for module in sorted(set(COMMANDS.values()) if modules is None else set(modules)):
-        importlib.import_module(f"postlens.cli.{module}")
+    for module in sorted(set(commands().values()) if modules is None else set(modules)):
+        loaded = importlib.import_module(f"postlens.cli.{module}")
+        if module == "generic":  # analyses registered since it was imported get theirs too
+            loaded.register()
     from postlens.cli.app import app as typer_app
 
     if modules is None:
@@ -71,4 +79,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["COMMANDS", "app", "command_module", "load_commands", "main"]
+__all__ = ["OTHER_COMMANDS", "app", "command_module", "commands", "load_commands", "main"]

@@ -41,16 +41,17 @@ def report(
     Raises:
         InputFileError: the file is not a report's results, or a section name is unknown.
     """
-    from postlens.reporting.sections import BY_NAME
+    from postlens.reporting.sections import by_name
 
     if isinstance(results, Report):
         return results
     if isinstance(results, str | Path):
         return _read(Path(results))
-    unknown = [k for k in results if k not in BY_NAME]
+    known = by_name()
+    unknown = [k for k in results if k not in known]
     if unknown:
         raise InputFileError(
-            f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(BY_NAME)}"
+            f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(known)}"
         )
     sections = [SectionResult(k, 0.0, v) for k, v in results.items()]
     return Report(dict(models or _models_of(results.values())), {"settings": {}}, sections)

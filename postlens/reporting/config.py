@@ -20,7 +20,7 @@ class ReportConfig:
 
     Attributes:
         sections: the sections to run, in order (default: every default section that can run
-            on these inputs; see `postlens.reporting.sections.SECTIONS`).
+            on these inputs; see `postlens.reporting.sections.sections`).
         prompts: a prompt file (JSONL or text); ``None`` uses the organism's held-out problems
             when the base is the organism.
         n_prompts: prompts (or problems) used, the first ones.
@@ -39,15 +39,16 @@ class ReportConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from postlens.reporting.sections import SECTION_NAMES
+        from postlens.reporting.sections import section_names
 
         if self.n_prompts < 1 or self.passk_samples < 1:
             raise ConfigError(
                 f"n_prompts and passk_samples must be positive (got {self.n_prompts}, "
                 f"{self.passk_samples})"
             )
-        unknown = [s for s in self.sections if s not in SECTION_NAMES]
+        names = section_names()
+        unknown = [s for s in self.sections if s not in names]
         if unknown:
             raise ConfigError(
-                f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTION_NAMES)}"
+                f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(names)}"
             )

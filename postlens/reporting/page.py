@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from postlens.reporting.sections import BY_NAME
+from postlens.reporting.sections import by_name
 from postlens.viz.html import esc, json_script, page, table
 
 
 def _section_html(result: Any) -> str:
-    section = BY_NAME.get(result.name)
+    section = by_name().get(result.name)
     title = section.title if section else result.name
     timing = f"<span class='muted'> · {result.seconds:.1f} s</span>"
     if not result.ok or section is None:
@@ -36,10 +36,11 @@ def sentences(report: Any) -> list[str]:
     """One or more sentences per successful section, in report order (a sentence that cannot be
     written from a section's result is left out rather than guessed)."""
     out: list[str] = []
+    known = by_name()
     for s in report.sections:
-        if s.ok and s.name in BY_NAME:
+        if s.ok and s.name in known:
             try:
-                out += BY_NAME[s.name].sentences(s.result)
+                out += known[s.name].sentences(s.result)
             except (KeyError, AttributeError, TypeError, ValueError, StopIteration):
                 continue
     return out
@@ -47,13 +48,13 @@ def sentences(report: Any) -> list[str]:
 
 def summary_cards(report: Any) -> str:
     """What changed: the sentences, then a few numbers per child."""
-    rows = []
+    rows, known = [], by_name()
     for child in report.children:
         cards: list[tuple[str, str]] = []
         for s in report.sections:
-            if s.ok and s.name in BY_NAME:
+            if s.ok and s.name in known:
                 try:
-                    cards += BY_NAME[s.name].cards(s.result, child)
+                    cards += known[s.name].cards(s.result, child)
                 except (KeyError, AttributeError, TypeError, ValueError):
                     continue
         html = "".join(

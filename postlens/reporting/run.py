@@ -26,7 +26,7 @@ from typing import Any
 from postlens.reporting.config import ReportConfig
 from postlens.reporting.document import Report, SectionResult
 from postlens.reporting.section import ReportContext
-from postlens.reporting.sections import BY_NAME, SECTIONS
+from postlens.reporting.sections import by_name, sections
 
 logger = logging.getLogger(__name__)
 OnSection = Callable[[str, SectionResult | None], None]
@@ -101,7 +101,7 @@ def chosen_sections(ctx: ReportContext) -> list[str]:
     """The sections asked for, or every default section that can run on these inputs."""
     if ctx.config.sections:
         return list(ctx.config.sections)
-    return [s.name for s in SECTIONS if s.default and s.unavailable(ctx) is None]
+    return [s.name for s in sections() if s.default and s.unavailable(ctx) is None]
 
 
 def run_report(family: Any, config: ReportConfig, on_section: OnSection | None = None) -> Report:
@@ -135,7 +135,7 @@ def run_report(family: Any, config: ReportConfig, on_section: OnSection | None =
 
 
 def _run_one(name: str, ctx: ReportContext) -> SectionResult:
-    section, start = BY_NAME[name], time.perf_counter()
+    section, start = by_name()[name], time.perf_counter()
     reason = section.unavailable(ctx)
     if reason is not None:
         return SectionResult(name, 0.0, None, f"cannot run on these inputs: {reason}")

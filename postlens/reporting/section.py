@@ -1,13 +1,13 @@
 """A report section is one object: its name, title, what it needs, how it computes and renders.
 
 Each section lives in its own module of `postlens.reporting.sections` and is listed once, in order,
-in `postlens.reporting.sections.SECTIONS`. Computing goes through the family's methods (so a
+in `postlens.reporting.sections.sections()`. Computing goes through the family's methods (so a
 section computes exactly what a notebook would); rendering reads only the section's result, so
 a report can be re-rendered from its JSON (`postlens render`).
 
 Example:
-    >>> from postlens.reporting.sections import SECTIONS
-    >>> [s.name for s in SECTIONS][:3]
+    >>> from postlens.reporting.sections import sections
+    >>> [s.name for s in sections()][:3]
     ['weights', 'forks', 'activations']
 """
 

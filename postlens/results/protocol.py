@@ -99,8 +99,23 @@ class Result:
 
     @classmethod
     def plot_children(cls, results: Mapping[str, Result]) -> Any:
-        """One figure comparing several children's results of this kind (child name → result)."""
-        raise NotImplementedError(f"{cls.__name__} has no family figure")
+        """One figure comparing several children's results of this kind (child name → result).
+
+        By default: the numeric figures of each child's summary side by side (a kind with a
+        figure of its own overrides this).
+        """
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        for child, result in results.items():
+            numbers = {
+                k: v
+                for k, v in summary_dict(result.summary()).items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+            fig.add_bar(x=list(numbers), y=list(numbers.values()), name=child)
+        fig.update_layout(title=f"{cls.kind or cls.__name__}: summary by child", barmode="group")
+        return fig
 
     def _repr_html_(self) -> str:
         from postlens.viz.html import esc, table

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from postlens.cli import COMMANDS, app
+from postlens.cli import app, commands
 from postlens.registry import analyses
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -19,7 +19,7 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 def test_help_and_readme_list_every_command():
     listed = CliRunner().invoke(app, ["--help"]).output
     table = set(re.findall(r"^\| `postlens ([a-z-]+)", README, re.M))
-    for command in COMMANDS:
+    for command in commands():
         assert command in listed, command
         assert command in table, f"the README's command table lacks {command}"
 

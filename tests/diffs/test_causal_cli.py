@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from postlens.cli import app
-from postlens.reporting.sections import BY_NAME
+from postlens.reporting.sections import by_name
 from postlens.testing import save_model, tiny_model
 
 
@@ -40,7 +40,7 @@ def test_steer_and_extrapolate_commands(tmp_path):
 
 
 def test_sections_are_off_by_default():
-    assert not BY_NAME["steer"].default and not BY_NAME["extrapolate"].default
+    assert not by_name()["steer"].default and not by_name()["extrapolate"].default
 
 
 def test_substitute_command(tmp_path):
@@ -52,4 +52,4 @@ def test_substitute_command(tmp_path):
     data = json.loads((tmp_path / "f.json").read_text())
     rows = data["children"]["child1"]["rows"]
     assert rows[0]["tau"] == "-inf" and rows[0]["share"] == 1.0
-    assert not BY_NAME["substitution"].default
+    assert not by_name()["substitution"].default

@@ -1,10 +1,11 @@
 """Every report section, in report order, read from the analysis registry (`postlens.registry`).
 
 A section belongs to its analysis: the analysis's declaration names it, so the report, its
-JSON and the CLI's ``--sections`` all follow from that one declaration.
+JSON and the CLI's ``--sections`` all follow from that one declaration. An analysis that names
+no section gets a generic one (`postlens.reporting.sections.generic`), off by default.
 
 Example:
-    >>> SECTION_NAMES[:2]
+    >>> section_names()[:2]
     ('weights', 'forks')
 """
 
@@ -12,7 +13,17 @@ from __future__ import annotations
 
 from postlens.registry import analyses, resolve
 from postlens.reporting.section import Section
+from postlens.reporting.sections.generic import generic_section
 
-SECTIONS: tuple[Section, ...] = tuple(resolve(a.section) for a in analyses() if a.section)
-SECTION_NAMES = tuple(s.name for s in SECTIONS)
-BY_NAME = {s.name: s for s in SECTIONS}
+
+def sections() -> tuple[Section, ...]:
+    """Every section, in report order (the registry's)."""
+    return tuple(resolve(a.section) if a.section else generic_section(a) for a in analyses())
+
+
+def section_names() -> tuple[str, ...]:
+    return tuple(s.name for s in sections())
+
+
+def by_name() -> dict[str, Section]:
+    return {s.name: s for s in sections()}
