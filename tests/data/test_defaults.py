@@ -23,12 +23,18 @@ def folder(tmp_path_factory):
     model, tok = tiny_model(seed=0)
     base, post = save_model(model, tok, root / "base"), save_model(model, tok, root / "post")
     (base / "problems.jsonl").write_text(
-        "".join(json.dumps({"prompt": f"{i} plus one is", "answer": i + 1}) + "\n" for i in range(5))
+        "".join(
+            json.dumps({"prompt": f"{i} plus one is", "answer": i + 1}) + "\n" for i in range(5)
+        )
     )
     (base / "generic.txt").write_text("The weather is mild.\nA cat sat on the mat.\n")
     (base / INPUTS_FILE).write_text(
         json.dumps(
-            {"problems": "problems.jsonl", "texts": "generic.txt", "classifier": {"short": "^.{0,8}$"}}
+            {
+                "problems": "problems.jsonl",
+                "texts": "generic.txt",
+                "classifier": {"short": "^.{0,8}$"},
+            }
         )
     )
     return base, post
@@ -41,9 +47,13 @@ def test_a_folder_declares_its_defaults(folder):
     assert [p.answer for p in problems] == ["1", "2", "3"]
     assert problems[1].verify("so it is 2") and not problems[1].verify("so it is 3")
     assert fam.inputs.texts(5) == ["The weather is mild.", "A cat sat on the mat."]
-    assert fam.inputs.classifier()("tiny") == "short" and fam.inputs.classifier()("x" * 20) == "other"
+    assert (
+        fam.inputs.classifier()("tiny") == "short" and fam.inputs.classifier()("x" * 20) == "other"
+    )
     assert fam.inputs.provides("problems") and not fam.inputs.provides("traces")
-    result = fam.passk(config=pl.PassKConfig(sample=pl.SampleConfig(n=2, limit=2, max_new_tokens=4)))
+    result = fam.passk(
+        config=pl.PassKConfig(sample=pl.SampleConfig(n=2, limit=2, max_new_tokens=4))
+    )
     assert result.summary().n_problems == 2
 
 
