@@ -29,7 +29,7 @@ The gradient is taken by adding a zero tensor δ_ℓ at every hook point (∂M/�
 gradient of M with respect to the base logits, softmax(z_base) − p_post per position, is written
 a block of rows at a time instead of being differentiated through a full-vocabulary loss.
 
-What it is good for is the ranking of the layers: `tests/diffs/test_attribution.py` checks it
+What it is good for is the ranking of the layers: `tests/diffs/activations/test_attribution.py` checks it
 against exact patching on the organism (base vs rl and vs sft: the same order of the 4 layers,
 Spearman 1, and the same top layer). Its values are lower than exact patching's (by up to
 0.26 there: the linearised network, final norm included, attenuates a patch as large as a

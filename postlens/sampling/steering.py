@@ -11,7 +11,7 @@ own ``generate`` on either backend, so the intervention is a plain torch forward
 decoder block. TransformerBridge replaces each block of the Hugging Face model by a
 ``BlockBridge`` wrapping the original layer (``.original_component``); the hook goes on that
 original layer, which both backends (and plain transformers) call with the same arguments, so
-the steered output is the same whatever the backend (checked in ``tests/diffs/test_causal.py``
+the steered output is the same whatever the backend (checked in ``tests/diffs/causal/test_steering.py``
 against a hand-written transformers hook).
 
 Where: ``where="all"`` steers every position, prompt included; ``"generated"`` only the

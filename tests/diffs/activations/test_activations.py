@@ -14,7 +14,7 @@ from postlens.diffs.forks.compute import given_sequences
 
 TEXTS = [("q: 12+34=?", " 46 done"), ("hello", " world, again"), ("abc", " def ghi")]
 # These tests pin exact patching and the logit lens at every position (the defaults are
-# attribution patching and a sample of positions: tests/diffs/test_attribution.py).
+# attribution patching and a sample of positions: tests/diffs/activations/test_attribution.py).
 EXACT = ActivationConfig(patching="exact", lens_positions=None)
 
 
