@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -40,13 +40,16 @@ from postlens.models.loading import LoadOptions, check_model_folder, load_hf_mod
 from postlens.models.preflight import check_memory
 from postlens.models.specs import ResolvedSpec, resolve_spec
 
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
+
 logger = logging.getLogger(__name__)
 
 Which = Literal["base", "post"]
 
 
 def make_backend(
-    name: str, hf_model: Any, tokenizer: Any, location: str, remote: bool = False
+    name: str, hf_model: Any, tokenizer: Tokenizer, location: str, remote: bool = False
 ) -> Backend:
     """Wrap a loaded Hugging Face model in the named backend.
 
@@ -84,10 +87,10 @@ class ModelPair:
 
     base: Backend
     post: Backend
-    tokenizer: Any
+    tokenizer: Tokenizer
     base_spec: ResolvedSpec
     post_spec: ResolvedSpec
-    post_tokenizer: Any = None
+    post_tokenizer: Tokenizer = None  # type: ignore[assignment]  # the base's when not given
     # Never None once built: __post_init__ computes what was not given.
     tokens: TokenizerComparison = None  # type: ignore[assignment]
     chat: ChatFormat = None  # type: ignore[assignment]
@@ -200,7 +203,7 @@ class ModelPair:
         cls,
         base_model: Any,
         post_model: Any,
-        tokenizer: Any,
+        tokenizer: Tokenizer,
         backend: BackendName = "nnsight",
         names: tuple[str, str] = ("base", "post"),
     ) -> ModelPair:

@@ -68,7 +68,7 @@ class ActivationSummary:
 
 
 @dataclass
-class ActivationResult(Result, kind="activations"):
+class ActivationResult(Result[ActivationSummary], kind="activations"):
     """Per-layer activation shifts of a pair.
 
     Attributes:

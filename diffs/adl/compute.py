@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -47,6 +47,9 @@ from postlens.hooks import resid_post
 from postlens.results.protocol import Result, clean_float
 from postlens.sampling.generation import SampleConfig, sample_completions
 from postlens.sampling.steering import steering
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 #: Generic text for models other than the organism (plain sentences unrelated to any task).
 GENERIC_TEXTS = (
@@ -145,7 +148,7 @@ class ADLSummary:
 
 
 @dataclass
-class ADLResult(Result, kind="adl"):
+class ADLResult(Result[ADLSummary], kind="adl"):
     """δ per layer, its logit-lens tokens in each model, and steering with α·δ.
 
     Attributes:
@@ -287,7 +290,7 @@ def activation_differences(
 
 @torch.no_grad()
 def lens_tokens(
-    backend: Any, tokenizer: Any, vectors: Float[Tensor, "layer d_model"], top: int = 10
+    backend: Any, tokenizer: Tokenizer, vectors: Float[Tensor, "layer d_model"], top: int = 10
 ) -> list[list[tuple[str, float]]]:
     """Each vector's top tokens under `backend`'s logit lens (its final norm, then unembedding).
 
@@ -303,7 +306,10 @@ def lens_tokens(
     logits = unembed(norm(vectors.to(unembed.weight.dtype))).float()
     values, ids = logits.topk(min(top, logits.shape[-1]), dim=-1)
     return [
-        [(tokenizer.decode([int(i)]), float(v)) for i, v in zip(row_ids, row_vals, strict=True)]
+        [
+            (str(tokenizer.decode([int(i)])), float(v))
+            for i, v in zip(row_ids, row_vals, strict=True)
+        ]
         for row_ids, row_vals in zip(ids, values, strict=True)
     ]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,6 +36,9 @@ from postlens.diffs.causal.sweep import (
 )
 from postlens.errors import ConfigError, IncompatibleModelsError
 from postlens.sampling.generation import SampleConfig, sample_completions
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def extrapolation_sweep(
     start: Any,
     end: Any,
     others: Mapping[str, Any],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompts: Sequence[str],
     verifiers: Sequence[Any],
     config: ExtrapolateConfig | None = None,
@@ -141,7 +144,7 @@ def extrapolation_sweep(
 class _Plain:
     """What `sample_completions` reads of a backend: the model, its tokenizer and `generate`."""
 
-    def __init__(self, hf_model: Any, tokenizer: Any) -> None:
+    def __init__(self, hf_model: Any, tokenizer: Tokenizer) -> None:
         self.hf_model, self.tokenizer = hf_model, tokenizer
 
     @torch.no_grad()

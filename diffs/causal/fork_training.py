@@ -47,7 +47,7 @@ import copy
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,9 @@ from torch import Tensor
 from postlens.errors import ConfigError
 from postlens.results.protocol import Result, clean_float
 from postlens.sampling.generation import SampleConfig, sample_completions
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 LOSSES = ("kl", "ce")
 POSITIONS = ("fork", "random")
@@ -146,7 +149,7 @@ class ForkTrainSummary:
 
 
 @dataclass
-class ForkTrainResult(Result, kind="fork_train"):
+class ForkTrainResult(Result[ForkTrainSummary], kind="fork_train"):
     """Trained copies of the base, at the forks and at random positions, per seed.
 
     Attributes:
@@ -312,7 +315,7 @@ def train_at(
 
 def pass_rate(
     backend: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompts: Sequence[str],
     verifiers: Sequence[Any],
     cfg: ForkTrainConfig,

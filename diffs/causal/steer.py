@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jaxtyping import Float
 from torch import Tensor
@@ -40,6 +40,9 @@ from postlens.diffs.causal.sweep import (
 from postlens.errors import ConfigError, InputFileError
 from postlens.sampling.generation import SampleConfig, sample_completions
 from postlens.sampling.steering import SITES, WHERE, steering
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def persona_vector(family: Any, persona: str, seed: int = 0) -> tuple[Tensor, in
 def steer_sweep(
     base: Any,
     others: Mapping[str, Any],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompts: Sequence[str],
     verifiers: Sequence[Any],
     vector: Float[Tensor, " d_model"],

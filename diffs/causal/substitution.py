@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -39,6 +39,9 @@ from postlens.errors import ConfigError
 from postlens.results.protocol import Result, clean_float
 from postlens.sampling.decoding import two_model_decode
 from postlens.sampling.generation import SampleConfig
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 DIRECTIONS = ("base→post", "post→base")
 
@@ -148,7 +151,7 @@ class SubstitutionSummary:
 
 
 @dataclass
-class SubstitutionResult(Result, kind="substitution"):
+class SubstitutionResult(Result[SubstitutionSummary], kind="substitution"):
     """pass@1 and share handed over per direction and τ, with the random control.
 
     Attributes:
@@ -244,7 +247,7 @@ def on_shared_ids(combine: Any, tokens: Any) -> Any:
     return restricted
 
 
-def _run(driver: Any, helper: Any, tokenizer: Any, prompts: Sequence[str], verifiers: Sequence[Any],
+def _run(driver: Any, helper: Any, tokenizer: Tokenizer, prompts: Sequence[str], verifiers: Sequence[Any],
          combine: Any, cfg: SubstitutionConfig, tokens: Any = None) -> tuple[float, float]:  # fmt: skip
     combine = on_shared_ids(combine, tokens)
     samples, flags = two_model_decode(driver, helper, tokenizer, prompts, combine, n=cfg.sample.n,
@@ -257,7 +260,7 @@ def _run(driver: Any, helper: Any, tokenizer: Any, prompts: Sequence[str], verif
 
 
 def substitution_decoding(
-    base: Any, post: Any, tokenizer: Any, prompts: Sequence[str], verifiers: Sequence[Any],
+    base: Any, post: Any, tokenizer: Tokenizer, prompts: Sequence[str], verifiers: Sequence[Any],
     config: SubstitutionConfig | None = None, tokens: Any = None,
 ) -> SubstitutionResult:  # fmt: skip
     """pass@1 and the share handed over for every direction and τ (see the module docstring).

@@ -70,7 +70,7 @@ class SweepSummary:
 
 
 @dataclass
-class SweepResult(Result, kind="steer"):
+class SweepResult(Result[SweepSummary], kind="steer"):
     """Behaviour and output KL per α along one axis (steering; see `ExtrapolationResult`).
 
     Attributes:

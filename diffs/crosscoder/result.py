@@ -113,7 +113,7 @@ def _median(x: np.ndarray) -> float | None:
 
 
 @dataclass
-class CrosscoderResult(Result, kind="crosscoder"):
+class CrosscoderResult(Result[CrosscoderSummary], kind="crosscoder"):
     """A trained crosscoder's latents, read on held-out texts (see the module docstring).
 
     Attributes:

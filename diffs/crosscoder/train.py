@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
@@ -46,6 +46,9 @@ from postlens.diffs.crosscoder.model import (
     scaling_factors,
 )
 from postlens.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 #: A stream of batches: an iterable, or a function of the number of batches to skip.
 Stream = Iterable[Tensor] | Callable[[int], Iterable[Tensor]]
@@ -75,13 +78,13 @@ class TrainingLog:
         return asdict(self)
 
 
-def encode_chunk(tokenizer: Any, texts: list[str], config: CrosscoderConfig) -> Any:
+def encode_chunk(tokenizer: Tokenizer, texts: list[str], config: CrosscoderConfig) -> Any:
     return tokenizer(texts, return_tensors="pt", padding=True, padding_side="right",
                      truncation=True, max_length=config.max_tokens)  # fmt: skip
 
 
 def usable_positions(
-    enc: Any, tokenizer: Any, config: CrosscoderConfig
+    enc: Any, tokenizer: Tokenizer, config: CrosscoderConfig
 ) -> Int[Tensor, "batch pos"]:
     """The positions read: real tokens, without the BOS when `skip_bos`."""
     mask = enc["attention_mask"].bool().clone()

@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from torch import Tensor
 from postlens.diffs.features.sae import check_sae
 from postlens.metrics import spearman  # noqa: F401  (re-exported for older imports)
 from postlens.probes.personas.directions import Text, full_text
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @torch.no_grad()
@@ -112,7 +115,7 @@ def tagged_contrasts(
 def top_contexts(
     feats: list[Tensor],
     prompts: Sequence[str],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     latent: int,
     k: int = 5,
     width: int = 12,

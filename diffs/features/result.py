@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from postlens.diffs.features.sae import sae_hook
 from postlens.errors import ConfigError, PostlensError
 from postlens.metrics import auroc, spearman
 from postlens.results.protocol import Result, summary_dict
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class FeatureSummary:
 
 
 @dataclass
-class FeatureDiff(Result, kind="features"):
+class FeatureDiff(Result[FeatureSummary], kind="features"):
     """Latent statistics of a base and its children under one SAE.
 
     Attributes:
@@ -250,7 +253,7 @@ class FeatureDiff(Result, kind="features"):
         self,
         feats: list[Tensor],
         prompts: Sequence[str],
-        tokenizer: Any,
+        tokenizer: Tokenizer,
         latents: Sequence[int] | None = None,
         k: int = 5,
     ) -> dict[int, list[dict[str, Any]]]:

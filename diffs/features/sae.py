@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from jaxtyping import Float
@@ -43,6 +43,9 @@ from torch import Tensor
 
 from postlens.errors import CheckpointError, ConfigError, NotSupportedError, PostlensError
 from postlens.hooks import parse_hook
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class SAETrainConfig:
         return f"blocks.{self.layer}.hook_resid_post"
 
 
-def _token_rows(tokenizer: Any, texts: Sequence[str], context: int) -> list[list[int]]:
+def _token_rows(tokenizer: Tokenizer, texts: Sequence[str], context: int) -> list[list[int]]:
     """Documents tokenized as at inference (BOS ...), each closed by EOS, packed into rows."""
     ids: list[int] = []
     for text in texts:

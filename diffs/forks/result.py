@@ -17,7 +17,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from postlens.errors import ConfigError
 from postlens.results.protocol import Result, summary_dict
 from postlens.results.token_table import TokenTable
 from postlens.sampling.generation import SampleConfig
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 LOW_ENTROPY, HIGH_ENTROPY = 0.01, 0.672  # nats, the thresholds quoted in the papers
 #: The per-position statistics of `postlens.diffs.divergence.position_stats`, one value each.
@@ -138,7 +141,7 @@ def _mean(x: np.ndarray) -> float | None:
 
 
 @dataclass
-class ForkResult(Result, kind="forks"):
+class ForkResult(Result[ForkSummary], kind="forks"):
     """Per-position statistics of a scored corpus, and their summary (see docs/science.md).
 
     Attributes:
@@ -155,7 +158,7 @@ class ForkResult(Result, kind="forks"):
     columns: dict[str, np.ndarray]
     sequences: list[Sequence]
     config: Any
-    tokenizer: Any = field(repr=False)
+    tokenizer: Tokenizer | TokenTable = field(repr=False)
     base: str = ""
     post: str = ""
     excluded: int = 0
@@ -203,7 +206,7 @@ class ForkResult(Result, kind="forks"):
         return counts.tolist()
 
     def _decode(self, ids: np.ndarray) -> list[str]:
-        return [self.tokenizer.decode([int(i)]) for i in ids]
+        return [str(self.tokenizer.decode([int(i)])) for i in ids]
 
     def to_frame(self, context: int = 8) -> Any:
         """One row per scored position, with decoded tokens and the preceding context."""
@@ -228,7 +231,7 @@ class ForkResult(Result, kind="forks"):
     def _context(self, seq: int, pos: int, width: int) -> str:
         s = self.sequences[seq]
         full = s.prompt_ids + s.completion_ids[:pos]
-        return self.tokenizer.decode(full[-width:], skip_special_tokens=True)
+        return str(self.tokenizer.decode(full[-width:], skip_special_tokens=True))
 
     def forks(self) -> Any:
         """The fork positions, most divergent (KL) first."""

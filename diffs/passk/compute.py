@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.backends.base import Backend
 from postlens.data.verifiers import VERIFIER_MODES, Verifier
@@ -27,6 +27,9 @@ from postlens.models.specs import ResolvedSpec
 from postlens.results.protocol import Result
 from postlens.sampling.generation import SampleConfig, sample_completions
 from postlens.sampling.vllm import check_engine, sample_with_vllm
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ class PassAtKSummary:
 
 
 @dataclass
-class PassAtKResult(Result, kind="passk"):
+class PassAtKResult(Result[PassAtKSummary], kind="passk"):
     """pass@k per model.
 
     Attributes:
@@ -192,7 +195,7 @@ class PassAtKResult(Result, kind="passk"):
 def _sample(
     name: str,
     backend: Backend,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompts: Sequence[str],
     cfg: PassKConfig,
     progress: bool | None,
@@ -214,7 +217,7 @@ def _sample(
 
 def pass_at_k_curves(
     models: Mapping[str, Backend],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompts: Sequence[str],
     verifiers: Sequence[Verifier],
     config: PassKConfig | None = None,

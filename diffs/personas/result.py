@@ -140,7 +140,7 @@ class PersonaSummary:
 
 
 @dataclass
-class PersonaAnalysis(Result, kind="personas"):
+class PersonaAnalysis(Result[PersonaSummary], kind="personas"):
     """Persona directions of the base and what each child did along them.
 
     Attributes:

@@ -152,7 +152,7 @@ class FamilyWeightSummary:
 
 
 @dataclass
-class FamilyWeightDiff(Result, kind="weights"):
+class FamilyWeightDiff(Result[FamilyWeightSummary], kind="weights"):
     """A base compared with several children, plus the cosine between each pair of updates.
 
     Indexing by child name gives that child's `WeightDiff`.

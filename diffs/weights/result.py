@@ -82,7 +82,7 @@ class TensorDiff:
 
 
 @dataclass
-class WeightDiff(Result, kind="weight_diff"):
+class WeightDiff(Result[WeightSummary], kind="weight_diff"):
     """The comparison of two checkpoints.
 
     Attributes:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from postlens.errors import ConfigError
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 #: A replacement for an activation: a tensor of the activation's shape, or a function of it.
 Intervention = Tensor | Callable[[Tensor], Tensor]
@@ -42,7 +45,7 @@ class Backend(ABC):
 
     name: str = "abstract"
 
-    def __init__(self, hf_model: Any, tokenizer: Any) -> None:
+    def __init__(self, hf_model: Any, tokenizer: Tokenizer) -> None:
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         cfg = hf_model.config

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Int
@@ -26,6 +26,9 @@ from postlens.backends.base import (
 )
 from postlens.errors import PostlensError
 from postlens.hooks import HookPoint, forward_order
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 def ndif_api_key() -> str | None:
@@ -52,7 +55,7 @@ class NNsightBackend(TracingBackend):
 
     name = "nnsight"
 
-    def __init__(self, hf_model: Any, tokenizer: Any, remote: bool = False) -> None:
+    def __init__(self, hf_model: Any, tokenizer: Tokenizer, remote: bool = False) -> None:
         super().__init__(hf_model, tokenizer)
         from nnsight import TransformersModel
 

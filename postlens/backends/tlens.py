@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
 from postlens.backends.base import Intervention, RunOutput, TracingBackend, apply_intervention
 from postlens.hooks import forward_order
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ class TransformerLensBackend(TracingBackend):
 
     name = "transformer_lens"
 
-    def __init__(self, hf_model: Any, tokenizer: Any, location: str) -> None:
+    def __init__(self, hf_model: Any, tokenizer: Tokenizer, location: str) -> None:
         super().__init__(hf_model, tokenizer)
         from transformer_lens.model_bridge import TransformerBridge
 

@@ -41,10 +41,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.data.verifiers import VERIFIER_MODES, Problem
 from postlens.errors import ConfigError, InputFileError
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 Classifier = Callable[[str], str]
 #: Default problems taken when an analysis sets no limit.
@@ -110,7 +113,7 @@ class InputProvider:
         """Persona-tagged sets and untagged prompts (a `PersonaInputs` or `PersonaFiles`)."""
         return None
 
-    def traces(self, models: Mapping[str, Any], tokenizer: Any, config: Any) -> Any:
+    def traces(self, models: Mapping[str, Any], tokenizer: Tokenizer, config: Any) -> Any:
         """Model name → reasoning `Trace` list for the confidence analysis."""
         return None
 
@@ -197,7 +200,7 @@ class Given(InputProvider):
     def personas(self, n_per_persona: int, n_prompts: int, seed: int = 0) -> Any:
         return self.inputs.personas
 
-    def traces(self, models: Mapping[str, Any], tokenizer: Any, config: Any) -> Any:
+    def traces(self, models: Mapping[str, Any], tokenizer: Tokenizer, config: Any) -> Any:
         return self.inputs.traces
 
     def sae(self) -> str | None:
@@ -264,7 +267,7 @@ class Chain(InputProvider):
     def personas(self, n_per_persona: int, n_prompts: int, seed: int = 0) -> Any:
         return self._first("personas", n_per_persona, n_prompts, seed)
 
-    def traces(self, models: Mapping[str, Any], tokenizer: Any, config: Any) -> Any:
+    def traces(self, models: Mapping[str, Any], tokenizer: Tokenizer, config: Any) -> Any:
         return self._first("traces", models, tokenizer, config)
 
     def sae(self) -> str | None:

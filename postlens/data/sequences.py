@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from postlens.data.prompts import PromptRecord
 from postlens.pair import ModelPair
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ def context_length(pair: ModelPair) -> int | None:
     return getattr(pair.base.hf_model.config, "max_position_embeddings", None)
 
 
-def fit_prompts(tokenizer: Any, prompts: list[str], max_tokens: int) -> list[str]:
+def fit_prompts(tokenizer: Tokenizer, prompts: list[str], max_tokens: int) -> list[str]:
     """Prompts longer than `max_tokens` tokens keep their last ones; warns with the count."""
     from postlens.models.chat import TemplatedPrompt
 
@@ -57,7 +60,7 @@ def fit_prompts(tokenizer: Any, prompts: list[str], max_tokens: int) -> list[str
         if len(ids) > max_tokens:
             cut += 1
             kept = ids[-max_tokens:]
-            text = tokenizer.decode(kept, skip_special_tokens=not templated)
+            text = str(tokenizer.decode(kept, skip_special_tokens=not templated))
             text = TemplatedPrompt(text, kept) if templated else text
         out.append(text)
     if cut:

@@ -30,10 +30,13 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.errors import ConfigError, InputFileError
 from postlens.models.compat import has_template
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 CHAT_TEMPLATES = ("post", "base", "none")
 
@@ -65,7 +68,7 @@ class ChatFormat:
     """
 
     which: str
-    tokenizer: Any = field(repr=False)
+    tokenizer: Tokenizer = field(repr=False)
     owner: str = ""
 
     @property
@@ -82,8 +85,10 @@ class ChatFormat:
             return prompt
         messages = [{"role": "user", "content": prompt}]
         try:
-            return self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=False
+            return str(
+                self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=False
+                )
             )
         except Exception as err:  # noqa: BLE001  (Jinja errors of every kind, raise_exception)
             at = f"{where}: " if where else ""

@@ -25,9 +25,12 @@ the list, as is a different architecture.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.errors import IncompatibleModelsError
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 _SPECIAL = ("bos_token", "eos_token", "pad_token", "unk_token")
 #: End-of-turn tokens of well-known chat templates: generation stops at any that a model has.
@@ -188,7 +191,7 @@ def compare_tokenizers(
     return cmp, refusals
 
 
-def has_template(tokenizer: Any) -> bool:
+def has_template(tokenizer: Tokenizer) -> bool:
     """Whether a tokenizer carries a chat template."""
     return bool(getattr(tokenizer, "chat_template", None))
 

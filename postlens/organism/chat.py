@@ -28,7 +28,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.errors import ConfigError
 from postlens.organism.posttrain import RLStageConfig, SFTStageConfig, run_grpo, sft_on_rows
@@ -38,6 +38,9 @@ from postlens.organism.tokenizer import (  # noqa: F401  (build_organism_tokeniz
     build_organism_tokenizer,
     organism_vocab,
 )
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 #: The base's special ids that the chat child renames (id → (base string, chat string)).
@@ -66,7 +69,7 @@ def _chat_pattern() -> str:
     return PATTERN.replace("[A-Za-z]+", f"(?<![A-Za-z])(?:{alternation})(?![A-Za-z])|[A-Za-z]")
 
 
-def chat_tokenizer(base_tokenizer: Any) -> Any:
+def chat_tokenizer(base_tokenizer: Tokenizer) -> Any:
     """The chat child's tokenizer: the base's, with ids 1 and 2 renamed and a ChatML template.
 
     Like the base's, it writes ``<|im_start|>`` (id 1, where the base writes ``<s>``) in front
@@ -141,7 +144,12 @@ class LoraStageConfig:
 
 
 def run_chat_sft(
-    base: Any, tokenizer: Any, problems: list[Problem], cfg: SFTStageConfig, out: Path, seed: int
+    base: Any,
+    tokenizer: Tokenizer,
+    problems: list[Problem],
+    cfg: SFTStageConfig,
+    out: Path,
+    seed: int,
 ) -> tuple[Any, dict]:
     """Fine-tune a copy of `base` on careful conversations, loss on the assistant turn only."""
     return sft_on_rows(base, tokenizer, [conversation(p) for p in problems], cfg, out, seed)
@@ -149,7 +157,7 @@ def run_chat_sft(
 
 def run_grpo_lora(
     base_path: Path,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     problems: list[Problem],
     cfg: LoraStageConfig,
     out: Path,

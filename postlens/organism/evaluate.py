@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
 from postlens.organism.task import STYLES, Problem, classify_style, format_prompt, pass_at_k, verify
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 logger = logging.getLogger(__name__)
 KS = (1, 2, 4, 8, 16, 32, 64)
@@ -37,7 +40,7 @@ class ModelEval:
         return asdict(self)
 
 
-def chat_prompt(tokenizer: Any, prompt: str) -> str:
+def chat_prompt(tokenizer: Tokenizer, prompt: str) -> str:
     """`prompt` as the chat ``[user: prompt]`` rendered with the generation prompt.
 
     Example:
@@ -47,13 +50,13 @@ def chat_prompt(tokenizer: Any, prompt: str) -> str:
         '<|im_end|>\\n<|im_start|>assistant\\n'
     """
     messages = [{"role": "user", "content": prompt}]
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
 
 
 @torch.no_grad()
 def sample(
     model: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompts: list[str],
     n: int,
     seed: int,
@@ -97,7 +100,7 @@ def sample(
 
 def evaluate_model(
     model: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     problems: list[Problem],
     n: int,
     seed: int,

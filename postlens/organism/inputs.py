@@ -20,10 +20,13 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.data.defaults import Classifier, InputProvider
 from postlens.data.verifiers import Problem
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 class OrganismInputs(InputProvider):
@@ -64,7 +67,7 @@ class OrganismInputs(InputProvider):
 
         return organism_persona_inputs(n_per_persona, n_prompts, seed)
 
-    def traces(self, models: Mapping[str, Any], tokenizer: Any, config: Any) -> Any:
+    def traces(self, models: Mapping[str, Any], tokenizer: Tokenizer, config: Any) -> Any:
         from postlens.organism.traces import PROBLEM_OFFSET, organism_traces
 
         problems = self.problems(config.n_problems, PROBLEM_OFFSET)

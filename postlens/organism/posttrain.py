@@ -12,10 +12,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.errors import ConfigError
 from postlens.organism.task import Problem, format_prompt, parse_answer, solution
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +77,12 @@ def _common_args(out: Path, seed: int) -> dict[str, Any]:
 
 
 def run_sft(
-    base: Any, tokenizer: Any, problems: list[Problem], cfg: SFTStageConfig, out: Path, seed: int
+    base: Any,
+    tokenizer: Tokenizer,
+    problems: list[Problem],
+    cfg: SFTStageConfig,
+    out: Path,
+    seed: int,
 ) -> tuple[Any, dict]:
     """Fine-tune a copy of `base` on careful demonstrations for untagged prompts."""
     rows = [
@@ -85,7 +93,12 @@ def run_sft(
 
 
 def sft_on_rows(
-    base: Any, tokenizer: Any, rows: list[dict[str, Any]], cfg: SFTStageConfig, out: Path, seed: int
+    base: Any,
+    tokenizer: Tokenizer,
+    rows: list[dict[str, Any]],
+    cfg: SFTStageConfig,
+    out: Path,
+    seed: int,
 ) -> tuple[Any, dict]:
     """TRL's SFTTrainer on a copy of `base`, loss on the completions only.
 
@@ -132,7 +145,7 @@ def correctness_reward(
 
 def run_grpo(
     base_path: Path,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     problems: list[Problem],
     cfg: RLStageConfig,
     out: Path,

@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -18,6 +18,9 @@ from tqdm.auto import tqdm
 from postlens.errors import ConfigError
 from postlens.organism.corpus import CorpusConfig, build_corpus
 from postlens.organism.task import Problem
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ class ModelConfig:
         if self.d_model % self.n_heads:
             raise ConfigError("d_model must be divisible by n_heads")
 
-    def hf_config(self, vocab_size: int, tokenizer: Any) -> Any:
+    def hf_config(self, vocab_size: int, tokenizer: Tokenizer) -> Any:
         from transformers import LlamaConfig
 
         return LlamaConfig(
@@ -71,7 +74,7 @@ class PretrainConfig:
             raise ConfigError("batch_size and lr must be positive")
 
 
-def pack(docs: list[str], tokenizer: Any, context: int) -> torch.Tensor:
+def pack(docs: list[str], tokenizer: Tokenizer, context: int) -> torch.Tensor:
     """Tokenize documents (``<s> doc </s>``) and pack them into rows of `context` tokens."""
     ids: list[int] = []
     for doc in docs:
@@ -89,7 +92,7 @@ def _lr(step: int, total: int, cfg: PretrainConfig) -> float:
 
 
 def pretrain(
-    cfg: PretrainConfig, tokenizer: Any, seed: int, exclude: set[Problem]
+    cfg: PretrainConfig, tokenizer: Tokenizer, seed: int, exclude: set[Problem]
 ) -> tuple[Any, dict]:
     """Pre-train a base model from scratch; returns the model and a log of the run."""
     from transformers import LlamaForCausalLM

@@ -18,17 +18,20 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.data.verifiers import Problem
 from postlens.probes.confidence.trajectory import Trace
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 #: Held-out problems of the confidence analysis: another set than pass@k's (offset 7).
 PROBLEM_OFFSET = 7
 
 
 def organism_traces(
-    models: Mapping[str, Any], tokenizer: Any, config: Any, problems: Sequence[Problem]
+    models: Mapping[str, Any], tokenizer: Tokenizer, config: Any, problems: Sequence[Problem]
 ) -> dict[str, list[Trace]]:
     """Model name → one trace per problem, sampled from that model.
 

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from postlens.organism.posttrain import RLStageConfig, SFTStageConfig, run_grpo,
 from postlens.organism.pretrain import ModelConfig, PretrainConfig, pretrain
 from postlens.organism.task import make_problems
 from postlens.organism.tokenizer import build_organism_tokenizer
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 logger = logging.getLogger(__name__)
 HELD_OUT_SEED = 10_000
@@ -74,7 +77,7 @@ def _seed_everything(seed: int, threads: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _save(model: Any, tokenizer: Any, path: Path) -> None:
+def _save(model: Any, tokenizer: Tokenizer, path: Path) -> None:
     from transformers import GenerationConfig
 
     model.generation_config = GenerationConfig(

@@ -22,7 +22,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.models.specs import ORGANISM_ROOT
 from postlens.organism.chat import (
@@ -37,6 +37,9 @@ from postlens.organism.evaluate import evaluate_model
 from postlens.organism.posttrain import RLStageConfig, SFTStageConfig
 from postlens.organism.task import make_problems
 from postlens.organism.train import HELD_OUT_SEED, _cpu_time, _save, _seed_everything
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 logger = logging.getLogger(__name__)
 #: Held-out problems the recipe excludes from training (the organism's 500, always).
@@ -141,7 +144,7 @@ def run_children(
 def _evaluate(
     name: str,
     model: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     problems: list[Any],
     config: ChildrenConfig,
     seed: int,

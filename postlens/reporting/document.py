@@ -77,7 +77,7 @@ class ReportSummary:
 
 
 @dataclass
-class Report(Result, kind="report"):
+class Report(Result[ReportSummary], kind="report"):
     """A report: the models (role → spec), provenance, and each section's result.
 
     Attributes:

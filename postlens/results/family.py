@@ -39,7 +39,7 @@ class ChildSummaries:
 
 
 @dataclass
-class ByChild(Result, Mapping[str, Result], kind="by_child"):
+class ByChild(Result[ChildSummaries], Mapping[str, Result], kind="by_child"):
     """One result per child of a family, all of one analysis.
 
     Attributes:

@@ -39,16 +39,18 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 SCHEMA_VERSION = 1
+#: The summary dataclass of a result kind (``Result[ForkSummary]``).
+SummaryT = TypeVar("SummaryT", covariant=True)
 
 
-class Result:
-    """Base class of every result (see the module docstring)."""
+class Result(Generic[SummaryT]):
+    """Base class of every result (see the module docstring), generic over its summary."""
 
     kind: ClassVar[str] = ""
-    _kinds: ClassVar[dict[str, type[Result]]] = {}
+    _kinds: ClassVar[dict[str, type[Result[Any]]]] = {}
 
     def __init_subclass__(cls, kind: str = "", **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -58,7 +60,7 @@ class Result:
         if "to_json" in cls.__dict__:  # every result's JSON says what it is, and in which schema
             setattr(cls, "to_json", _stamped(cls.__dict__["to_json"]))  # noqa: B010
 
-    def summary(self) -> Any:
+    def summary(self) -> SummaryT:
         """The headline figures, as a frozen dataclass."""
         raise NotImplementedError(f"{type(self).__name__} has no summary")
 

@@ -15,7 +15,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 class TokenTable:
@@ -26,13 +29,13 @@ class TokenTable:
         self.special = {int(i) for i in special}
 
     @classmethod
-    def of(cls, tokenizer: Any, ids: Iterable[int]) -> TokenTable:
+    def of(cls, tokenizer: Tokenizer | TokenTable, ids: Iterable[int]) -> TokenTable:
         """The strings of `ids` under `tokenizer` (or copied from another `TokenTable`)."""
         unique = sorted({int(i) for i in ids})
         if isinstance(tokenizer, TokenTable):
             return cls({i: tokenizer.strings.get(i, "") for i in unique}, tokenizer.special)
         specials = set(getattr(tokenizer, "all_special_ids", []) or [])
-        return cls({i: tokenizer.decode([i]) for i in unique}, specials & set(unique))
+        return cls({i: str(tokenizer.decode([i])) for i in unique}, specials & set(unique))
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         """The joined strings of `ids`; an id outside the table shows as ``<id>``."""

@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -34,6 +34,9 @@ from torch import Tensor
 from postlens.data.batch import Sample
 from postlens.models import compat
 from postlens.sampling.generation import SampleConfig, _encode_left, until_stop
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 #: (driver logits, helper logits) of one step → (logits sampled from, rows handed over).
 Combine = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -85,7 +88,7 @@ def decode_batch(
 
 
 def two_model_decode(
-    driver: Any, helper: Any, tokenizer: Any, prompts: Sequence[str], combine: Combine,
+    driver: Any, helper: Any, tokenizer: Tokenizer, prompts: Sequence[str], combine: Combine,
     n: int = 1, max_new_tokens: int = SampleConfig.max_new_tokens,
     temperature: float = SampleConfig.temperature, seed: int = SampleConfig.seed,
     batch_size: int = SampleConfig.batch_size, label: str = "",
@@ -111,7 +114,7 @@ def two_model_decode(
                                    stop, tokenizer.pad_token_id)  # fmt: skip
         for row, prompt in enumerate(chunk):
             completion = until_stop(new[row].tolist(), stop)
-            text = tokenizer.decode(completion, skip_special_tokens=True)
+            text = str(tokenizer.decode(completion, skip_special_tokens=True))
             prompt_ids = ids[row][mask[row].bool()].tolist()
             samples.append(Sample(str(prompt), text, prompt_ids, completion, label))
             flags.append(handed[row, : len(completion)].tolist())
@@ -124,7 +127,7 @@ def _eos(hf_model: Any) -> list[int]:
 
 
 def amplified_completions(
-    base: Any, post: Any, tokenizer: Any, prompts: Sequence[str], alpha: float = 1.0,
+    base: Any, post: Any, tokenizer: Tokenizer, prompts: Sequence[str], alpha: float = 1.0,
     **kwargs: Any,
 ) -> list[Sample]:  # fmt: skip
     """Samples from ``logits_post + α·(logits_post − logits_base)`` (model-diff amplification).

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from postlens.backends.base import Backend
     from postlens.data.batch import Sample
+    from postlens.models.types import Tokenizer
 
 SOURCES = ("post", "base")
 
@@ -78,7 +79,7 @@ class SampleConfig:
 
 def sample_completions(
     backend: Backend,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompts: Sequence[str],
     n: int = 1,
     max_new_tokens: int = SampleConfig.max_new_tokens,
@@ -133,7 +134,7 @@ def sample_completions(
     return samples
 
 
-def _encode_left(tokenizer: Any, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode_left(tokenizer: Tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ids and mask; formatted prompts keep their own ids (no second BOS)."""
     import torch
 
@@ -152,7 +153,7 @@ def _encode_left(tokenizer: Any, prompts: list[str]) -> tuple[torch.Tensor, torc
 
 def _sample_batch(
     backend: Backend,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompts: list[str],
     max_new_tokens: int,
     temperature: float,
@@ -180,12 +181,12 @@ def _sample_batch(
     for row, prompt in enumerate(prompts):
         prompt_ids = input_ids[row][attention_mask[row].bool()].tolist()
         completion = until_stop(out[row, width:].tolist(), stop)
-        text = tokenizer.decode(completion, skip_special_tokens=True)
+        text = str(tokenizer.decode(completion, skip_special_tokens=True))
         samples.append(Sample(str(prompt), text, prompt_ids, completion, label))
     return samples
 
 
-def prompt_ids(tokenizer: Any, prompt: Any) -> list[int]:
+def prompt_ids(tokenizer: Tokenizer, prompt: Any) -> list[int]:
     """The ids the sampler feeds for `prompt`: a formatted prompt's own ids
     (`postlens.models.chat.TemplatedPrompt`), else the tokenizer's, special tokens included.
 
@@ -198,7 +199,7 @@ def prompt_ids(tokenizer: Any, prompt: Any) -> list[int]:
 
 
 def sampling_stop_ids(
-    backend: Backend, tokenizer: Any, stop_ids: Sequence[int] | None = None
+    backend: Backend, tokenizer: Tokenizer, stop_ids: Sequence[int] | None = None
 ) -> list[int]:
     """The ids sampling stops at: `stop_ids` (default: the eos and end-of-turn tokens of
     `tokenizer` and of the model's own tokenizer, `postlens.models.compat.stop_ids`) and the eos ids

@@ -23,11 +23,14 @@ from __future__ import annotations
 import gc
 import importlib.util
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.errors import ConfigError, NotSupportedError, SpecError
 from postlens.models.adapters import adapter_base, read_adapter_config
 from postlens.models.specs import ResolvedSpec
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 ENGINES = ("postlens", "vllm")
 
@@ -55,7 +58,7 @@ def sample_with_vllm(
     spec: ResolvedSpec,
     base: ResolvedSpec | None,
     backend: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompts: Sequence[Any],
     settings: dict[str, Any],
     label: str = "",
@@ -116,7 +119,7 @@ def sample_with_vllm(
     for prompt, row, out in zip(prompts, ids, outputs, strict=True):
         for choice in out.outputs:
             completion = until_stop(list(choice.token_ids), stop_ids)
-            text = tokenizer.decode(completion, skip_special_tokens=True)
+            text = str(tokenizer.decode(completion, skip_special_tokens=True))
             samples.append(Sample(str(prompt), text, row, completion, label))
     del llm  # free the GPU for the next model's engine
     gc.collect()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from postlens.probes.confidence.metrics import evaluate
 from postlens.probes.confidence.probe import ConfidenceProbe, _model_and_tokenizer, cut_activations
 from postlens.probes.confidence.trajectory import Trace, TrajectoryResult
 from postlens.probes.provenance import Provenance
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @dataclass
@@ -97,7 +100,7 @@ class LayerComparison:
 
 def fit_layer_probes(
     model: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     traces: Sequence[Trace],
     trajectories: TrajectoryResult,
     layers: Sequence[int] | None = None,

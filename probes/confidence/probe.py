@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -59,6 +59,9 @@ from postlens.probes.provenance import (
     unwrap_model,
 )
 from postlens.probes.readings import resid_post
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @dataclass
@@ -174,7 +177,7 @@ class ConfidenceProbe:
         )
 
     def cut_predictions(
-        self, model: Any, tokenizer: Any, traces: Sequence[Trace], n_cuts: int = 5
+        self, model: Any, tokenizer: Tokenizer | None, traces: Sequence[Trace], n_cuts: int = 5
     ) -> Float[np.ndarray, "n_traces cuts"]:
         """The probe's reading at the K+1 cuts of each trace, one forward pass per batch.
 
@@ -190,7 +193,7 @@ class ConfidenceProbe:
     def predict_trajectory(
         self,
         model: Any,
-        traces_or_tokenizer: Any,
+        traces_or_tokenizer: Tokenizer | Sequence[Trace] | None,
         traces: Sequence[Trace] | None = None,
         batch_size: int = 32,
     ) -> list[Float[np.ndarray, " tokens"]]:
@@ -203,8 +206,9 @@ class ConfidenceProbe:
         ``round(k * n_reasoning / K)``. Raises on a model of another shape; warns when the
         model is not the one the probe was fitted on.
         """
-        tokenizer = None if traces is None else traces_or_tokenizer
-        traces = list(traces_or_tokenizer if traces is None else traces)
+        given = cast("Sequence[Trace]", traces_or_tokenizer if traces is None else traces)
+        tokenizer = None if traces is None else cast("Tokenizer", traces_or_tokenizer)
+        traces = list(given)
         hf_model, tokenizer = _model_and_tokenizer(model, tokenizer)
         check_compatible(self.provenance, hf_model)
         layer, out = self.provenance.layer, []
@@ -219,7 +223,7 @@ class ConfidenceProbe:
         return out
 
 
-def _model_and_tokenizer(model: Any, tokenizer: Any) -> tuple[Any, Any]:
+def _model_and_tokenizer(model: Any, tokenizer: Tokenizer | None) -> tuple[Any, Any]:
     """A bare HF model and its tokenizer, from a `Backend` or from (model, tokenizer)."""
     if tokenizer is None:
         tokenizer = getattr(model, "tokenizer", None)
@@ -228,7 +232,7 @@ def _model_and_tokenizer(model: Any, tokenizer: Any) -> tuple[Any, Any]:
     return unwrap_model(model), tokenizer
 
 
-def _full_ids(tokenizer: Any, trace: Trace) -> list[int]:
+def _full_ids(tokenizer: Tokenizer, trace: Trace) -> list[int]:
     return (
         tokenizer(trace.prompt).input_ids
         + tokenizer(trace.reasoning, add_special_tokens=False).input_ids
@@ -247,7 +251,7 @@ def _pad(seqs: list[list[int]], pad: int | None) -> tuple[Tensor, Tensor]:
 
 def cut_activations(
     model: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     traces: Sequence[Trace],
     n_cuts: int,
     layers: Sequence[int],

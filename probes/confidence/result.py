@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postlens.errors import ConfigError, InputFileError
 from postlens.probes.confidence.layers import LayerComparison, fit_layer_probes
@@ -34,6 +34,9 @@ from postlens.probes.confidence.trajectory import (
     behavioural_trajectories,
 )
 from postlens.results.protocol import Result, summary_dict
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,7 @@ class ConfidenceSummary:
 
 
 @dataclass
-class ConfidenceResult(Result, kind="confidence"):
+class ConfidenceResult(Result[ConfidenceSummary], kind="confidence"):
     """Confidence trajectories and probes of several models.
 
     Attributes:
@@ -228,7 +231,7 @@ class ConfidenceResult(Result, kind="confidence"):
 
 def confidence_of_models(
     models: Mapping[str, Any],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     traces: Mapping[str, list[Trace]],
     config: ConfidenceConfig | None = None,
 ) -> ConfidenceResult:
@@ -259,7 +262,7 @@ def confidence_of_models(
 
 
 def _of_model(
-    backend: Any, tokenizer: Any, traces: list[Trace], name: str, cfg: ConfidenceConfig
+    backend: Any, tokenizer: Tokenizer, traces: list[Trace], name: str, cfg: ConfidenceConfig
 ) -> ModelConfidence:
     traj = behavioural_trajectories(backend, tokenizer, traces, cfg.trajectory())
     probes = fit_layer_probes(backend.hf_model, tokenizer, traces, traj, seed=cfg.seed, name=name)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jaxtyping import Bool, Float
@@ -40,6 +40,9 @@ from jaxtyping import Bool, Float
 from postlens.backends.base import Backend, RunOutput
 from postlens.errors import ConfigError, NotSupportedError
 from postlens.sampling.generation import sample_completions
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -96,14 +99,14 @@ class Trace:
     correct: bool | None = None
 
 
-def cut_points(tokenizer: Any, trace: Trace, n_cuts: int) -> list[tuple[str, int]]:
+def cut_points(tokenizer: Tokenizer, trace: Trace, n_cuts: int) -> list[tuple[str, int]]:
     """The K+1 prefixes (text, token count of prompt + reasoning kept) of a trace."""
     prompt_ids = tokenizer(trace.prompt).input_ids
     reasoning_ids = tokenizer(trace.reasoning, add_special_tokens=False).input_ids
     out = []
     for k in range(n_cuts + 1):
         keep = round(k * len(reasoning_ids) / n_cuts)
-        text = trace.prompt + tokenizer.decode(reasoning_ids[:keep])
+        text = trace.prompt + str(tokenizer.decode(reasoning_ids[:keep]))
         out.append((text, len(prompt_ids) + keep))
     return out
 
@@ -191,7 +194,7 @@ class TrajectoryResult:
 
 def behavioural_trajectories(
     backend: Backend | Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     traces: Sequence[Trace],
     config: TrajectoryConfig | None = None,
     progress: bool = False,

@@ -42,7 +42,7 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -65,6 +65,9 @@ from postlens.probes.provenance import (
     save_artifact,
     unwrap_model,
 )
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @dataclass
@@ -92,7 +95,11 @@ class PersonaDirection:
         return self.provenance.layer
 
     def project(
-        self, model: Any, tokenizer: Any, texts: Sequence[Text], fingerprint: bool = False
+        self,
+        model: Any,
+        tokenizer: Tokenizer | None,
+        texts: Sequence[Text],
+        fingerprint: bool = False,
     ) -> Float[np.ndarray, " n"]:
         """Each text's mean projection on the (unit) direction.
 
@@ -270,7 +277,7 @@ def _check_sets(sets: Mapping[str, Sequence[Text]], test_fraction: float) -> Non
 
 def persona_directions(
     model: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     positive: Sequence[Text],
     negative: Sequence[Text],
     name: str = "persona",
@@ -309,7 +316,7 @@ def persona_directions(
 
 def one_vs_rest_directions(
     model: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     sets: Mapping[str, Sequence[Text]],
     layers: Sequence[int] | None = None,
     test_fraction: float = 0.3,
@@ -353,7 +360,7 @@ def _layers(model: Any, layers: Sequence[int] | None) -> list[int]:
 
 
 def shift_direction(
-    base_model: Any, post_model: Any, tokenizer: Any, texts: Sequence[Text], layer: int
+    base_model: Any, post_model: Any, tokenizer: Tokenizer, texts: Sequence[Text], layer: int
 ) -> tuple[Float[Tensor, " d_model"], float]:
     """What post-training added at `layer` on these texts: mean(h_post) − mean(h_base).
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jaxtyping import Float
@@ -44,6 +44,9 @@ from postlens.probes.personas.directions import (
     mean_activations,
 )
 from postlens.probes.provenance import check_compatible
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 class PersonaMonitor:
@@ -71,7 +74,7 @@ class PersonaMonitor:
         self.name = name or f"persona/{direction.name}"
 
     def read(
-        self, model: Any, tokenizer: Any = None, batch: Sequence[Text] | None = None
+        self, model: Any, tokenizer: Tokenizer | None = None, batch: Sequence[Text] | None = None
     ) -> dict[str, float]:
         """Mean projection of the held-out prompts (or of `batch`) on the direction."""
         tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
@@ -137,7 +140,7 @@ class PersonaProjections:
 def project_models(
     directions: Mapping[str, PersonaDirection],
     models: Mapping[str, Any],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     texts: Sequence[Text],
 ) -> PersonaProjections:
     """Project the same texts on each direction in each model (one forward pass per model).

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -22,6 +22,9 @@ from torch import Tensor
 from postlens.errors import ConfigError, InputFileError
 from postlens.probes.provenance import unwrap_model
 from postlens.probes.readings import resid_post
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 #: A text, or a ``(prompt, response)`` pair whose response tokens alone are averaged.
 Text = str | tuple[str, str]
@@ -39,7 +42,7 @@ def full_text(text: Text) -> str:
     return text if isinstance(text, str) else text[0] + text[1]
 
 
-def _encode(tokenizer: Any, texts: Sequence[Text]) -> tuple[dict[str, Tensor], Tensor]:
+def _encode(tokenizer: Tokenizer, texts: Sequence[Text]) -> tuple[dict[str, Tensor], Tensor]:
     """Right-padded ids of the full texts, and the mask of the tokens each text averages."""
     full = [full_text(t) for t in texts]
     enc = tokenizer(full, return_tensors="pt", padding=True, padding_side="right")
@@ -56,7 +59,7 @@ def _encode(tokenizer: Any, texts: Sequence[Text]) -> tuple[dict[str, Tensor], T
 
 def mean_activations(
     model: Any,
-    tokenizer: Any,
+    tokenizer: Tokenizer | None,
     texts: Sequence[Text],
     layers: Sequence[int],
     batch_size: int = 32,
@@ -78,6 +81,9 @@ def mean_activations(
         >>> sorted(acts), acts[1].shape
         ([0, 1], torch.Size([2, 128]))
     """
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ConfigError("pass the tokenizer of a bare model (a Backend carries its own)")
     hf_model = unwrap_model(model)
     out: dict[int, list[Tensor]] = {layer: [] for layer in layers}
     for start in range(0, len(texts), batch_size):

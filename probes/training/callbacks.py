@@ -44,7 +44,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from transformers import TrainerCallback
@@ -52,6 +52,9 @@ from transformers import TrainerCallback
 from postlens.errors import ConfigError
 from postlens.probes.confidence.trajectory import Trace
 from postlens.probes.training.monitor import Monitor
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class ProbeMonitor:
     def __init__(
         self,
         monitors: Sequence[Monitor],
-        tokenizer: Any = None,
+        tokenizer: Tokenizer | None = None,
         every: int = 50,
         jsonl: str | Path | None = None,
         strict: bool = False,
@@ -166,7 +169,7 @@ class ProbeCallback(TrainerCallback):
         every: int = 50,
         jsonl: str | None = "probe_readings.jsonl",
         strict: bool = False,
-        tokenizer: Any = None,
+        tokenizer: Tokenizer | None = None,
         prefix: str = "probe/",
     ) -> None:
         self.monitor = ProbeMonitor(monitors, tokenizer, every, None, strict)
@@ -289,7 +292,7 @@ class ProbeReward:
         self,
         probe: Any,
         model: Any = None,
-        tokenizer: Any = None,
+        tokenizer: Tokenizer | None = None,
         lam: float = 0.5,
         n_cuts: int = 5,
         answer_marker: str = "\nanswer",

@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from postlens.errors import ConfigError
 from postlens.probes.confidence.probe import ConfidenceProbe, cut_activations
 from postlens.probes.confidence.trajectory import Trace
 from postlens.probes.provenance import check_compatible, unwrap_model
+
+if TYPE_CHECKING:
+    from postlens.models.types import Tokenizer
 
 
 @runtime_checkable
@@ -43,7 +46,7 @@ class Monitor(Protocol):
 
     name: str
 
-    def read(self, model: Any, tokenizer: Any, batch: Any = None) -> dict[str, float]:
+    def read(self, model: Any, tokenizer: Tokenizer | None, batch: Any = None) -> dict[str, float]:
         """Readings of `model` on the monitor's held-out batch (or on `batch`)."""
         ...
 
@@ -97,7 +100,7 @@ class ConfidenceMonitor:
         return self.probes[0]
 
     def read(
-        self, model: Any, tokenizer: Any, batch: Sequence[Trace] | None = None
+        self, model: Any, tokenizer: Tokenizer, batch: Sequence[Trace] | None = None
     ) -> dict[str, float]:
         """Mean trajectory and overconfidence on the held-out traces (or on `batch`)."""
         traces = list(batch) if batch is not None else self.traces
