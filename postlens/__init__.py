@@ -33,6 +33,7 @@ _EXPORTS = {
     "PersonaConfig": "postlens.diffs.personas.analysis",
     "PersonaInputs": "postlens.diffs.personas.analysis",
     "ConfidenceConfig": "postlens.probes.confidence.result",
+    "TrajectoryConfig": "postlens.probes.confidence.trajectory",
     "CrosscoderConfig": "postlens.diffs.crosscoder.model",
     "SteerConfig": "postlens.diffs.causal.steer",
     "ExtrapolateConfig": "postlens.diffs.causal.extrapolate",

@@ -31,7 +31,12 @@ CASES = {
         None,
         pl.PassKConfig(sample=pl.SampleConfig(n=2, limit=2, batch_size=256, max_new_tokens=16)),
     ),
-    "confidence": (None, pl.ConfidenceConfig(n_problems=3, n_samples=1, max_new_tokens=60)),
+    "confidence": (
+        None,
+        pl.ConfidenceConfig(
+            pl.SampleConfig(limit=3, max_new_tokens=60), pl.TrajectoryConfig(n_samples=1)
+        ),
+    ),
     "personas": (None, pl.PersonaConfig(sae=None, n_per_persona=4, n_prompts=4)),
     "crosscoder": ("corpus", CROSSCODER),
     "crosscoder_three_way": ("corpus", CROSSCODER),

@@ -27,4 +27,6 @@ def _show(console: Console, result: Any) -> None:
     console.print(table)
 
 
-confidence = family_command("confidence", _show)
+confidence = family_command(
+    "confidence", _show, exclude=("sample.n", "sample.source", "sample.top_p", "sample.temperature")
+)

@@ -138,10 +138,19 @@ def config_fields(
 
 
 def _unclash(fields: list[ConfigField]) -> list[ConfigField]:
-    """Nested fields whose name an outer field already has get their parent's prefix."""
-    outer = {f.name for f in fields if len(f.path) == 1}
+    """A nested field whose name another field also has gets its parent's prefix.
+
+    Example:
+        >>> from postlens.probes.confidence.result import ConfidenceConfig
+        >>> names = [f.name for f in config_fields(ConfidenceConfig)]
+        >>> "sample_max_new_tokens" in names and "trajectory_max_new_tokens" in names
+        True
+    """
+    seen: dict[str, int] = {}
+    for f in fields:
+        seen[f.name] = seen.get(f.name, 0) + 1
     return [
-        dataclasses.replace(f, name="_".join(f.path)) if len(f.path) > 1 and f.name in outer else f
+        dataclasses.replace(f, name="_".join(f.path)) if len(f.path) > 1 and seen[f.name] > 1 else f
         for f in fields
     ]
 

@@ -22,7 +22,7 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from postlens.data.defaults import Classifier, InputProvider
+from postlens.data.defaults import DEFAULT_PROBLEMS, Classifier, InputProvider
 from postlens.data.verifiers import Problem
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class OrganismInputs(InputProvider):
     def traces(self, models: Mapping[str, Any], tokenizer: Tokenizer, config: Any) -> Any:
         from postlens.organism.traces import PROBLEM_OFFSET, organism_traces
 
-        problems = self.problems(config.n_problems, PROBLEM_OFFSET)
+        problems = self.problems(config.sample.limit or DEFAULT_PROBLEMS, PROBLEM_OFFSET)
         return organism_traces(models, tokenizer, config, problems)
 
     def sae(self) -> str | None:

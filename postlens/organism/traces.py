@@ -8,7 +8,7 @@ Example:
     >>> import postlens as pl
     >>> from postlens.probes.confidence.result import ConfidenceConfig
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> cfg = ConfidenceConfig(n_problems=3, max_new_tokens=60)
+    >>> cfg = ConfidenceConfig(pl.SampleConfig(limit=3, max_new_tokens=60))
     >>> problems = fam.inputs.problems(3, PROBLEM_OFFSET)
     >>> traces = organism_traces({"rl": fam["rl"].post}, fam.tokenizer, cfg, problems)
     >>> len(traces["rl"]), traces["rl"][0].label in ("careful", "sloppy", "hasty", "other")
@@ -38,7 +38,7 @@ def organism_traces(
     Args:
         models: model name → `Backend` (e.g. ``fam.models()``).
         tokenizer: their tokenizer.
-        config: a `ConfidenceConfig` (`max_new_tokens` and `seed` are read).
+        config: a `ConfidenceConfig` (its sampling's `max_new_tokens` and `seed` are read).
         problems: the held-out problems traced (`PROBLEM_OFFSET`'s set).
     """
     from postlens.organism.task import classify_style
@@ -48,7 +48,7 @@ def organism_traces(
     out = {}
     for name, backend in models.items():
         done = sample_completions(
-            backend, tokenizer, prompts, max_new_tokens=config.max_new_tokens, seed=config.seed,
+            backend, tokenizer, prompts, max_new_tokens=config.sample.max_new_tokens, seed=config.sample.seed,
             progress=False,
         )  # fmt: skip
         out[name] = [

@@ -9,7 +9,7 @@ Example:
     >>> from postlens.probes.confidence.result import ConfidenceConfig
     >>> from postlens.probes.confidence.trajectory import Trace, TrajectoryConfig, behavioural_trajectories
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> pair, cfg = fam["rl"], ConfidenceConfig(n_problems=6, max_new_tokens=60)
+    >>> pair, cfg = fam["rl"], ConfidenceConfig(pl.SampleConfig(limit=6, max_new_tokens=60))
     >>> traces = fam.inputs.traces({"rl": pair.post}, fam.tokenizer, cfg)["rl"]  # sampled
     >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5)
     >>> trajectories = behavioural_trajectories(pair.post, None, traces, cfg)
@@ -128,7 +128,7 @@ def fit_layer_probes(
         >>> import postlens as pl
         >>> from postlens.probes.confidence.result import ConfidenceConfig
         >>> fam = pl.load("organism:base", rl="organism:rl")
-        >>> pair, cfg = fam["rl"], ConfidenceConfig(n_problems=6, max_new_tokens=60)
+        >>> pair, cfg = fam["rl"], ConfidenceConfig(pl.SampleConfig(limit=6, max_new_tokens=60))
         >>> traces = fam.inputs.traces({"rl": pair.post}, fam.tokenizer, cfg)["rl"]  # sampled
         >>> from postlens.probes.confidence.trajectory import TrajectoryConfig, behavioural_trajectories
         >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5)

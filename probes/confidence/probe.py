@@ -23,7 +23,7 @@ Example (a sketch: real probes want hundreds of traces and ``n_samples=10``):
     >>> import postlens as pl
     >>> from postlens.probes.confidence.result import ConfidenceConfig
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> pair, cfg = fam["rl"], ConfidenceConfig(n_problems=6, max_new_tokens=60)
+    >>> pair, cfg = fam["rl"], ConfidenceConfig(pl.SampleConfig(limit=6, max_new_tokens=60))
     >>> traces = fam.inputs.traces({"rl": pair.post}, fam.tokenizer, cfg)["rl"]  # sampled
     >>> from postlens.probes.confidence.trajectory import TrajectoryConfig, behavioural_trajectories
     >>> cfg = TrajectoryConfig(n_cuts=2, n_samples=2, max_new_tokens=5)
@@ -117,7 +117,7 @@ class ConfidenceProbe:
             >>> import postlens as pl
             >>> from postlens.probes.confidence.result import ConfidenceConfig
             >>> fam = pl.load("organism:base", rl="organism:rl")
-            >>> pair, cfg = fam["rl"], ConfidenceConfig(n_problems=3, max_new_tokens=60)
+            >>> pair, cfg = fam["rl"], ConfidenceConfig(pl.SampleConfig(limit=3, max_new_tokens=60))
             >>> traces = fam.inputs.traces({"rl": pair.post}, fam.tokenizer, cfg)["rl"]  # sampled
             >>> acts = cut_activations(pair.post, None, traces, n_cuts=2, layers=[2])[2]
             >>> scores = torch.tensor([0.0, 0.0, 1.0] * 3)

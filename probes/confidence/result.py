@@ -10,7 +10,7 @@ the trajectory the best layer's probe predicts. ``fam.confidence()`` runs it.
 Example:
     >>> import postlens as pl
     >>> fam = pl.load("organism:base", rl="organism:rl")
-    >>> cfg = ConfidenceConfig(n_problems=6, n_samples=2, max_new_tokens=60)
+    >>> cfg = ConfidenceConfig(pl.SampleConfig(limit=6, max_new_tokens=60), pl.TrajectoryConfig(n_samples=2, max_new_tokens=8))
     >>> res = fam.confidence(config=cfg)
     >>> sorted(res.models), len(res["rl"].mean_trajectory)
     (['base', 'rl'], 6)
@@ -34,6 +34,7 @@ from postlens.probes.confidence.trajectory import (
     behavioural_trajectories,
 )
 from postlens.results.protocol import Result, summary_dict
+from postlens.sampling.generation import SampleConfig
 
 if TYPE_CHECKING:
     from postlens.models.types import Tokenizer
@@ -44,38 +45,33 @@ class ConfidenceConfig:
     """Settings of a confidence analysis.
 
     Attributes:
-        n_problems: the organism's held-out problems traced (when no traces are given).
-        n_samples: continuations sampled at each cut.
-        max_new_tokens_answer: length of each continuation after the answer-forcing suffix.
-        max_new_tokens: length of the sampled traces (the organism's reasoning takes about
-            60-90 tokens; 100 is what the report has always used).
-        suffix: appended at each cut to force an answer now (the organism's ``"\\nanswer "``).
-        seed: seed of the traces, the continuations and the probes' split.
+        sample: how traces are sampled when the family's own are used: `limit` problems (at
+            least 3: the probes need them), `max_new_tokens` of reasoning (the organism's takes
+            about 60-90 tokens), `seed` (also the probes' split).
+        trajectory: the behavioural scores: `n_cuts`, `n_samples` continuations per cut of at
+            most `max_new_tokens`, after the answer-forcing `suffix` (the organism's
+            ``"\\nanswer "``).
+
+    Example:
+        >>> ConfidenceConfig().sample.limit, ConfidenceConfig().trajectory.n_samples
+        (24, 4)
     """
 
-    n_problems: int = 24
-    n_samples: int = 4
-    max_new_tokens_answer: int = 8
-    max_new_tokens: int = 100
-    suffix: str = TrajectoryConfig.suffix
-    seed: int = 0
+    sample: SampleConfig = field(
+        default_factory=lambda: SampleConfig(n=1, limit=24, max_new_tokens=100)
+    )
+    trajectory: TrajectoryConfig = field(
+        default_factory=lambda: TrajectoryConfig(n_samples=4, max_new_tokens=8)
+    )
 
     def __post_init__(self) -> None:
-        sizes = (self.n_problems, self.n_samples, self.max_new_tokens_answer, self.max_new_tokens)
-        if min(sizes) < 1:
-            raise ConfigError(
-                "n_problems, n_samples, max_new_tokens_answer and max_new_tokens must be "
-                f"positive (got {', '.join(map(str, sizes))})"
-            )
-        if self.n_problems < 3:
-            raise ConfigError(f"the probes need at least 3 traces (n_problems={self.n_problems})")
+        if self.sample.limit is not None and self.sample.limit < 3:
+            raise ConfigError(f"the probes need at least 3 traces (limit={self.sample.limit})")
 
-    def trajectory(self) -> TrajectoryConfig:
-        """The `TrajectoryConfig` of the behavioural scores."""
-        return TrajectoryConfig(
-            n_samples=self.n_samples, max_new_tokens=self.max_new_tokens_answer,
-            suffix=self.suffix, seed=self.seed,
-        )  # fmt: skip
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ConfidenceConfig:
+        """The config `to_json` wrote (``dataclasses.asdict``)."""
+        return cls(SampleConfig(**data["sample"]), TrajectoryConfig(**data["trajectory"]))
 
 
 @dataclass(frozen=True)
@@ -214,7 +210,7 @@ class ConfidenceResult(Result[ConfidenceSummary], kind="confidence"):
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConfidenceResult:
         models = {name: ModelConfidence.from_json(m) for name, m in data["models"].items()}
-        return cls(models, ConfidenceConfig(**data["config"]))
+        return cls(models, ConfidenceConfig.from_json(data["config"]))
 
     def plot(self) -> Any:
         """Mean behavioural confidence (solid) and the probe's reading (dashed) at each cut."""
@@ -264,8 +260,10 @@ def confidence_of_models(
 def _of_model(
     backend: Any, tokenizer: Tokenizer, traces: list[Trace], name: str, cfg: ConfidenceConfig
 ) -> ModelConfidence:
-    traj = behavioural_trajectories(backend, tokenizer, traces, cfg.trajectory())
-    probes = fit_layer_probes(backend.hf_model, tokenizer, traces, traj, seed=cfg.seed, name=name)
+    traj = behavioural_trajectories(backend, tokenizer, traces, cfg.trajectory)
+    probes = fit_layer_probes(
+        backend.hf_model, tokenizer, traces, traj, seed=cfg.sample.seed, name=name
+    )
     predicted = probes.best_probe.cut_predictions(
         backend.hf_model, tokenizer, traces, traj.config.n_cuts
     )

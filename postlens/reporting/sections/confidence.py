@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from postlens.reporting.section import ReportContext, Section
@@ -27,7 +28,9 @@ INTRO = (
 def _compute(ctx: ReportContext) -> Any:
     from postlens.probes.confidence.result import ConfidenceConfig
 
-    return ctx.family.confidence(config=ConfidenceConfig(seed=ctx.config.seed))
+    default = ConfidenceConfig()
+    sample = dataclasses.replace(default.sample, seed=ctx.config.seed)
+    return ctx.family.confidence(config=dataclasses.replace(default, sample=sample))
 
 
 def _unavailable(ctx: ReportContext) -> str | None:

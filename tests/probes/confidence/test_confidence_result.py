@@ -17,7 +17,9 @@ from postlens.probes.confidence.result import (
     confidence_of_models,
 )
 
-CONFIG = ConfidenceConfig(n_problems=4, n_samples=2, max_new_tokens=60)
+CONFIG = ConfidenceConfig(
+    pl.SampleConfig(limit=4, max_new_tokens=60), pl.TrajectoryConfig(n_samples=2, max_new_tokens=8)
+)
 
 
 def _html(text: str) -> str:
@@ -69,9 +71,9 @@ def test_report_section_renders_the_same_from_json(result):
 
 def test_bad_configs_and_missing_traces(family):
     with pytest.raises(ConfigError, match="positive"):
-        ConfidenceConfig(n_samples=0)
+        pl.TrajectoryConfig(n_samples=0)
     with pytest.raises(ConfigError, match="at least 3 traces"):
-        ConfidenceConfig(n_problems=2)
+        ConfidenceConfig(pl.SampleConfig(limit=2))
     with pytest.raises(InputFileError, match="need reasoning traces"):
         dataclasses.replace(family, inputs=InputProvider()).confidence(config=CONFIG)
     with pytest.raises(ConfigError, match="missing for base"):
