@@ -1,7 +1,8 @@
 """Options shared by several commands, with their defaults taken from the config dataclasses.
 
-Each default lives once, in the dataclass (`SampleConfig`, `ForkConfig`, ...); a command's option
-reads it from there (``typer.Option(SampleConfig.max_new_tokens)``). This module is imported by
+Each default lives once, in the dataclass (`SampleConfig`, `ForkConfig`, ...): the options of a
+config come from its fields (`postlens.cli.config_options`); the options here are the ones no
+config holds (inputs, loading, outputs). This module is imported by
 every command at start-up, so it imports only light modules: `postlens.sampling.generation` defers torch
 to its functions and the backend names live in `postlens.backends.names`.
 """
@@ -40,9 +41,6 @@ PROMPT_FIELD = typer.Option("prompt", help="The field (or dataset column) holdin
 COMPLETION_FIELD = typer.Option(
     "completion", help="The field (or dataset column) holding the completion."
 )
-MAX_NEW_TOKENS = typer.Option(SampleConfig.max_new_tokens, help="Length of sampled completions.")
-TEMPERATURE = typer.Option(SampleConfig.temperature, help="Sampling temperature (0: greedy).")
-TOP_P = typer.Option(SampleConfig.top_p, help="Nucleus sampling mass.")
 SEED = typer.Option(SampleConfig.seed, help="Seed of every sampling step.")
 PROBLEMS = typer.Option(
     None,
