@@ -154,7 +154,10 @@ class Family:
     @classmethod
     def of(cls, pair: ModelPair, name: str = "post") -> Family:
         """A family of one child from a pair already loaded (e.g. `ModelPair.from_models`)."""
-        return cls({name: pair}, provider_for(pair.base_spec.spec, pair.base_spec.path))
+        base = pair.base_spec  # models built in memory have no folder to hold an inputs file
+        return cls(
+            {name: pair}, provider_for(base.spec, None if base.kind == "memory" else base.path)
+        )
 
     def with_inputs(self, inputs: Inputs | InputProvider) -> Family:
         """The same models, with `inputs` asked before the family's own defaults.
