@@ -23,17 +23,20 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from postlens.errors import CheckpointError, ConfigError, PostlensError
 
+if TYPE_CHECKING:
+    from postlens.backends.base import ModelLike
+
 logger = logging.getLogger(__name__)
 
 
-def unwrap_model(model: Any) -> Any:
+def unwrap_model(model: ModelLike) -> Any:
     """The Hugging Face model behind a `Backend` (e.g. ``pair.post``), or `model` itself."""
     return getattr(model, "hf_model", model)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 from jaxtyping import Float, Int
@@ -34,6 +34,10 @@ class RunOutput:
 
     def __getitem__(self, name: str) -> Tensor:
         return self.activations[name]
+
+
+#: What the probes and monitors read: a `Backend`, or a bare (possibly wrapped) torch model.
+ModelLike: TypeAlias = "Backend | torch.nn.Module"
 
 
 class Backend(ABC):

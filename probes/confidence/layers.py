@@ -34,6 +34,7 @@ from postlens.probes.confidence.trajectory import Trace, TrajectoryResult
 from postlens.probes.provenance import Provenance
 
 if TYPE_CHECKING:
+    from postlens.backends.base import ModelLike
     from postlens.models.types import Tokenizer
 
 
@@ -99,7 +100,7 @@ class LayerComparison:
 
 
 def fit_layer_probes(
-    model: Any,
+    model: ModelLike,
     tokenizer: Tokenizer,
     traces: Sequence[Trace],
     trajectories: TrajectoryResult,

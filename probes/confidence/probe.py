@@ -61,6 +61,7 @@ from postlens.probes.provenance import (
 from postlens.probes.readings import resid_post
 
 if TYPE_CHECKING:
+    from postlens.backends.base import ModelLike
     from postlens.models.types import Tokenizer
 
 
@@ -177,7 +178,11 @@ class ConfidenceProbe:
         )
 
     def cut_predictions(
-        self, model: Any, tokenizer: Tokenizer | None, traces: Sequence[Trace], n_cuts: int = 5
+        self,
+        model: ModelLike,
+        tokenizer: Tokenizer | None,
+        traces: Sequence[Trace],
+        n_cuts: int = 5,
     ) -> Float[np.ndarray, "n_traces cuts"]:
         """The probe's reading at the K+1 cuts of each trace, one forward pass per batch.
 
@@ -192,7 +197,7 @@ class ConfidenceProbe:
 
     def predict_trajectory(
         self,
-        model: Any,
+        model: ModelLike,
         traces_or_tokenizer: Tokenizer | Sequence[Trace] | None,
         traces: Sequence[Trace] | None = None,
         batch_size: int = 32,
@@ -223,7 +228,7 @@ class ConfidenceProbe:
         return out
 
 
-def _model_and_tokenizer(model: Any, tokenizer: Tokenizer | None) -> tuple[Any, Any]:
+def _model_and_tokenizer(model: ModelLike, tokenizer: Tokenizer | None) -> tuple[Any, Any]:
     """A bare HF model and its tokenizer, from a `Backend` or from (model, tokenizer)."""
     if tokenizer is None:
         tokenizer = getattr(model, "tokenizer", None)
@@ -250,7 +255,7 @@ def _pad(seqs: list[list[int]], pad: int | None) -> tuple[Tensor, Tensor]:
 
 
 def cut_activations(
-    model: Any,
+    model: ModelLike,
     tokenizer: Tokenizer,
     traces: Sequence[Trace],
     n_cuts: int,

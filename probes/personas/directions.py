@@ -67,6 +67,7 @@ from postlens.probes.provenance import (
 )
 
 if TYPE_CHECKING:
+    from postlens.backends.base import ModelLike
     from postlens.models.types import Tokenizer
 
 
@@ -96,7 +97,7 @@ class PersonaDirection:
 
     def project(
         self,
-        model: Any,
+        model: ModelLike,
         tokenizer: Tokenizer | None,
         texts: Sequence[Text],
         fingerprint: bool = False,
@@ -235,7 +236,7 @@ def _separation(pos: np.ndarray, neg: np.ndarray) -> float | None:
 
 def _fit(
     name: str,
-    model: Any,
+    model: ModelLike,
     pos: dict[int, Tensor],
     negs: list[dict[int, Tensor]],
     test_fraction: float,
@@ -276,7 +277,7 @@ def _check_sets(sets: Mapping[str, Sequence[Text]], test_fraction: float) -> Non
 
 
 def persona_directions(
-    model: Any,
+    model: ModelLike,
     tokenizer: Tokenizer,
     positive: Sequence[Text],
     negative: Sequence[Text],
@@ -315,7 +316,7 @@ def persona_directions(
 
 
 def one_vs_rest_directions(
-    model: Any,
+    model: ModelLike,
     tokenizer: Tokenizer,
     sets: Mapping[str, Sequence[Text]],
     layers: Sequence[int] | None = None,
@@ -351,7 +352,7 @@ def one_vs_rest_directions(
     return PersonaSet(found)
 
 
-def _layers(model: Any, layers: Sequence[int] | None) -> list[int]:
+def _layers(model: ModelLike, layers: Sequence[int] | None) -> list[int]:
     n_layers = unwrap_model(model).config.num_hidden_layers
     layers = sorted(set(layers if layers is not None else range(n_layers)))
     if not layers or layers[0] < 0 or layers[-1] >= n_layers:

@@ -46,6 +46,7 @@ from postlens.probes.personas.directions import (
 from postlens.probes.provenance import check_compatible
 
 if TYPE_CHECKING:
+    from postlens.backends.base import ModelLike
     from postlens.models.types import Tokenizer
 
 
@@ -74,7 +75,10 @@ class PersonaMonitor:
         self.name = name or f"persona/{direction.name}"
 
     def read(
-        self, model: Any, tokenizer: Tokenizer | None = None, batch: Sequence[Text] | None = None
+        self,
+        model: ModelLike,
+        tokenizer: Tokenizer | None = None,
+        batch: Sequence[Text] | None = None,
     ) -> dict[str, float]:
         """Mean projection of the held-out prompts (or of `batch`) on the direction."""
         tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)

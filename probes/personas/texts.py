@@ -24,6 +24,7 @@ from postlens.probes.provenance import unwrap_model
 from postlens.probes.readings import resid_post
 
 if TYPE_CHECKING:
+    from postlens.backends.base import ModelLike
     from postlens.models.types import Tokenizer
 
 #: A text, or a ``(prompt, response)`` pair whose response tokens alone are averaged.
@@ -58,7 +59,7 @@ def _encode(tokenizer: Tokenizer, texts: Sequence[Text]) -> tuple[dict[str, Tens
 
 
 def mean_activations(
-    model: Any,
+    model: ModelLike,
     tokenizer: Tokenizer | None,
     texts: Sequence[Text],
     layers: Sequence[int],

@@ -54,6 +54,7 @@ from postlens.probes.confidence.trajectory import Trace
 from postlens.probes.training.monitor import Monitor
 
 if TYPE_CHECKING:
+    from postlens.backends.base import ModelLike
     from postlens.models.types import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class ProbeMonitor:
         self.failures = 0
         self.seconds = 0.0  # total time spent reading, to measure the overhead
 
-    def read(self, model: Any, step: int, write: bool = True) -> dict[str, float]:
+    def read(self, model: ModelLike, step: int, write: bool = True) -> dict[str, float]:
         """Every monitor's readings now; a failing monitor is logged and skipped (unless strict)."""
         start = time.perf_counter()
         readings: dict[str, float] = {}
@@ -133,7 +134,7 @@ class ProbeMonitor:
                     f.write(json.dumps({"step": step, **readings}) + "\n")
         return readings
 
-    def step(self, model: Any, step: int) -> dict[str, float] | None:
+    def step(self, model: ModelLike, step: int) -> dict[str, float] | None:
         """Call once per training step; reads on every `every`-th step."""
         return self.read(model, step) if step % self.every == 0 else None
 
@@ -205,7 +206,7 @@ class ProbeCallback(TrainerCallback):
         self._pending = {}
 
     def on_step_end(
-        self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
+        self, args: Any, state: Any, control: Any, model: ModelLike | None = None, **kwargs: Any
     ) -> None:
         if state.global_step % self.monitor.every or model is None:
             return
@@ -291,7 +292,7 @@ class ProbeReward:
     def __init__(
         self,
         probe: Any,
-        model: Any = None,
+        model: ModelLike | None = None,
         tokenizer: Tokenizer | None = None,
         lam: float = 0.5,
         n_cuts: int = 5,

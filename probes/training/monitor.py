@@ -33,6 +33,7 @@ from postlens.probes.confidence.trajectory import Trace
 from postlens.probes.provenance import check_compatible, unwrap_model
 
 if TYPE_CHECKING:
+    from postlens.backends.base import ModelLike
     from postlens.models.types import Tokenizer
 
 
@@ -46,7 +47,9 @@ class Monitor(Protocol):
 
     name: str
 
-    def read(self, model: Any, tokenizer: Tokenizer | None, batch: Any = None) -> dict[str, float]:
+    def read(
+        self, model: ModelLike, tokenizer: Tokenizer | None, batch: Any = None
+    ) -> dict[str, float]:
         """Readings of `model` on the monitor's held-out batch (or on `batch`)."""
         ...
 
@@ -100,7 +103,7 @@ class ConfidenceMonitor:
         return self.probes[0]
 
     def read(
-        self, model: Any, tokenizer: Tokenizer, batch: Sequence[Trace] | None = None
+        self, model: ModelLike, tokenizer: Tokenizer, batch: Sequence[Trace] | None = None
     ) -> dict[str, float]:
         """Mean trajectory and overconfidence on the held-out traces (or on `batch`)."""
         traces = list(batch) if batch is not None else self.traces
