@@ -58,12 +58,13 @@ def report(
 
 
 def _read(path: Path) -> Report:
-    from postlens.results.family import read_json, register_kinds
+    from postlens.registry import register_result_kinds
+    from postlens.results.family import read_json
 
     data = _embedded_json(path) if path.suffix in (".html", ".htm") else read_json(path)
     if not isinstance(data, dict) or data.get("kind") != Report.kind:
         raise InputFileError(f"{path}: not a report's results (written by postlens report --json)")
-    register_kinds()
+    register_result_kinds()
     try:
         return Report.from_json(data)
     except (KeyError, TypeError, ValueError) as err:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from postlens.errors import InputFileError
+from postlens.registry import register_result_kinds
 from postlens.results.protocol import Result
 
 
@@ -96,13 +97,6 @@ class ByChild(Result[ChildSummaries], Mapping[str, Result], kind="by_child"):
         return f"<div>{''.join(parts)}</div>"
 
 
-def register_kinds() -> None:
-    """Import every registered result class (so `Result.from_json` knows them all)."""
-    from postlens.registry import register_result_kinds
-
-    register_result_kinds()
-
-
 def load_result(source: str | Path | Mapping[str, Any]) -> Result:
     """A result read back from its JSON (a dict, or a file written by ``--json``).
 
@@ -110,7 +104,7 @@ def load_result(source: str | Path | Mapping[str, Any]) -> Result:
         InputFileError: the file is missing, is not JSON, or holds no postlens result.
     """
     data = read_json(source) if isinstance(source, str | Path) else source
-    register_kinds()
+    register_result_kinds()
     try:
         return Result.from_json(data)
     except (KeyError, TypeError, ValueError) as err:
