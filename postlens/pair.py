@@ -41,7 +41,7 @@ from postlens.models.preflight import check_memory
 from postlens.models.specs import ResolvedSpec, resolve_spec
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Model, Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ Which = Literal["base", "post"]
 
 
 def make_backend(
-    name: str, hf_model: Any, tokenizer: Tokenizer, location: str, remote: bool = False
+    name: str, hf_model: Model, tokenizer: Tokenizer, location: str, remote: bool = False
 ) -> Backend:
     """Wrap a loaded Hugging Face model in the named backend.
 
@@ -201,8 +201,8 @@ class ModelPair:
     @classmethod
     def from_models(
         cls,
-        base_model: Any,
-        post_model: Any,
+        base_model: Model,
+        post_model: Model,
         tokenizer: Tokenizer,
         backend: BackendName = "nnsight",
         names: tuple[str, str] = ("base", "post"),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from postlens.errors import ConfigError
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Model, Tokenizer
 
 TINY_CHARS = string.ascii_lowercase + string.digits + " .,:?+=<>\n"
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -93,7 +93,7 @@ def save_tiny_model(path: str | Path, arch: str = "llama", seed: int = 0, **over
     return save_model(model, tok, path)
 
 
-def save_model(model: Any, tokenizer: Tokenizer, path: str | Path) -> Path:
+def save_model(model: Model, tokenizer: Tokenizer, path: str | Path) -> Path:
     """Save a model and tokenizer in Hugging Face format."""
     path = Path(path)
     model.save_pretrained(path, safe_serialization=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -14,7 +14,7 @@ from torch import Tensor
 from postlens.errors import ConfigError
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Generating, Model, Tokenizer
 
 #: A replacement for an activation: a tensor of the activation's shape, or a function of it.
 Intervention = Tensor | Callable[[Tensor], Tensor]
@@ -49,7 +49,7 @@ class Backend(ABC):
 
     name: str = "abstract"
 
-    def __init__(self, hf_model: Any, tokenizer: Tokenizer) -> None:
+    def __init__(self, hf_model: Model, tokenizer: Tokenizer) -> None:
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         cfg = hf_model.config
@@ -181,7 +181,9 @@ class Backend(ABC):
         generation loop, which is the fastest path; hooks play no part in sampling.
         """
         kwargs = {"pad_token_id": self.tokenizer.pad_token_id, **generate_kwargs}
-        return self.hf_model.generate(
+        # transformers 5's PreTrainedModel carries no `generate`; every causal LM mixes it in.
+        model = cast("Generating", self.hf_model)
+        return model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=None if attention_mask is None else attention_mask.to(self.device),
             **kwargs,

@@ -28,7 +28,7 @@ from postlens.errors import PostlensError
 from postlens.hooks import HookPoint, forward_order
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Model, Tokenizer
 
 
 def ndif_api_key() -> str | None:
@@ -55,7 +55,7 @@ class NNsightBackend(TracingBackend):
 
     name = "nnsight"
 
-    def __init__(self, hf_model: Any, tokenizer: Tokenizer, remote: bool = False) -> None:
+    def __init__(self, hf_model: Model, tokenizer: Tokenizer, remote: bool = False) -> None:
         super().__init__(hf_model, tokenizer)
         from nnsight import TransformersModel
 

@@ -12,7 +12,7 @@ from postlens.backends.base import Intervention, RunOutput, TracingBackend, appl
 from postlens.hooks import forward_order
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Model, Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class TransformerLensBackend(TracingBackend):
 
     name = "transformer_lens"
 
-    def __init__(self, hf_model: Any, tokenizer: Tokenizer, location: str) -> None:
+    def __init__(self, hf_model: Model, tokenizer: Tokenizer, location: str) -> None:
         super().__init__(hf_model, tokenizer)
         from transformer_lens.model_bridge import TransformerBridge
 

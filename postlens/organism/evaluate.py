@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from postlens.organism.task import STYLES, Problem, classify_style, format_prompt, pass_at_k, verify
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Generating, Tokenizer
 
 logger = logging.getLogger(__name__)
 KS = (1, 2, 4, 8, 16, 32, 64)
@@ -55,7 +55,7 @@ def chat_prompt(tokenizer: Tokenizer, prompt: str) -> str:
 
 @torch.no_grad()
 def sample(
-    model: Any,
+    model: Generating,
     tokenizer: Tokenizer,
     prompts: list[str],
     n: int,
@@ -99,7 +99,7 @@ def sample(
 
 
 def evaluate_model(
-    model: Any,
+    model: Generating,
     tokenizer: Tokenizer,
     problems: list[Problem],
     n: int,

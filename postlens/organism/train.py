@@ -28,7 +28,7 @@ from postlens.organism.task import make_problems
 from postlens.organism.tokenizer import build_organism_tokenizer
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Model, Tokenizer
 
 logger = logging.getLogger(__name__)
 HELD_OUT_SEED = 10_000
@@ -77,7 +77,7 @@ def _seed_everything(seed: int, threads: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _save(model: Any, tokenizer: Tokenizer, path: Path) -> None:
+def _save(model: Model, tokenizer: Tokenizer, path: Path) -> None:
     from transformers import GenerationConfig
 
     model.generation_config = GenerationConfig(

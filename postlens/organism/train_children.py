@@ -39,7 +39,7 @@ from postlens.organism.task import make_problems
 from postlens.organism.train import HELD_OUT_SEED, _cpu_time, _save, _seed_everything
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Generating, Tokenizer
 
 logger = logging.getLogger(__name__)
 #: Held-out problems the recipe excludes from training (the organism's 500, always).
@@ -143,7 +143,7 @@ def run_children(
 
 def _evaluate(
     name: str,
-    model: Any,
+    model: Generating,
     tokenizer: Tokenizer,
     problems: list[Any],
     config: ChildrenConfig,

@@ -36,13 +36,13 @@ from postlens.models import compat
 from postlens.sampling.generation import SampleConfig, _encode_left, until_stop
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Model, Tokenizer
 
 #: (driver logits, helper logits) of one step → (logits sampled from, rows handed over).
 Combine = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
-def _step(model: Any, ids: Tensor, mask: Tensor, cache: Any) -> Float[Tensor, "batch vocab"]:
+def _step(model: Model, ids: Tensor, mask: Tensor, cache: Any) -> Float[Tensor, "batch vocab"]:
     # Position ids as transformers' generate makes them from a left-padded mask.
     pos = (mask.cumsum(-1) - 1).clamp_min(0)[:, -ids.shape[1] :]
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
@@ -121,7 +121,7 @@ def two_model_decode(
     return samples, flags
 
 
-def _eos(hf_model: Any) -> list[int]:
+def _eos(hf_model: Model) -> list[int]:
     eos = getattr(getattr(hf_model, "generation_config", None), "eos_token_id", None)
     return [] if eos is None else [int(e) for e in (eos if isinstance(eos, list) else [eos])]
 

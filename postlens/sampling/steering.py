@@ -37,13 +37,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from postlens.errors import ConfigError
+
+if TYPE_CHECKING:
+    from postlens.models.types import Model
 
 WHERE = ("all", "generated")
 SITES = ("hook_resid_post", "hook_resid_pre")
@@ -80,7 +83,7 @@ class SteerSpec:
             raise ConfigError(f"steps must be >= 0, got {list(self.steps)}")
 
 
-def decoder_layer(hf_model: Any, layer: int) -> torch.nn.Module:
+def decoder_layer(hf_model: Model, layer: int) -> torch.nn.Module:
     """The original decoder block `layer` of a causal LM (unwrapping TransformerBridge's).
 
     Example:
