@@ -23,7 +23,7 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
@@ -32,16 +32,17 @@ from postlens.errors import CheckpointError, ConfigError, PostlensError
 
 if TYPE_CHECKING:
     from postlens.backends.base import ModelLike
+    from postlens.models.types import Model
 
 logger = logging.getLogger(__name__)
 
 
-def unwrap_model(model: ModelLike) -> Any:
+def unwrap_model(model: ModelLike) -> Model:
     """The Hugging Face model behind a `Backend` (e.g. ``pair.post``), or `model` itself."""
-    return getattr(model, "hf_model", model)
+    return cast("Model", getattr(model, "hf_model", model))
 
 
-def model_fingerprint(hf_model: Any) -> str:
+def model_fingerprint(hf_model: ModelLike) -> str:
     """SHA-256 (first 16 hex digits) of the model's unembedding weights, as float32 bytes.
 
     The unembedding changes under any fine-tuning that touches it and is present in every causal
@@ -53,9 +54,9 @@ def model_fingerprint(hf_model: Any) -> str:
         >>> len(model_fingerprint(tiny_model("llama")[0])) > 8
         True
     """
-    hf_model = unwrap_model(hf_model)
-    head = hf_model.get_output_embeddings() or hf_model.get_input_embeddings()
-    weight = head.weight.detach().float().cpu().contiguous()
+    model = unwrap_model(hf_model)
+    head = model.get_output_embeddings() or model.get_input_embeddings()
+    weight = cast(torch.Tensor, head.weight).detach().float().cpu().contiguous()
     return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
 
 
@@ -85,34 +86,34 @@ class Provenance:
 
     @classmethod
     def of(
-        cls, hf_model: Any, layer: int, name: str | None = None, hook: str | None = None
+        cls, hf_model: ModelLike, layer: int, name: str | None = None, hook: str | None = None
     ) -> Provenance:
         """The provenance of something read from `hf_model` (or a `Backend`) at `layer`."""
         import postlens
 
-        hf_model = unwrap_model(hf_model)
-        cfg = hf_model.config
+        model = unwrap_model(hf_model)
+        cfg = model.config
         if not 0 <= layer < cfg.num_hidden_layers:
             raise ConfigError(f"layer {layer} out of range: the model has {cfg.num_hidden_layers}")
         return cls(
-            model=name or getattr(cfg, "_name_or_path", "") or type(hf_model).__name__,
+            model=name or getattr(cfg, "_name_or_path", "") or type(model).__name__,
             layer=layer,
             hook=hook or f"blocks.{layer}.hook_resid_post",
             d_model=cfg.hidden_size,
             n_layers=cfg.num_hidden_layers,
-            fingerprint=model_fingerprint(hf_model),
+            fingerprint=model_fingerprint(model),
             postlens_version=postlens.__version__,
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         )
 
-    def check(self, hf_model: Any, what: str = "probe", strict_shape: bool = True) -> None:
+    def check(self, hf_model: ModelLike, what: str = "probe", strict_shape: bool = True) -> None:
         """`check_compatible` with this provenance."""
         check_compatible(self, hf_model, strict_shape=strict_shape, what=what)
 
 
 def check_compatible(
     provenance: Provenance,
-    hf_model: Any,
+    hf_model: ModelLike,
     strict_shape: bool = True,
     what: str = "probe",
     fingerprint: bool = True,

@@ -8,7 +8,7 @@ the backends return under that name (checked in the tests).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -16,16 +16,20 @@ from torch import Tensor
 
 from postlens.backends.arch import layout_for
 
+if TYPE_CHECKING:
+    from postlens.models.types import Model
+
 
 @torch.no_grad()
 def resid_post(
-    hf_model: Any,
+    hf_model: Model,
     input_ids: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     layers: Sequence[int],
 ) -> dict[int, Float[Tensor, "batch pos d_model"]]:
     """The residual stream after each block in `layers`, in eval mode (training mode restored)."""
-    blocks = hf_model.get_submodule(layout_for(hf_model.config.model_type).layers)
+    layers_path = layout_for(hf_model.config.model_type).layers
+    blocks = cast(torch.nn.ModuleList, hf_model.get_submodule(layers_path))
     out: dict[int, Tensor] = {}
 
     def capture(layer: int) -> Any:

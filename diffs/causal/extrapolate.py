@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -38,7 +38,7 @@ from postlens.errors import ConfigError, IncompatibleModelsError
 from postlens.sampling.generation import SampleConfig, sample_completions
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Generating, Model, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class ExtrapolateConfig:
             raise ConfigError("give at least one alpha")
 
 
-def plain_parameters(hf_model: Any) -> dict[str, torch.Tensor]:
+def plain_parameters(hf_model: Model) -> dict[str, torch.Tensor]:
     """A causal LM's parameters by their plain transformers names.
 
     TransformerBridge nests each original module as ``_original_component``; that segment is
@@ -144,13 +144,14 @@ def extrapolation_sweep(
 class _Plain:
     """What `sample_completions` reads of a backend: the model, its tokenizer and `generate`."""
 
-    def __init__(self, hf_model: Any, tokenizer: Tokenizer) -> None:
+    def __init__(self, hf_model: Model, tokenizer: Tokenizer) -> None:
         self.hf_model, self.tokenizer = hf_model, tokenizer
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
         kwargs = {"pad_token_id": self.tokenizer.pad_token_id, **kwargs}
-        return self.hf_model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        model = cast("Generating", self.hf_model)
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
 
 def extrapolate_of_family(

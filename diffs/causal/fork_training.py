@@ -59,7 +59,7 @@ from postlens.results.protocol import Result, clean_float
 from postlens.sampling.generation import SampleConfig, sample_completions
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Model, Tokenizer
 
 LOSSES = ("kl", "ce")
 POSITIONS = ("fork", "random")
@@ -235,7 +235,7 @@ def fork_positions(
     return every[torch.from_numpy(res.is_fork)], every
 
 
-def _logits_at(model: Any, ids: Tensor, mask: Tensor, where: Tensor) -> Tensor:
+def _logits_at(model: Model, ids: Tensor, mask: Tensor, where: Tensor) -> Tensor:
     """`model`'s float32 logits at the rows/columns `where` (``[n, 2]``)."""
     out = model(input_ids=ids, attention_mask=mask).logits
     return out[where[:, 0], where[:, 1]].float()
@@ -267,8 +267,8 @@ def _loss(logits: Tensor, target_logp: Tensor, kind: str) -> Tensor:
 
 
 def train_at(
-    base_model: Any,
-    post_model: Any,
+    base_model: Model,
+    post_model: Model,
     pair: Any,
     seqs: Sequence[Any],
     positions: Int[Tensor, "n 2"],

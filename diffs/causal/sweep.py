@@ -20,13 +20,16 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from postlens.data.batch import Sample
 from postlens.results.protocol import Result
+
+if TYPE_CHECKING:
+    from postlens.models.types import Model
 
 Classifier = Callable[[str], str]
 
@@ -161,7 +164,7 @@ def behaviour(
 
 @torch.no_grad()
 def completion_logprobs(
-    hf_model: Any, sample: Sample, steer_state: Any = None
+    hf_model: Model, sample: Sample, steer_state: Any = None
 ) -> torch.Tensor | None:
     """Log-probabilities ``[completion, vocab]`` predicting each completion token of `sample`.
 

@@ -45,7 +45,7 @@ from postlens.errors import CheckpointError, ConfigError, NotSupportedError, Pos
 from postlens.hooks import parse_hook
 
 if TYPE_CHECKING:
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Model, Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ def sae_hook(sae: Any) -> str:
     return hook
 
 
-def check_sae(sae: Any, hf_model: Any) -> str:
+def check_sae(sae: Any, hf_model: Model) -> str:
     """Refuse an SAE of the wrong width or hook for the model; returns its hook name.
 
     Raises:

@@ -68,7 +68,7 @@ from postlens.probes.provenance import (
 
 if TYPE_CHECKING:
     from postlens.backends.base import ModelLike
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Model, Tokenizer
 
 
 @dataclass
@@ -361,7 +361,7 @@ def _layers(model: ModelLike, layers: Sequence[int] | None) -> list[int]:
 
 
 def shift_direction(
-    base_model: Any, post_model: Any, tokenizer: Tokenizer, texts: Sequence[Text], layer: int
+    base_model: Model, post_model: Model, tokenizer: Tokenizer, texts: Sequence[Text], layer: int
 ) -> tuple[Float[Tensor, " d_model"], float]:
     """What post-training added at `layer` on these texts: mean(h_post) − mean(h_base).
 
