@@ -5,18 +5,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from postlens.models.specs import ResolvedSpec
 from postlens.pair import ModelPair
 
 
 @dataclass
 class ModelInfo:
-    """One model of a pair."""
+    """One model of a pair.
+
+    Attributes:
+        source: what its weights were read from when that is not plain dense tensors (a GGUF
+            file's quantization types, which the loaded model was dequantized from); else ``""``.
+    """
 
     spec: str
     location: str
     architecture: str
     n_params: int
     dtype: str
+    source: str = ""
 
 
 @dataclass
@@ -65,7 +72,16 @@ def _model_info(pair: ModelPair, which: str) -> ModelInfo:
         architecture=f"{archs[0]} ({model.config.model_type})",
         n_params=sum(p.numel() for p in model.parameters()),
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        source=_source(spec),
     )
+
+
+def _source(spec: ResolvedSpec) -> str:
+    if spec.kind != "gguf":
+        return ""
+    from postlens.models.gguf import gguf_info
+
+    return gguf_info(spec.gguf_path).describe()
 
 
 def describe_pair(pair: ModelPair) -> PairInfo:

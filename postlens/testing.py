@@ -40,38 +40,68 @@ def build_tokenizer(extra_tokens: tuple[str, ...] = ()) -> Any:
     )
 
 
-def tiny_config(arch: str, vocab_size: int, **overrides: Any) -> Any:
-    """A config of a tiny GPT-2 or Llama model (2 layers, width 32 unless overridden)."""
-    from transformers import GPT2Config, LlamaConfig
+#: The causal-LM families `tiny_model` builds (transformers' ``model_type`` names).
+TINY_ARCHS = (
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "phi3",
+    "gemma2",
+    "gemma3_text",
+    "olmo2",
+    "gpt2",
+    "gpt_neox",
+)
+_DECODER: dict[str, Any] = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+    tie_word_embeddings=False,
+)
+# A sliding window shorter than a test sentence, so that both attention kinds are exercised.
+_SLIDING: dict[str, Any] = dict(head_dim=8, sliding_window=8, tie_word_embeddings=True)
+_FAMILY: dict[str, dict[str, Any]] = {
+    "qwen3": dict(head_dim=8),
+    "mistral": dict(sliding_window=8),
+    "gemma2": _SLIDING,
+    "gemma3_text": dict(_SLIDING, layer_types=["sliding_attention", "full_attention"]),
+    "gpt_neox": dict(num_key_value_heads=None),
+    "gpt2": dict(
+        hidden_size=None,
+        intermediate_size=None,
+        num_hidden_layers=None,
+        num_attention_heads=None,
+        num_key_value_heads=None,
+        max_position_embeddings=None,
+        tie_word_embeddings=True,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+    ),
+}
 
-    if arch == "llama":
-        kwargs = dict(
-            vocab_size=vocab_size,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            bos_token_id=1,
-            eos_token_id=2,
-            pad_token_id=0,
-            tie_word_embeddings=False,
-        )
-        return LlamaConfig(**{**kwargs, **overrides})
-    if arch == "gpt2":
-        kwargs = dict(
-            vocab_size=vocab_size,
-            n_embd=32,
-            n_layer=2,
-            n_head=4,
-            n_positions=128,
-            bos_token_id=1,
-            eos_token_id=2,
-            pad_token_id=0,
-        )
-        return GPT2Config(**{**kwargs, **overrides})
-    raise ConfigError(f"unknown tiny architecture {arch!r}; use 'llama' or 'gpt2'")
+
+def tiny_config(arch: str, vocab_size: int, **overrides: Any) -> Any:
+    """The config of a tiny model of family `arch` (2 layers, width 32 unless overridden).
+
+    Example:
+        >>> tiny_config("gemma3_text", 64).layer_types
+        ['sliding_attention', 'full_attention']
+    """
+    from transformers import AutoConfig
+
+    if arch not in TINY_ARCHS:
+        raise ConfigError(f"unknown tiny architecture {arch!r}; use one of {', '.join(TINY_ARCHS)}")
+    kwargs = {**_DECODER, **_FAMILY.get(arch, {}), "vocab_size": vocab_size, **overrides}
+    return AutoConfig.for_model(arch, **{k: v for k, v in kwargs.items() if v is not None})
 
 
 def tiny_model(arch: str = "llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:

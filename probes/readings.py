@@ -8,13 +8,13 @@ the backends return under that name (checked in the tests).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from postlens.backends.arch import layout_for
+from postlens.backends.arch import decoder_blocks
 
 if TYPE_CHECKING:
     from postlens.models.types import Model
@@ -28,8 +28,7 @@ def resid_post(
     layers: Sequence[int],
 ) -> dict[int, Float[Tensor, "batch pos d_model"]]:
     """The residual stream after each block in `layers`, in eval mode (training mode restored)."""
-    layers_path = layout_for(hf_model.config.model_type).layers
-    blocks = cast(torch.nn.ModuleList, hf_model.get_submodule(layers_path))
+    blocks = decoder_blocks(hf_model)
     out: dict[int, Tensor] = {}
 
     def capture(layer: int) -> Any:

@@ -55,7 +55,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from postlens.backends.arch import layout_for
+from postlens.backends.arch import logit_lens
 from postlens.data.batch import TokenBatch
 from postlens.data.sequences import Sequence, keep_shared, pad_batch, shared_logits
 from postlens.diffs.activations.attribution import (
@@ -168,14 +168,11 @@ class _Acc:
 
 
 def _lens(pair: ModelPair, which: str) -> Any:
-    """The logit lens of one model: its own final norm then its unembedding (logits over the
+    """The logit lens of one model (`logit_lens`: its final norm, unembedding and soft-cap; logits over the
     shared ids, in the model's dtype: the KL reduces them in float32). The residual is fed
     back in the model's own dtype."""
-    model = pair[which].hf_model  # type: ignore[index]
-    norm = model.get_submodule(layout_for(model.config.model_type).final_norm)
-    unembed = model.get_output_embeddings()
-    dtype = unembed.weight.dtype
-    return lambda h: _shared(pair, unembed(norm(h.to(dtype))))
+    lens = logit_lens(pair[which].hf_model)  # type: ignore[index]
+    return lambda h: _shared(pair, lens(h))
 
 
 def _shared(pair: ModelPair, logits: Tensor) -> Tensor:

@@ -39,7 +39,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from postlens.backends.arch import layout_for
+from postlens.backends.arch import logit_lens
 from postlens.data.defaults import InputProvider
 from postlens.diffs.causal.sweep import Classifier, behaviour
 from postlens.errors import ConfigError
@@ -300,10 +300,7 @@ def lens_tokens(
         >>> len(lens_tokens(pair.base, pair.tokenizer, torch.randn(2, 128), top=3)[1])
         3
     """
-    model = backend.hf_model
-    norm = model.get_submodule(layout_for(model.config.model_type).final_norm)
-    unembed = model.get_output_embeddings()
-    logits = unembed(norm(vectors.to(unembed.weight.dtype))).float()
+    logits = logit_lens(backend.hf_model)(vectors).float()
     values, ids = logits.topk(min(top, logits.shape[-1]), dim=-1)
     return [
         [

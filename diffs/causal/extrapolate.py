@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
+from postlens.backends.base import Backend, ModelLike
 from postlens.diffs.causal.sweep import (
     Classifier,
     ExtrapolationResult,
@@ -63,14 +64,16 @@ class ExtrapolateConfig:
             raise ConfigError("give at least one alpha")
 
 
-def plain_parameters(hf_model: Model) -> dict[str, torch.Tensor]:
+def plain_parameters(model: ModelLike) -> dict[str, torch.Tensor]:
     """A causal LM's parameters by their plain transformers names.
 
-    TransformerBridge nests each original module as ``_original_component``; that segment is
-    dropped so bridged and plain models name their tensors alike (extra tensors of the bridge,
-    such as a zero unembedding bias, are not read).
+    A backend gives them itself (`Backend.plain_parameters`: TransformerBridge renames some
+    modules of the model it wraps). For a bare model, the ``_original_component`` segment that
+    TransformerBridge nests each module under is dropped.
     """
-    return {name.replace("._original_component", ""): p for name, p in hf_model.named_parameters()}
+    if isinstance(model, Backend):
+        return model.plain_parameters()
+    return {name.replace("._original_component", ""): p for name, p in model.named_parameters()}
 
 
 def working_model(like: Any) -> Any:
@@ -124,12 +127,12 @@ def extrapolation_sweep(
         axis: the sweep's name, for the result.
     """
     cfg = config or ExtrapolateConfig()
-    s_hf, e_hf = getattr(start, "hf_model", start), getattr(end, "hf_model", end)
+    s_hf = getattr(start, "hf_model", start)
     hf = {name: getattr(m, "hf_model", m) for name, m in others.items()}
     model, rows = working_model(s_hf), []
     runner: Any = _Plain(model, tokenizer)  # generates like a backend
     for alpha in cfg.alphas:
-        set_extrapolated(model, s_hf, e_hf, alpha)
+        set_extrapolated(model, start, end, alpha)
         samples = sample_completions(runner, tokenizer, prompts, n=cfg.sample.n, seed=cfg.sample.seed,
                                      max_new_tokens=cfg.sample.max_new_tokens,
                                      temperature=cfg.sample.temperature, progress=False)  # fmt: skip

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from postlens.diffs.weights.checkpoint_io import CheckpointReader, open_checkpoint
+from postlens.diffs.weights.checkpoint_io import TensorSource, open_checkpoint
 from postlens.diffs.weights.rank import RankStats, rank_stats
 from postlens.diffs.weights.stats import CHUNK, PairedUpdates, UpdateStats, stream_updates
 from postlens.errors import NotSupportedError
@@ -70,10 +70,10 @@ class LoraUpdate:
 
 @dataclass
 class AdapterReader:
-    """An adapter child seen through its base's tensor names (duck-types `CheckpointReader`)."""
+    """An adapter child seen through its base's tensor names (duck-types a `TensorSource`)."""
 
     config: AdapterConfig
-    tensors: CheckpointReader
+    tensors: TensorSource
     base_names: list[str]
     tie_word_embeddings: bool
     layers: dict[str, LoraModule] = field(default_factory=dict)
@@ -107,7 +107,7 @@ class AdapterReader:
         return base, 0
 
 
-def open_child(spec: str, base: CheckpointReader, base_spec: str) -> Any:
+def open_child(spec: str, base: TensorSource, base_spec: str) -> Any:
     """A reader for one child: a checkpoint, or an adapter checked against its base.
 
     Raises:
@@ -118,8 +118,7 @@ def open_child(spec: str, base: CheckpointReader, base_spec: str) -> Any:
         return open_checkpoint(spec)
     config = check_adapter_base(resolved, resolve_spec(base_spec))
     tensors = open_checkpoint(spec)
-    shapes = {k: tuple(i.shape) for k, i in tensors.infos.items()}
-    layers, full = lora_modules(config, shapes, {k: tuple(i.shape) for k, i in base.infos.items()})
+    layers, full = lora_modules(config, tensors.shapes(), base.shapes())
     return AdapterReader(config, tensors, base.names(), base.tie_word_embeddings, layers, full)
 
 

@@ -26,17 +26,17 @@ from __future__ import annotations
 
 import json
 import mmap
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from postlens.diffs.weights.stats import RAW_DTYPES, RawTensor
 from postlens.errors import CheckpointError
 from postlens.models.adapters import read_adapter_config
+from postlens.models.gguf import GGUFTensors
 from postlens.models.safetensors_header import TensorInfo, dtype_code, read_header
 from postlens.models.specs import resolve_spec
 
@@ -48,6 +48,18 @@ SAFE_INDEX, BIN_INDEX, BIN_SINGLE = (
     "pytorch_model.bin.index.json",
     "pytorch_model.bin",
 )
+
+
+class TensorSource(Protocol):
+    """What the weight comparison reads of a checkpoint, whatever its format."""
+
+    @property
+    def tie_word_embeddings(self) -> bool: ...
+
+    def names(self) -> list[str]: ...
+    def shapes(self) -> dict[str, tuple[int, ...]]: ...
+    def get(self, name: str) -> torch.Tensor: ...
+    def raw(self, name: str) -> RawTensor | None: ...
 
 
 @dataclass
@@ -68,6 +80,10 @@ class CheckpointReader:
     def names(self) -> list[str]:
         """Tensor names in storage order."""
         return list(self.infos)
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each tensor's shape, from the headers."""
+        return {name: tuple(info.shape) for name, info in self.infos.items()}
 
     def get(self, name: str) -> torch.Tensor:
         """One tensor as stored (dtype unchanged), a read-only view of the mapped file.
@@ -188,10 +204,11 @@ def find_tensors(root: Path) -> dict[str, TensorInfo]:
     raise CheckpointError(f"{root}: no safetensors or .bin weights found")
 
 
-def open_checkpoint(spec: str | Path) -> CheckpointReader:
+def open_checkpoint(spec: str | Path) -> TensorSource:
     """Open a checkpoint (any model spec: folder, ``organism:<name>``, hub id) for streaming.
 
-    An adapter folder opens as its own tensors (the LoRA factors, peft's names).
+    An adapter folder opens as its own tensors (the LoRA factors, peft's names); a GGUF file as
+    its tensors under transformers' names, each dequantized when read (`GGUFTensors`).
 
     Raises:
         SpecError: the spec cannot be resolved.
@@ -203,6 +220,8 @@ def open_checkpoint(spec: str | Path) -> CheckpointReader:
         assert weights is not None
         infos = read_header(weights) if weights.suffix == ".safetensors" else _bin_infos(weights)
         return CheckpointReader(Path(resolved.location), infos)
+    if resolved.kind == "gguf":
+        return GGUFTensors(resolved.gguf_path)
     root = _download(resolved.location) if resolved.path is None else resolved.path
     tie = False
     config = root / "config.json"
@@ -222,8 +241,3 @@ def _download(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, allow_patterns=["*.safetensors", "*.json"]))
     except Exception as err:  # network, auth and missing-repo errors alike
         raise CheckpointError(f"{repo_id}: cannot download from the hub ({err})") from None
-
-
-def file_size(reader: CheckpointReader) -> int:
-    """Total bytes of the weight files (for progress and throughput)."""
-    return sum(os.path.getsize(f) for f in {i.file for i in reader.infos.values()})

@@ -27,7 +27,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from postlens.diffs.weights import adapters as lora
-from postlens.diffs.weights.checkpoint_io import CheckpointReader, open_checkpoint
+from postlens.diffs.weights.checkpoint_io import CheckpointReader, TensorSource, open_checkpoint
 from postlens.diffs.weights.names import classify, is_tied_unembedding
 from postlens.diffs.weights.rank import RankStats
 from postlens.diffs.weights.result import (  # noqa: F401  (re-exported)
@@ -93,7 +93,7 @@ def _row(
 
 
 def _names_to_compare(
-    base: CheckpointReader, post: CheckpointReader
+    base: TensorSource, post: TensorSource
 ) -> tuple[list[str], list[str], list[str]]:
     tied = base.tie_word_embeddings and post.tie_word_embeddings
     names_b = [n for n in base.names() if not is_tied_unembedding(n, tied)]
@@ -203,7 +203,7 @@ class FamilyWeightDiff(Result[FamilyWeightSummary], kind="weights"):
         return "".join(d._repr_html_() for d in self.children.values())
 
 
-def _read(reader: CheckpointReader, name: str, raw: bool) -> Any:
+def _read(reader: TensorSource, name: str, raw: bool) -> Any:
     """Tensor `name`: its stored entries (`RawTensor`) when `raw` and it can, else torch's."""
     tensor = reader.raw(name) if raw else None
     return reader.get(name) if tensor is None else tensor

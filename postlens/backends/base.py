@@ -61,6 +61,10 @@ class Backend(ABC):
     def device(self) -> torch.device:
         return next(self.hf_model.parameters()).device
 
+    def plain_parameters(self) -> dict[str, torch.Tensor]:
+        """The model's parameters under transformers' own names (what a checkpoint holds)."""
+        return dict(self.hf_model.named_parameters())
+
     @abstractmethod
     def run(
         self,

@@ -119,7 +119,8 @@ class NNsightBackend(TracingBackend):
         ):
             for point in points:
                 self._visit(point, interventions.get(point.name), point.name in hooks, captured)
-            logits = self._module(self.layout.unembed).output.save()
+            # The model's own output: a head that soft-caps (Gemma2) does so after lm_head.
+            logits = self.model.output.logits.save()
         return RunOutput(logits=logits, activations={n: _value(captured[n]) for n in hooks})
 
     def _visit(
@@ -175,11 +176,11 @@ class NNsightBackend(TracingBackend):
             # Writing the norm's input would not change the residual itself, so the attention
             # output is set to (target - resid_pre): the residual then equals the target.
             pre = block.input
-            attn = self._module(self.layout.attn, point.layer)
+            attn = self._module(self.layout.attn_out, point.layer)
             attn_out = _first(attn.output)
             _set_first_output(attn, apply_intervention(value, pre + attn_out) - pre)
         if capture:
-            out[point.name] = self._module(self.layout.ln2, point.layer).input.save()
+            out[point.name] = self._module(self.layout.resid_mid, point.layer).input.save()
 
 
 def _walk(envoy: Any, path: str) -> Any:

@@ -30,6 +30,11 @@ class TransformerLensBackend(TracingBackend):
         super().__init__(hf_model, tokenizer)
         from transformer_lens.model_bridge import TransformerBridge
 
+        # The bridge rebuilds the model's modules in place, renaming some (GPT-NeoX's fused
+        # query_key_value becomes qkv); the parameters themselves are kept, so their plain names
+        # are taken before it boots.
+        self._plain = dict(hf_model.named_parameters())
+
         self.bridge = TransformerBridge.boot_transformers(
             location,
             hf_model=hf_model,
@@ -37,6 +42,9 @@ class TransformerLensBackend(TracingBackend):
             device=str(self.device),
             dtype=next(hf_model.parameters()).dtype,
         )
+
+    def plain_parameters(self) -> dict[str, Tensor]:
+        return dict(self._plain)
 
     def _forward(
         self,

@@ -60,6 +60,8 @@ def info(
     for label, attr in [("spec", "spec"), ("architecture", "architecture"), ("dtype", "dtype")]:
         table.add_row(label, getattr(described.base, attr), getattr(described.post, attr))
     table.add_row("parameters", f"{described.base.n_params:,}", f"{described.post.n_params:,}")
+    if described.base.source or described.post.source:
+        table.add_row("read from", described.base.source or "-", described.post.source or "-")
     console.print(table)
     console.print(
         f"layers {described.n_layers} · d_model {described.d_model} · vocab "

@@ -256,10 +256,11 @@ def load_tokenizer(
         (Path(spec.location) / f).is_file() for f in _TOKENIZER_FILES
     ):
         return load_tokenizer(_base_of(spec, base), options)
+    gguf = {"gguf_file": spec.file} if spec.kind == "gguf" else {}
     try:
         with quiet_transformers():
             tok = AutoTokenizer.from_pretrained(
-                spec.location, trust_remote_code=options.trust_remote_code
+                spec.location, trust_remote_code=options.trust_remote_code, **gguf
             )
     except (OSError, ValueError) as err:
         raise SpecError(f"{spec.spec}: cannot load the tokenizer ({err})") from None
@@ -295,6 +296,8 @@ def load_hf_model(
     resolved = spec if isinstance(spec, ResolvedSpec) else resolve_spec(spec)
     if resolved.kind == "adapter":
         return load_adapted_model(resolved, options, base)
+    if resolved.kind == "gguf":
+        return load_gguf_model(resolved, options)
     if resolved.path is not None:
         check_model_folder(resolved.path)
     kwargs: dict[str, Any] = {
@@ -334,6 +337,44 @@ def load_hf_model(
             f"{resolved.location}: cannot load the model ({_one_line(err)})"
         ) from None
     check_loading_info(resolved.location, info)
+    if options.device_map is None:
+        model.to(options.device or "cpu")
+    model.eval()
+    return model
+
+
+def load_gguf_model(spec: ResolvedSpec, options: LoadOptions) -> Any:
+    """Load a GGUF checkpoint through transformers, every tensor dequantized to `options.dtype`.
+
+    The loaded model is a plain dense one: transformers' GGUF quantizer, which only marks where
+    the weights came from, is detached, so the model saves and wraps like any other.
+
+    Raises:
+        NotSupportedError: the gguf package is missing, or transformers cannot read the file's
+            architecture (named).
+        CheckpointError: the file is truncated or corrupted.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from postlens.models.gguf import gguf_info
+
+    info = gguf_info(spec.gguf_path)  # a broken file or a missing package fails here, in one line
+    kwargs: dict[str, Any] = {"gguf_file": spec.file, "dtype": options.torch_dtype()}
+    if options.device_map is not None:
+        kwargs["device_map"] = options.device_map
+    try:
+        with quiet_transformers():
+            model: Any = AutoModelForCausalLM.from_pretrained(spec.location, **kwargs)
+    except (ValueError, KeyError, NotImplementedError) as err:
+        raise NotSupportedError(
+            f"{spec.gguf_path}: transformers cannot load this GGUF model "
+            f"(architecture {info.architecture!r}: {_one_line(err)})"
+        ) from None
+    except (OSError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{spec.gguf_path}: cannot load the model ({_one_line(err)})"
+        ) from None
+    model.hf_quantizer = None
     if options.device_map is None:
         model.to(options.device or "cpu")
     model.eval()

@@ -36,8 +36,14 @@ class InsufficientMemoryError(PostlensError):
     """The models cannot fit in the memory of the chosen device."""
 
 
-def _n_params(path: Path) -> int:
+def _n_params(spec: Any) -> int:
+    if spec.kind == "gguf":  # dequantized on loading: every entry becomes one of `dtype`
+        from postlens.models.gguf import gguf_info
+
+        return gguf_info(spec.gguf_path).n_params
     from postlens.models.safetensors_header import read_header
+
+    path = spec.path
 
     total = 0
     for file in sorted(path.glob("*.safetensors")):
@@ -59,8 +65,8 @@ def needed_bytes(specs: Sequence[Any], dtype: str | None) -> int:
     """
     per = BYTES[dtype or "float32"]
     full = [s for s in specs if s.path is not None and s.kind != "adapter"]
-    base = _n_params(full[0].path) if full else 0
-    total = sum(_n_params(s.path) + (base if s.kind == "adapter" else 0)
+    base = _n_params(full[0]) if full else 0
+    total = sum(_n_params(s) + (base if s.kind == "adapter" else 0)
                 for s in specs if s.path is not None)  # fmt: skip
     return total * per + MARGIN
 

@@ -8,6 +8,8 @@ A spec is one of
 * a local folder in Hugging Face format (``config.json`` plus weights);
 * a PEFT LoRA adapter folder (``adapter_config.json`` plus ``adapter_model.safetensors``), kind
   ``"adapter"``: the model is its base with the LoRA update applied (`postlens.models.adapters`);
+* a GGUF file (llama.cpp's format), or a folder holding one and no ``config.json``, kind
+  ``"gguf"``: dequantized on loading (`postlens.models.gguf`);
 * a hub id (``org/name``), which only works where a hub is reachable.
 
 Example:
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from postlens.errors import SpecError
+from postlens.models.gguf import gguf_in, is_gguf
 
 ORGANISM_PREFIX = "organism:"
 #: The one place where organism names are registered.
@@ -39,18 +42,28 @@ class ResolvedSpec:
 
     Attributes:
         spec: the string the user gave.
-        kind: ``"organism"``, ``"local"``, ``"adapter"`` (a PEFT LoRA folder) or ``"hub"``.
-        location: a folder path (organism, local) or the hub id.
+        kind: ``"organism"``, ``"local"``, ``"adapter"`` (a PEFT LoRA folder), ``"gguf"`` or
+            ``"hub"``.
+        location: a folder path (organism, local, adapter, the GGUF file's folder) or the hub id.
+        file: the GGUF file's name inside `location` (kind ``"gguf"`` only).
     """
 
     spec: str
     kind: str
     location: str
+    file: str | None = None
 
     @property
     def path(self) -> Path | None:
         """The local folder, or ``None`` for a hub id."""
         return None if self.kind == "hub" else Path(self.location)
+
+    @property
+    def gguf_path(self) -> Path:
+        """The GGUF file of a ``"gguf"`` spec."""
+        if self.file is None:
+            raise SpecError(f"{self.spec} is not a GGUF checkpoint")
+        return Path(self.location) / self.file
 
 
 def organism_path(name: str) -> Path:
@@ -81,11 +94,31 @@ def _looks_like_hub_id(spec: str) -> bool:
     return len(parts) == 2 and all(p and not p.startswith(".") for p in parts)
 
 
+def _resolve_path(text: str, path: Path) -> ResolvedSpec:
+    if not path.is_dir():
+        if is_gguf(path):
+            return ResolvedSpec(text, "gguf", str(path.parent), path.name)
+        raise SpecError(
+            f"model spec {text!r} is a file; expected a Hugging Face model folder or a .gguf file"
+        )
+    if is_adapter_folder(path):
+        return ResolvedSpec(text, "adapter", str(path))
+    if (path / "config.json").is_file():
+        return ResolvedSpec(text, "local", str(path))
+    gguf = gguf_in(path)
+    if gguf is not None:
+        return ResolvedSpec(text, "gguf", str(path), gguf.name)
+    raise SpecError(
+        f"model folder {text!r} has no config.json (nor adapter_config.json of an adapter, "
+        "nor a .gguf file)"
+    )
+
+
 def resolve_spec(spec: str | Path) -> ResolvedSpec:
     """Resolve a model spec to a local folder or a hub id.
 
     Args:
-        spec: ``organism:<name>``, a local folder or a hub id.
+        spec: ``organism:<name>``, a local folder, a ``.gguf`` file or a hub id.
 
     Returns:
         The resolved spec.
@@ -93,6 +126,7 @@ def resolve_spec(spec: str | Path) -> ResolvedSpec:
     Raises:
         SpecError: the spec names an unknown organism, a missing organism checkpoint, or a
             path that does not exist and is not shaped like a hub id.
+        CheckpointError: a folder holds several GGUF files.
     """
     text = str(spec)
     if text.startswith(ORGANISM_PREFIX):
@@ -108,15 +142,7 @@ def resolve_spec(spec: str | Path) -> ResolvedSpec:
         return ResolvedSpec(text, "organism", str(path))
     path = Path(text).expanduser()
     if path.exists():
-        if not path.is_dir():
-            raise SpecError(f"model spec {text!r} is a file; expected a Hugging Face model folder")
-        if is_adapter_folder(path):
-            return ResolvedSpec(text, "adapter", str(path.resolve()))
-        if not (path / "config.json").is_file():
-            raise SpecError(
-                f"model folder {text!r} has no config.json (nor adapter_config.json of an adapter)"
-            )
-        return ResolvedSpec(text, "local", str(path.resolve()))
+        return _resolve_path(text, path.resolve())
     if _looks_like_hub_id(text) and not text.startswith(("/", "./", "../", "~")):
         return ResolvedSpec(text, "hub", text)
     raise SpecError(

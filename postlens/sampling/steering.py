@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from jaxtyping import Float
@@ -92,17 +92,15 @@ def decoder_layer(hf_model: Model, layer: int) -> torch.nn.Module:
         >>> type(decoder_layer(base.hf_model, 0)).__name__
         'LlamaDecoderLayer'
     """
-    from postlens.backends.arch import layout_for
+    from postlens.backends.arch import decoder_blocks
 
-    layers: Any = hf_model
-    for part in layout_for(hf_model.config.model_type).layers.split("."):
-        layers = getattr(layers, part)
+    layers = decoder_blocks(hf_model)
     if not 0 <= layer < len(layers):
         raise ConfigError(f"layer {layer} out of range (the model has {len(layers)} blocks)")
-    module = layers[layer]
+    module: Any = layers[layer]
     while getattr(module, "original_component", None) is not None:  # TransformerBridge's wrap
         module = module.original_component
-    return module
+    return cast(torch.nn.Module, module)
 
 
 class _Steerer:
