@@ -36,7 +36,7 @@ from postlens.hooks import hook_names
 from postlens.models.chat import ChatFormat, choose_chat
 from postlens.models.compat import TokenizerComparison, check_comparable
 from postlens.models.dtypes import device_and_map, resolve_dtype
-from postlens.models.loading import LoadOptions, check_model_folder, load_hf_model, load_tokenizer
+from postlens.models.loading import LoadOptions, check_checkpoint, load_hf_model, load_tokenizer
 from postlens.models.preflight import check_memory
 from postlens.models.specs import ResolvedSpec, resolve_spec
 
@@ -175,8 +175,7 @@ class ModelPair:
         dtype = resolve_dtype(dtype, list(specs.values()))
         options = LoadOptions(device, dtype, device_map, trust_remote_code)
         for spec in specs.values():  # fail on missing or corrupted weights before any loading
-            if spec.path is not None:
-                check_model_folder(spec.path)
+            check_checkpoint(spec)
         check_memory(list(specs.values()), dtype, device, device_map)
         # A LoRA child is applied to BASE itself (and refused if it names another base).
         bases = {k: None if k == "base" else specs["base"] for k in specs}

@@ -218,3 +218,96 @@ def planted_shift_model(seed: int = 0) -> tuple[Any, Any, Any, Any]:
     with torch.no_grad():
         post.transformer.h[1].mlp.c_proj.bias += v
     return base, post, tok, v
+
+
+def save_tiny_gguf(
+    path: str | Path, model: Model | None = None, tokenizer: Tokenizer | None = None,
+    qtype: str = "Q8_0", seed: int = 0,
+) -> Path:  # fmt: skip
+    """Write a tiny Llama model as a GGUF file, the way llama.cpp's converter lays it out.
+
+    Tensors take llama.cpp's names and its row order for the query and key projections (which
+    transformers undoes on loading); 2-D tensors whose rows split into 32-entry blocks are
+    quantized to `qtype` (``"Q8_0"``, or ``"F32"`` for an exact copy), the rest keep the model's
+    dtype (float32; a float64 model writes F64 tensors, which no GGUF reader dequantizes).
+    The tokenizer's vocabulary and special ids go into the metadata.
+
+    Args:
+        path: the ``.gguf`` file to write (its folder is created).
+        model: a Llama model (default: ``tiny_model("llama", seed)``, hidden size 32).
+        tokenizer: its tokenizer (default: the tiny character tokenizer).
+
+    Example:
+        >>> from postlens.models.gguf import gguf_info
+        >>> gguf_info(save_tiny_gguf("tiny/model.gguf")).tensor_types
+        {'Q8_0': 16, 'F32': 5}
+    """
+    import gguf
+    import numpy as np
+    import torch
+
+    if model is None or tokenizer is None:
+        model, tokenizer = tiny_model("llama", seed)
+    cfg = model.config
+    if cfg.model_type != "llama":
+        raise ConfigError(f"save_tiny_gguf writes Llama models, got {cfg.model_type!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = gguf.GGMLQuantizationType[qtype]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    _gguf_metadata(writer, cfg, tokenizer, kind)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
+    heads = {"q_proj": cfg.num_attention_heads, "k_proj": cfg.num_key_value_heads}
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu()
+        data = (t.float() if t.dtype == torch.bfloat16 else t).numpy()  # float64 stays F64
+        module = name.split(".")[-2]
+        if module in heads:  # llama.cpp interleaves each head's rotary halves
+            n = heads[module]
+            data = data.reshape(n, 2, -1, data.shape[-1]).swapaxes(1, 2).reshape(data.shape)
+        gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise ConfigError(f"{name}: llama.cpp has no name for this tensor")
+        if data.ndim == 2 and data.shape[1] % 32 == 0 and kind != gguf.GGMLQuantizationType.F32:
+            packed = gguf.quants.quantize(data.astype(np.float32), kind)
+            writer.add_tensor(gguf_name, packed, raw_dtype=kind)
+        else:
+            writer.add_tensor(gguf_name, np.ascontiguousarray(data))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _gguf_metadata(writer: Any, cfg: Any, tokenizer: Tokenizer, kind: Any) -> None:
+    import gguf
+
+    writer.add_name("tiny")
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]))
+    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    writer.add_vocab_size(cfg.vocab_size)
+    file_type = "ALL_F32" if kind.name == "F32" else f"MOSTLY_{kind.name}"
+    writer.add_file_type(gguf.LlamaFileType[file_type])
+    vocab = tokenizer.get_vocab()
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    special = set(tokenizer.all_special_tokens)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types(
+        [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
+    )
+    writer.add_token_scores([0.0] * len(tokens))  # transformers derives (no) merges from them
+    writer.add_token_merges([])
+    for what, value in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
+                        ("pad", tokenizer.pad_token_id), ("unk", tokenizer.unk_token_id)):  # fmt: skip
+        if value is not None:
+            getattr(writer, f"add_{what}_token_id")(value)

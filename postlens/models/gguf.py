@@ -19,6 +19,9 @@ Example:
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -128,6 +131,44 @@ def gguf_info(path: Path) -> GGUFInfo:
         tensor_types=dict(types),
         n_params=sum(int(t.n_elements) for t in reader.tensors),
     )
+
+
+def check_readable(path: Path) -> GGUFInfo:
+    """`gguf_info`, refusing an architecture transformers' GGUF loader does not know.
+
+    Raises:
+        NotSupportedError: the architecture (named, with those transformers reads).
+        CheckpointError: the file is truncated or not GGUF.
+    """
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    info = gguf_info(path)
+    known = {a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ("general", "tokenizer")}
+    if info.architecture not in known:
+        raise NotSupportedError(
+            f"{path}: GGUF architecture {info.architecture!r} is not one transformers can load "
+            f"(it reads {', '.join(sorted(known))})"
+        )
+    return info
+
+
+@contextlib.contextmanager
+def dequantizing_progress() -> Iterator[None]:
+    """transformers' per-tensor dequantization bar, shown only where postlens shows progress.
+
+    transformers draws it with a plain `tqdm` that its own progress switch does not reach, so
+    the module's `tqdm` is swapped for one that follows `postlens.progress.show_progress`.
+    """
+    import transformers.modeling_gguf_pytorch_utils as hf_gguf
+
+    from postlens.progress import show_progress
+
+    original = hf_gguf.tqdm
+    hf_gguf.tqdm = functools.partial(original, disable=not show_progress(None))
+    try:
+        yield
+    finally:
+        hf_gguf.tqdm = original
 
 
 @dataclass

@@ -129,6 +129,21 @@ def check_model_folder(path: Path) -> None:
         check_safetensors_file(file)
 
 
+def check_checkpoint(spec: ResolvedSpec) -> None:
+    """Check a spec's weights before anything loads (a hub id is checked when it downloads).
+
+    Raises:
+        CheckpointError: missing weights, or a truncated or corrupted file (named).
+        NotSupportedError: a GGUF file without the gguf package installed.
+    """
+    if spec.kind == "gguf":
+        from postlens.models.gguf import check_readable
+
+        check_readable(spec.gguf_path)
+    elif spec.path is not None:
+        check_model_folder(spec.path)
+
+
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' progress bars, log records and warnings inside the block.
@@ -356,14 +371,14 @@ def load_gguf_model(spec: ResolvedSpec, options: LoadOptions) -> Any:
     """
     from transformers import AutoModelForCausalLM
 
-    from postlens.models.gguf import gguf_info
+    from postlens.models.gguf import check_readable, dequantizing_progress
 
-    info = gguf_info(spec.gguf_path)  # a broken file or a missing package fails here, in one line
+    info = check_readable(spec.gguf_path)  # a broken file, an unknown architecture, no package
     kwargs: dict[str, Any] = {"gguf_file": spec.file, "dtype": options.torch_dtype()}
     if options.device_map is not None:
         kwargs["device_map"] = options.device_map
     try:
-        with quiet_transformers():
+        with quiet_transformers(), dequantizing_progress():
             model: Any = AutoModelForCausalLM.from_pretrained(spec.location, **kwargs)
     except (ValueError, KeyError, NotImplementedError) as err:
         raise NotSupportedError(

@@ -1,0 +1,179 @@
+"""GGUF checkpoints as specs: resolution, loading, streamed weights, and bad files.
+
+The GGUF files are written here from tiny Llama models (`postlens.testing.save_tiny_gguf`, which
+lays tensors out as llama.cpp's converter does). References are independent: the float model
+the file was written from, transformers' own GGUF loader, and a planted change.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import postlens as pl
+from postlens.cli import app
+from postlens.errors import CheckpointError, NotSupportedError, SpecError
+from postlens.models.gguf import GGUFTensors, gguf_info
+from postlens.models.specs import resolve_spec
+from postlens.testing import save_model, save_tiny_gguf, tiny_model
+
+PLANTED = "model.layers.1.mlp.down_proj.weight"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A float model as safetensors and as GGUF (F32, Q8_0), and a Q8_0 child with a planted
+    change in block 1's MLP output projection."""
+    root = tmp_path_factory.mktemp("gguf")
+    model, tok = tiny_model("llama", seed=0)
+    reference = tiny_model("llama", seed=0)[0]
+    out = {
+        "model": reference,
+        "hf": save_model(model, tok, root / "hf"),
+        "f32": save_tiny_gguf(root / "f32" / "tiny-f32.gguf", model, tok, qtype="F32"),
+        "q8": save_tiny_gguf(root / "q8" / "tiny-q8_0.gguf", model, tok),
+    }
+    with torch.no_grad():
+        model.get_parameter(PLANTED).add_(0.25)
+    out["child"] = save_tiny_gguf(root / "child" / "tiny-q8_0.gguf", model, tok)
+    return out
+
+
+def test_a_gguf_file_or_its_folder_is_a_spec(files, tmp_path):
+    by_file, by_folder = resolve_spec(files["q8"]), resolve_spec(files["q8"].parent)
+    assert by_file.kind == by_folder.kind == "gguf"
+    assert by_file.gguf_path == by_folder.gguf_path == files["q8"].resolve()
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("a.gguf", "b.gguf"):
+        (two / name).write_bytes(files["q8"].read_bytes())
+    with pytest.raises(CheckpointError, match="2 GGUF files"):
+        resolve_spec(two)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(SpecError, match="or a .gguf file"):
+        resolve_spec(tmp_path / "notes.txt")
+
+
+def test_the_header_says_what_it_was_quantized_to(files):
+    info = gguf_info(files["q8"])
+    assert (info.architecture, info.file_type) == ("llama", "MOSTLY_Q8_0")
+    assert info.n_params == sum(p.numel() for p in tiny_model("llama")[0].parameters())
+    assert info.describe().startswith("GGUF llama, dequantized from Q8_0 (16 tensors), F32 (5)")
+
+
+def test_an_f32_gguf_loads_as_exactly_the_model_it_was_written_from(files):
+    fam = pl.load(str(files["f32"]), post=str(files["q8"]))
+    batch = fam.pair.tokenize(["q: 12 + 34 = ? a: 46", "hello"])
+    with torch.no_grad():
+        expected = files["model"](batch.input_ids, attention_mask=batch.attention_mask).logits
+    # names mapped and query/key rows un-permuted: the very same function
+    assert torch.equal(fam.pair.run("base", batch).logits, expected)
+
+
+def test_a_quantized_gguf_loads_as_transformers_dequantizes_it(files):
+    from transformers import AutoModelForCausalLM
+
+    reference = AutoModelForCausalLM.from_pretrained(
+        files["q8"].parent, gguf_file=files["q8"].name, dtype=torch.float32
+    )
+    fam = pl.load(str(files["q8"]), post=str(files["child"]))
+    for name, value in reference.state_dict().items():
+        assert torch.equal(fam.pair.base.hf_model.state_dict()[name], value), name
+
+
+def test_gguf_tensors_stream_under_transformers_names(files):
+    from safetensors.torch import load_file
+
+    dense = load_file(files["hf"] / "model.safetensors")
+    tensors = GGUFTensors(files["f32"])
+    assert set(tensors.names()) == set(dense)
+    for name in tensors.names():
+        assert torch.equal(tensors.get(name), dense[name]), name
+        assert tensors.shapes()[name] == tuple(dense[name].shape)
+
+
+def test_weights_compare_a_gguf_child_with_its_gguf_base(files):
+    diff = pl.compare_weights(str(files["q8"]), str(files["child"]), progress=False)
+    changed = [t.name for t in diff.tensors if t.rel_norm > 0]
+    assert changed == [PLANTED]  # quantization is deterministic: untouched tensors agree exactly
+
+
+def test_weights_compare_a_gguf_with_safetensors(files):
+    diff = pl.compare_weights(str(files["hf"]), str(files["f32"]), progress=False)
+    assert diff.summary().rel_norm == 0.0 and not diff.missing_in_base and not diff.missing_in_post
+    quantized = pl.compare_weights(str(files["hf"]), str(files["q8"]), progress=False)
+    assert 0 < quantized.summary().rel_norm < 0.02  # Q8_0's rounding, nothing else
+
+
+def test_info_names_the_quantization(files, tmp_path):
+    out = tmp_path / "info.json"
+    command = ["info", str(files["q8"]), str(files["child"]), "--json", str(out)]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "dequantized" in result.output and "Converting" not in result.output  # no stray bar
+    info = json.loads(out.read_text())
+    assert info["post"]["source"].startswith("GGUF llama, dequantized from Q8_0")
+
+
+def _one_line_error(result, *needles):
+    assert (
+        result.exit_code != 0
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    ), result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+def test_a_truncated_gguf_is_named_in_one_line(files, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(files["q8"].read_bytes()[:5000])
+    for command in (
+        ["info", str(broken), str(files["q8"])],
+        ["weights", str(broken), str(files["q8"])],
+    ):
+        _one_line_error(CliRunner().invoke(app, command), "broken.gguf", "not a readable GGUF")
+
+
+def test_an_architecture_transformers_cannot_read_is_named(files, tmp_path):
+    import gguf
+
+    odd = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(str(odd), "mamba-x")
+    writer.add_tensor("token_embd.weight", torch.zeros(4, 32).numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(NotSupportedError, match="mamba-x"):
+        pl.load(str(odd), post=str(files["q8"]))
+
+
+def test_a_tensor_the_gguf_package_cannot_dequantize_is_named(tmp_path):
+    model, tok = tiny_model("llama", seed=0)
+    path = save_tiny_gguf(tmp_path / "f64" / "m.gguf", model.double(), tok, qtype="F32")
+    assert "F64" in gguf_info(path).tensor_types
+    with pytest.raises(CheckpointError, match="stored as F64, which the gguf package cannot"):
+        GGUFTensors(path).get("model.norm.weight")
+
+
+def test_without_the_extra_the_error_says_how_to_install_it(files, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gguf", None)  # import gguf now raises ImportError
+    with pytest.raises(NotSupportedError, match=r"pip install 'postlens\[gguf\]'"):
+        gguf_info(files["q8"])
+
+
+def test_weights_json_of_a_gguf_pair_loads_back(files, tmp_path):
+    out = tmp_path / "w.json"
+    result = CliRunner().invoke(
+        app, ["weights", str(files["q8"]), str(files["child"]), "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    back = pl.load_result(json.loads(out.read_text()))
+    assert [t.name for t in back.children["post"].tensors if t.rel_norm > 0] == [PLANTED]
