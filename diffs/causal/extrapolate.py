@@ -77,11 +77,16 @@ def plain_parameters(model: ModelLike) -> dict[str, torch.Tensor]:
 
 
 def working_model(like: Any) -> Any:
-    """A fresh causal LM of `like`'s config, dtype and device (the one model a sweep runs)."""
+    """A fresh causal LM of `like`'s config, dtype and device (the one model a sweep runs).
+
+    Built in `like`'s dtype rather than cast to it, so that its buffers keep the dtype
+    transformers gives them: a cast would round the rotary frequencies to bfloat16, and the
+    model at α = 0 would no longer be the start model.
+    """
     from transformers import AutoModelForCausalLM
 
     p = next(like.parameters())
-    model = AutoModelForCausalLM.from_config(like.config).to(device=p.device, dtype=p.dtype)
+    model = AutoModelForCausalLM.from_config(like.config, dtype=p.dtype).to(p.device)
     return model.eval()
 
 

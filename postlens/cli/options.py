@@ -139,15 +139,18 @@ def check_outputs(*paths: Path | None) -> None:
 
 
 def child_specs(children: list[str]) -> dict[str, str]:
-    """Children by name: the organism's own (``sft``, ``rl``), else ``child1``, ``child2``...
+    """Children by name: the organism's own (``sft``, ``rl``), else ``post`` for a single child
+    (as the pair commands name it) and ``child1``, ``child2``... for several.
 
     Example:
-        >>> child_specs(["organism:rl", "out/model"])
-        {'rl': 'organism:rl', 'child2': 'out/model'}
+        >>> child_specs(["organism:rl", "out/model"]), child_specs(["out/model"])
+        ({'rl': 'organism:rl', 'child2': 'out/model'}, {'post': 'out/model'})
     """
     names = {}
+    alone = len(children) == 1
     for i, spec in enumerate(children):
-        name = spec.split(":", 1)[1] if spec.startswith("organism:") else f"child{i + 1}"
+        own = spec.split(":", 1)[1] if spec.startswith("organism:") else None
+        name = own or ("post" if alone else f"child{i + 1}")
         names[name if name not in names else f"child{i + 1}"] = spec
     return names
 

@@ -49,7 +49,7 @@ def test_adl_command(tmp_path):
                                         "--json", str(tmp_path / "a.json")])  # fmt: skip
     assert out.exit_code == 0, out.output
     res = pl.load_result(tmp_path / "a.json")
-    assert res["child1"].summary().peak_layer == 1
+    assert res["post"].summary().peak_layer == 1
 
 
 def pl_app():

@@ -36,7 +36,7 @@ def test_steer_and_extrapolate_commands(tmp_path):
                                    "--json", str(tmp_path / "e.json")])  # fmt: skip
     assert out.exit_code == 0, out.output
     data = json.loads((tmp_path / "e.json").read_text())
-    assert data["kind"] == "extrapolate" and data["rows"][0]["kl"]["child1"] == 0.0
+    assert data["kind"] == "extrapolate" and data["rows"][0]["kl"]["post"] == 0.0
 
 
 def test_sections_are_off_by_default():
@@ -50,6 +50,6 @@ def test_substitute_command(tmp_path):
                                    "--max-new-tokens", "4", "--json", str(tmp_path / "f.json")])  # fmt: skip
     assert out.exit_code == 0, out.output
     data = json.loads((tmp_path / "f.json").read_text())
-    rows = data["children"]["child1"]["rows"]
+    rows = data["children"]["post"]["rows"]
     assert rows[0]["tau"] == "-inf" and rows[0]["share"] == 1.0
     assert not by_name()["substitution"].default

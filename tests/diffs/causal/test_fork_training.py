@@ -91,7 +91,7 @@ def test_fork_train_command(tmp_path):
                                    "--seed-run", "0", "--max-new-tokens", "4",
                                    "--json", str(tmp_path / "t.json")])  # fmt: skip
     assert out.exit_code == 0, out.output
-    res = pl.load_result(tmp_path / "t.json")["child1"]
+    res = pl.load_result(tmp_path / "t.json")["post"]
     assert [r.positions for r in res.rows] == ["fork", "random"]
 
 

@@ -148,6 +148,23 @@ def test_extrapolation_endpoints_and_midpoint(tmp_path):
     torch.testing.assert_close(got, twice(input_ids=ids).logits, atol=1e-4, rtol=1e-4)
 
 
+@torch.no_grad()
+def test_extrapolation_endpoints_are_exact_in_bfloat16(tmp_path):
+    tok = tiny_model(seed=0)[1]
+    a, b = (
+        AutoModelForCausalLM.from_pretrained(
+            save_model(tiny_model(seed=seed)[0], tok, tmp_path / str(seed)), dtype=torch.bfloat16
+        ).eval()
+        for seed in (0, 1)
+    )
+    ids = torch.tensor([tok("12 + 34 = ? a: 46").input_ids])
+    model = working_model(a)
+    assert model.model.rotary_emb.inv_freq.dtype == torch.float32  # not rounded to bfloat16
+    for alpha, end in ((0.0, a), (1.0, b)):
+        got = set_extrapolated(model, a, b, alpha)(input_ids=ids).logits
+        assert torch.equal(got, end(input_ids=ids).logits), alpha
+
+
 def test_bridged_models_name_their_tensors_plainly(tiny_dirs):
     folder = str(tiny_dirs["llama"])
     bridged = pl.load(folder, post=folder, backend="transformer_lens").base.hf_model
