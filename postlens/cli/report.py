@@ -83,6 +83,8 @@ def report(
                   chat_template=chat_template)  # fmt: skip
     console = Console(stderr=True)
     rep = fam.report(config, on_section=_progress(console))
+    for name, reason in rep.skipped.items():
+        console.print(f"· {name} not run: {reason}", markup=False, highlight=False)
     _write(rep, out, json_out, console)
     if rep.failed or rep.interrupted:
         raise typer.Exit(130 if rep.interrupted else 1)

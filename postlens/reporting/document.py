@@ -85,12 +85,15 @@ class Report(Result[ReportSummary], kind="report"):
         provenance: file hashes, versions, settings, date.
         sections: the sections' outcomes, in order.
         interrupted: whether the run was stopped (Ctrl-C) before every section ran.
+        skipped: default sections left out because these inputs cannot feed them: name → why
+            (and how to give what they need).
     """
 
     models: dict[str, str]
     provenance: dict[str, Any]
     sections: list[SectionResult] = field(default_factory=list)
     interrupted: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[str]:
@@ -131,13 +134,18 @@ class Report(Result[ReportSummary], kind="report"):
             "sections": [s.to_json() for s in self.sections],
             "failed_sections": self.failed,
             "interrupted": self.interrupted,
+            "skipped_sections": self.skipped,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Report:
         sections = [SectionResult.from_json(s) for s in data["sections"]]
         return cls(
-            dict(data["models"]), dict(data["provenance"]), sections, bool(data.get("interrupted"))
+            dict(data["models"]),
+            dict(data["provenance"]),
+            sections,
+            bool(data.get("interrupted")),
+            dict(data.get("skipped_sections") or {}),
         )
 
     def html(self, title: str | None = None) -> str:

@@ -132,6 +132,9 @@ def render_page(report: Any, title: str | None = None) -> str:
         notes += f"<p class='failed'>Failed sections: {esc(', '.join(report.failed))}</p>"
     if report.interrupted:
         notes += "<p class='failed'>Interrupted: only the sections shown were computed.</p>"
+    if report.skipped:
+        items = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in report.skipped.items())
+        notes += f"<p class='muted'>Not run on these inputs:</p><ul class='muted'>{items}</ul>"
     header = (
         f"<h1>{esc(title)}</h1><p class='muted'>What did post-training change inside the model? "
         f"Base <b>{esc(base)}</b>; post-trained: <b>{esc(children)}</b>.</p>{notes}"

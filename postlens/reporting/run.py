@@ -120,6 +120,12 @@ def run_report(family: Any, config: ReportConfig, on_section: OnSection | None =
     ctx = ReportContext(family, config)
     title_models = {"base": family.base_spec, **family.specs}
     report = Report(title_models, provenance(family, config))
+    if not config.sections:  # say which default sections these inputs cannot feed, and why
+        report.skipped = {
+            s.name: reason
+            for s in sections()
+            if s.default and (reason := s.unavailable(ctx)) is not None
+        }
     for name in chosen_sections(ctx):
         if on_section:
             on_section(name, None)

@@ -79,6 +79,12 @@ def test_report_json_reads_back(report_file):
     assert set(forks) == {"sft", "rl"} and 0 <= forks["rl"]["summary"]["agreement"] <= 1
     assert sections["activations"]["data"]["children"]["rl"]["layers"][0]["layer"] == 0
     assert data["provenance"]["settings"]["seed"] == 0
+    # what these inputs cannot feed is listed with its reason, not silently dropped
+    skipped = data["skipped_sections"]
+    assert {"passk", "personas", "confidence"} <= set(skipped)
+    assert "--personas FILE" in skipped["personas"]
+    assert "Not run on these inputs" in report_file.read_text()
+    assert pl.load_result(data).skipped == skipped
 
 
 def test_failed_section_is_shown_and_the_rest_still_rendered(family):
