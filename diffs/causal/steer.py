@@ -110,6 +110,13 @@ def persona_vector(family: Any, persona: str, seed: int = 0) -> tuple[Tensor, in
     from postlens.diffs.personas.analysis import PersonaConfig, persona_inputs
     from postlens.probes.personas.directions import one_vs_rest_directions
 
+    if not family.inputs.provides("personas"):
+        raise InputFileError(
+            f"steering along persona {persona!r} needs this family's persona-tagged sets, and it "
+            "has none: give a direction instead (postlens steer BASE CHILD --vector FILE --layer "
+            "L; SteerConfig(vector=..., layer=...)), or persona sets (pl.load(..., inputs="
+            "pl.Inputs(personas=...)) or a postlens-inputs.json beside the base)"
+        )
     inputs = persona_inputs(family.inputs, PersonaConfig(sae=None, n_per_persona=40))
     found = one_vs_rest_directions(family.base, family.tokenizer, inputs.sets, seed=seed)
     if persona not in found.personas:

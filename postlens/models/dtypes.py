@@ -5,7 +5,8 @@ own storage dtype when that is 16-bit (a bf16 checkpoint takes half the memory o
 copy, and its float32 copy holds no more information), else float32. The storage dtype is the
 ``torch_dtype`` (or ``dtype``) of ``config.json``, else the floating dtype of the safetensors
 headers; the models of one load share one dtype, so the 16-bit default applies only when every
-model whose dtype is known stores the same 16-bit dtype. Statistics are accumulated in float32
+model whose dtype is known stores the same 16-bit dtype. A LoRA adapter's own dtype does not
+count: its update is merged into its base's weights, which keep the base's dtype. Statistics are accumulated in float32
 whatever the compute dtype (`postlens.diffs.divergence` casts before every reduction).
 
 **device.** ``cpu``, ``cuda``, ``cuda:N``, ``mps``, or ``auto`` (accelerate's
@@ -88,7 +89,8 @@ def default_dtype(specs: Sequence[ResolvedSpec]) -> str:
         >>> default_dtype([resolve_spec("organism:base"), resolve_spec("organism:rl")])
         'float32'
     """
-    known = {d for d in (storage_dtype(s) for s in specs) if d is not None}
+    full = [s for s in specs if s.kind != "adapter"]  # an adapter merges into its base's dtype
+    known = {d for d in (storage_dtype(s) for s in full) if d is not None}
     if len(known) == 1 and (only := known.pop()) in _SIXTEEN:
         return only
     return "float32"

@@ -50,6 +50,15 @@ def bf16_dir(tmp_path_factory):
     return save_model(model.to(torch.bfloat16), tok, tmp_path_factory.mktemp("bf16") / "m")
 
 
+def test_a_float32_adapter_does_not_lift_its_bf16_base_to_float32(bf16_dir, tmp_path):
+    from postlens.testing import save_tiny_adapter
+
+    adapter = save_tiny_adapter(tmp_path / "lora", str(bf16_dir), seed=0)
+    assert storage_dtype(resolve_spec(str(adapter))) == "float32"  # peft saved its factors so
+    specs = [resolve_spec(str(bf16_dir)), resolve_spec(str(adapter))]
+    assert default_dtype(specs) == "bfloat16"
+
+
 def test_default_dtype_is_the_checkpoints_16_bit_dtype(bf16_dir, tiny_dirs):
     assert storage_dtype(resolve_spec(str(bf16_dir))) == "bfloat16"
     assert default_dtype([resolve_spec(str(bf16_dir))]) == "bfloat16"

@@ -53,3 +53,11 @@ def test_substitute_command(tmp_path):
     rows = data["children"]["post"]["rows"]
     assert rows[0]["tau"] == "-inf" and rows[0]["share"] == 1.0
     assert not by_name()["substitution"].default
+
+
+def test_steer_without_a_direction_says_which_options_give_one(tmp_path):
+    (base, child), problems = _setup(tmp_path)
+    out = CliRunner().invoke(app, ["steer", base, child, "--prompts", str(problems)])
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    text = " ".join(out.output.split())
+    assert "--vector FILE --layer L" in text and "--personas" not in text
