@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 
 from postlens.backends.base import Intervention, RunOutput, TracingBackend, apply_intervention
+from postlens.errors import NotSupportedError
 from postlens.hooks import forward_order
 
 if TYPE_CHECKING:
@@ -34,14 +35,25 @@ class TransformerLensBackend(TracingBackend):
         # query_key_value becomes qkv); the parameters themselves are kept, so their plain names
         # are taken before it boots.
         self._plain = dict(hf_model.named_parameters())
-
-        self.bridge = TransformerBridge.boot_transformers(
-            location,
-            hf_model=hf_model,
-            tokenizer=tokenizer,
-            device=str(self.device),
-            dtype=next(hf_model.parameters()).dtype,
-        )
+        # The bridge picks its adapter by the config's class names, which a model built in
+        # memory or read from GGUF does not carry.
+        if not getattr(hf_model.config, "architectures", None):
+            hf_model.config.architectures = [type(hf_model).__name__]
+        try:
+            self.bridge = TransformerBridge.boot_transformers(
+                location,
+                hf_model=hf_model,
+                tokenizer=tokenizer,
+                device=str(self.device),
+                dtype=next(hf_model.parameters()).dtype,
+            )
+        except ValueError as err:
+            if "supported architecture" not in str(err):
+                raise
+            raise NotSupportedError(
+                f"TransformerLens's TransformerBridge does not support {type(hf_model).__name__} "
+                f"(model_type {hf_model.config.model_type!r}); use backend='nnsight'"
+            ) from None
 
     def plain_parameters(self) -> dict[str, Tensor]:
         return dict(self._plain)

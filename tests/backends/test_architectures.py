@@ -163,3 +163,20 @@ def test_every_other_pair_analysis_runs_on_a_planted_pair(arch_dirs, arch, tmp_p
         training_tokens=32 * 4, texts_per_chunk=8, checkpoint=str(tmp_path / "cc"),
     )  # fmt: skip
     assert fam.crosscoder(TEXTS * 4, cc)["post"].summary() is not None
+
+
+def test_a_family_neither_backend_knows_is_refused_by_name(tmp_path):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from postlens.testing import build_tokenizer
+
+    tok = build_tokenizer()
+    config = AutoConfig.for_model(
+        "biogpt", vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+    )  # fmt: skip
+    path = save_model(AutoModelForCausalLM.from_config(config), tok, tmp_path / "biogpt")
+    with pytest.raises(pl.NotSupportedError, match="'biogpt'.*backend='transformer_lens'"):
+        pl.load(str(path), post=str(path), backend="nnsight")
+    with pytest.raises(pl.NotSupportedError, match="TransformerBridge does not support BioGpt"):
+        pl.load(str(path), post=str(path), backend="transformer_lens")

@@ -177,3 +177,13 @@ def test_weights_json_of_a_gguf_pair_loads_back(files, tmp_path):
     assert result.exit_code == 0, result.output
     back = pl.load_result(json.loads(out.read_text()))
     assert [t.name for t in back.children["post"].tensors if t.rel_norm > 0] == [PLANTED]
+
+
+def test_a_gguf_pair_runs_on_transformer_bridge_as_on_nnsight(files):
+    batch = None
+    logits = {}
+    for backend in ("nnsight", "transformer_lens"):
+        pair = pl.load(str(files["q8"]), post=str(files["child"]), backend=backend).pair
+        batch = batch or pair.tokenize(["q: 12 + 34 = ? a: 46", "hello"])
+        logits[backend] = pair.run("post", batch).logits
+    torch.testing.assert_close(logits["nnsight"], logits["transformer_lens"], atol=1e-4, rtol=1e-4)
