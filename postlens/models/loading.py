@@ -361,20 +361,27 @@ def load_hf_model(
 def load_gguf_model(spec: ResolvedSpec, options: LoadOptions) -> Any:
     """Load a GGUF checkpoint through transformers, every tensor dequantized to `options.dtype`.
 
-    The loaded model is a plain dense one: transformers' GGUF quantizer, which only marks where
-    the weights came from, is detached, so the model saves and wraps like any other.
+    transformers can keep GGUF weights packed in their blocks where a matmul kernel exists; postlens
+    asks for dense weights always, since its analyses read, compare and patch the weights
+    themselves. transformers' GGUF quantizer is then detached (with its config entry), so the
+    model saves and wraps like any other.
 
     Raises:
         NotSupportedError: the gguf package is missing, or transformers cannot read the file's
             architecture (named).
         CheckpointError: the file is truncated or corrupted.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, GgufConfig
 
     from postlens.models.gguf import check_readable, dequantizing_progress
 
     info = check_readable(spec.gguf_path)  # a broken file, an unknown architecture, no package
-    kwargs: dict[str, Any] = {"gguf_file": spec.file, "dtype": options.torch_dtype()}
+    dense = GgufConfig(gguf_file=spec.file, dequantize=True)
+    kwargs: dict[str, Any] = {
+        "gguf_file": spec.file,
+        "dtype": options.torch_dtype(),
+        "quantization_config": dense,
+    }
     if options.device_map is not None:
         kwargs["device_map"] = options.device_map
     try:
@@ -390,6 +397,8 @@ def load_gguf_model(spec: ResolvedSpec, options: LoadOptions) -> Any:
             f"{spec.gguf_path}: cannot load the model ({_one_line(err)})"
         ) from None
     model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     if options.device_map is None:
         model.to(options.device or "cpu")
     model.eval()

@@ -187,3 +187,16 @@ def test_a_gguf_pair_runs_on_transformer_bridge_as_on_nnsight(files):
         batch = batch or pair.tokenize(["q: 12 + 34 = ? a: 46", "hello"])
         logits[backend] = pair.run("post", batch).logits
     torch.testing.assert_close(logits["nnsight"], logits["transformer_lens"], atol=1e-4, rtol=1e-4)
+
+
+def test_a_loaded_gguf_model_is_dense_and_saves_as_safetensors(files, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from postlens.models.loading import load_hf_model
+
+    model = load_hf_model(str(files["q8"]))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    model.save_pretrained(tmp_path / "dense")
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "dense")
+    for name, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[name], value), name
