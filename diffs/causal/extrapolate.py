@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,10 +36,10 @@ from postlens.diffs.causal.sweep import (
     on_policy_kl,
 )
 from postlens.errors import ConfigError, IncompatibleModelsError
-from postlens.sampling.generation import SampleConfig, sample_completions
+from postlens.sampling.generation import PlainSampler, SampleConfig, sample_completions
 
 if TYPE_CHECKING:
-    from postlens.models.types import Generating, Model, Tokenizer
+    from postlens.models.types import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def extrapolation_sweep(
     s_hf = getattr(start, "hf_model", start)
     hf = {name: getattr(m, "hf_model", m) for name, m in others.items()}
     model, rows = working_model(s_hf), []
-    runner: Any = _Plain(model, tokenizer)  # generates like a backend
+    runner: Any = PlainSampler(model, tokenizer)
     for alpha in cfg.alphas:
         set_extrapolated(model, start, end, alpha)
         samples = sample_completions(runner, tokenizer, prompts, n=cfg.sample.n, seed=cfg.sample.seed,
@@ -147,19 +147,6 @@ def extrapolation_sweep(
     settings = {"n": cfg.sample.n, "n_problems": len(prompts), "temperature": cfg.sample.temperature,
                 "seed": cfg.sample.seed, "max_new_tokens": cfg.sample.max_new_tokens}  # fmt: skip
     return ExtrapolationResult(axis, None, rows, settings)
-
-
-class _Plain:
-    """What `sample_completions` reads of a backend: the model, its tokenizer and `generate`."""
-
-    def __init__(self, hf_model: Model, tokenizer: Tokenizer) -> None:
-        self.hf_model, self.tokenizer = hf_model, tokenizer
-
-    @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
-        kwargs = {"pad_token_id": self.tokenizer.pad_token_id, **kwargs}
-        model = cast("Generating", self.hf_model)
-        return model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
 
 def extrapolate_of_family(

@@ -30,7 +30,7 @@ from postlens.registry import analyses
 del globals()["app"]
 
 #: Commands that run no one analysis → the module of this package that registers them.
-OTHER_COMMANDS = {"info": "info", "render": "report", "report": "report"}
+OTHER_COMMANDS = {"info": "info", "organism": "organism", "render": "report", "report": "report"}
 
 
 def commands() -> dict[str, str]:

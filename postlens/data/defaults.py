@@ -275,7 +275,7 @@ class Chain(InputProvider):
 
 
 #: Spec scheme → ``"module:factory"`` of its provider (the factory takes the spec string).
-_PROVIDERS: dict[str, str] = {"organism": "postlens.organism.inputs:OrganismInputs"}
+_PROVIDERS: dict[str, str] = {"organism": "postlens.organism.inputs:organism_inputs"}
 
 
 def register_provider(scheme: str, factory: str) -> None:

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,13 @@ from postlens.errors import SpecError
 from postlens.models.gguf import gguf_in, is_gguf
 
 ORGANISM_PREFIX = "organism:"
-#: The one place where organism names are registered.
+#: The one place where organism names are registered: the shipped toy organism's ...
 ORGANISM_NAMES = ("base", "sft", "rl", "chat-sft", "rl-lora")
+#: ... and the real-LM organism's, which `postlens organism build smol` writes to the cache.
+BUILT_ORGANISM_NAMES = ("smol-base", "smol-sft", "smol-rl", "smol-lora")
 ORGANISM_ROOT = Path(__file__).resolve().parent.parent / "organism" / "checkpoints"
+#: Environment variable naming the folder built organisms go to.
+CACHE_ENV = "POSTLENS_CACHE"
 ADAPTER_CONFIG = "adapter_config.json"
 _MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
@@ -66,12 +71,21 @@ class ResolvedSpec:
         return Path(self.location) / self.file
 
 
+def organism_cache() -> Path:
+    """Where built organisms live: ``$POSTLENS_CACHE/organisms``, else
+    ``~/.cache/postlens/organisms``."""
+    root = os.environ.get(CACHE_ENV)
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "postlens") / "organisms"
+
+
 def organism_path(name: str) -> Path:
-    """Folder of the shipped organism checkpoint ``name`` (may not exist yet)."""
+    """Folder of organism checkpoint ``name`` (may not exist yet): shipped, or in the cache."""
+    if name in BUILT_ORGANISM_NAMES:
+        return organism_cache() / name
     if name not in ORGANISM_NAMES:
         raise SpecError(
-            f"unknown organism {name!r}: postlens ships {', '.join(ORGANISM_NAMES)} "
-            f"(use e.g. 'organism:base')"
+            f"unknown organism {name!r}: postlens ships {', '.join(ORGANISM_NAMES)} and builds "
+            f"{', '.join(BUILT_ORGANISM_NAMES)} (use e.g. 'organism:base')"
         )
     return ORGANISM_ROOT / name
 
@@ -135,10 +149,13 @@ def resolve_spec(spec: str | Path) -> ResolvedSpec:
         if is_adapter_folder(path):  # organism:rl-lora, a LoRA adapter on organism:base
             return ResolvedSpec(text, "adapter", str(path))
         if not (path / "config.json").is_file():
-            raise SpecError(
-                f"organism checkpoint {text!r} is not installed at {path}; "
-                "regenerate it with `python -m postlens.organism.train --out DIR`"
+            how = (
+                "build it with `postlens organism build smol` (or set POSTLENS_CACHE to where "
+                "it was built)"
+                if name in BUILT_ORGANISM_NAMES
+                else "regenerate it with `python -m postlens.organism.train --out DIR`"
             )
+            raise SpecError(f"organism checkpoint {text!r} is not at {path}; {how}")
         return ResolvedSpec(text, "organism", str(path))
     path = Path(text).expanduser()
     if path.exists():

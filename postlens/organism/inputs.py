@@ -80,5 +80,22 @@ class OrganismInputs(InputProvider):
         return str(path) if path.is_dir() else None
 
 
+def organism_inputs(spec: str) -> InputProvider:
+    """The provider of an ``organism:`` spec: the toy organism's defaults for its own models; a
+    built organism (``organism:smol-*``) declares its own in its base folder's inputs file.
+
+    Example:
+        >>> organism_inputs("organism:rl").source, organism_inputs("organism:smol-base").source
+        ('the organism', 'nothing')
+    """
+    from postlens.models.specs import ORGANISM_NAMES, ORGANISM_PREFIX
+
+    return (
+        OrganismInputs(spec)
+        if spec.removeprefix(ORGANISM_PREFIX) in ORGANISM_NAMES
+        else InputProvider()
+    )
+
+
 def _check(verify: Any, problem: Any, completion: str) -> bool:
     return verify(completion, problem)

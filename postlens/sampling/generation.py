@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from postlens.errors import ConfigError
 from postlens.models import compat
@@ -20,10 +20,11 @@ from postlens.progress import show_progress
 # start-up, and `postlens weights` / `info` must not pay for torch's import to build options.
 if TYPE_CHECKING:
     import torch
+    from torch import Tensor
 
     from postlens.backends.base import Backend
     from postlens.data.batch import Sample
-    from postlens.models.types import Tokenizer
+    from postlens.models.types import Generating, Model, Tokenizer
 
 SOURCES = ("post", "base")
 
@@ -77,8 +78,31 @@ class SampleConfig:
         }
 
 
+class PlainSampler:
+    """A bare model seen as `sample_completions` reads a backend: the model, its tokenizer and
+    `generate` (for models outside a pair: a sweep's working model, an organism being built).
+
+    Example:
+        >>> from postlens.testing import tiny_model
+        >>> model, tok = tiny_model()
+        >>> len(sample_completions(PlainSampler(model, tok), tok, ["ab"], n=2, max_new_tokens=3))
+        2
+    """
+
+    def __init__(self, hf_model: Model, tokenizer: Tokenizer) -> None:
+        self.hf_model, self.tokenizer = hf_model, tokenizer
+
+    def generate(self, input_ids: Tensor, attention_mask: Tensor, **kwargs: Any) -> Tensor:
+        import torch
+
+        kwargs = {"pad_token_id": self.tokenizer.pad_token_id, **kwargs}
+        model = cast("Generating", self.hf_model)
+        with torch.no_grad():
+            return model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
 def sample_completions(
-    backend: Backend,
+    backend: Backend | PlainSampler,
     tokenizer: Tokenizer,
     prompts: Sequence[str],
     n: int = 1,
@@ -152,7 +176,7 @@ def _encode_left(tokenizer: Tokenizer, prompts: list[str]) -> tuple[torch.Tensor
 
 
 def _sample_batch(
-    backend: Backend,
+    backend: Backend | PlainSampler,
     tokenizer: Tokenizer,
     prompts: list[str],
     max_new_tokens: int,
@@ -199,7 +223,7 @@ def prompt_ids(tokenizer: Tokenizer, prompt: Any) -> list[int]:
 
 
 def sampling_stop_ids(
-    backend: Backend, tokenizer: Tokenizer, stop_ids: Sequence[int] | None = None
+    backend: Backend | PlainSampler, tokenizer: Tokenizer, stop_ids: Sequence[int] | None = None
 ) -> list[int]:
     """The ids sampling stops at: `stop_ids` (default: the eos and end-of-turn tokens of
     `tokenizer` and of the model's own tokenizer, `postlens.models.compat.stop_ids`) and the eos ids
@@ -209,7 +233,7 @@ def sampling_stop_ids(
     return sorted({*stop_ids, *_config_eos(backend)})
 
 
-def _config_eos(backend: Backend) -> list[int]:
+def _config_eos(backend: Backend | PlainSampler) -> list[int]:
     """The sampling model's own eos ids (its generation config), which it stops at anyway."""
     config = getattr(getattr(backend, "hf_model", None), "generation_config", None)
     eos = getattr(config, "eos_token_id", None)
