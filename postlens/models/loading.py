@@ -312,6 +312,8 @@ def load_hf_model(
     if resolved.kind == "adapter":
         return load_adapted_model(resolved, options, base)
     if resolved.kind == "gguf":
+        from postlens.models.gguf import load_gguf_model
+
         return load_gguf_model(resolved, options)
     if resolved.path is not None:
         check_model_folder(resolved.path)
@@ -352,53 +354,6 @@ def load_hf_model(
             f"{resolved.location}: cannot load the model ({_one_line(err)})"
         ) from None
     check_loading_info(resolved.location, info)
-    if options.device_map is None:
-        model.to(options.device or "cpu")
-    model.eval()
-    return model
-
-
-def load_gguf_model(spec: ResolvedSpec, options: LoadOptions) -> Any:
-    """Load a GGUF checkpoint through transformers, every tensor dequantized to `options.dtype`.
-
-    transformers can keep GGUF weights packed in their blocks where a matmul kernel exists; postlens
-    asks for dense weights always, since its analyses read, compare and patch the weights
-    themselves. transformers' GGUF quantizer is then detached (with its config entry), so the
-    model saves and wraps like any other.
-
-    Raises:
-        NotSupportedError: the gguf package is missing, or transformers cannot read the file's
-            architecture (named).
-        CheckpointError: the file is truncated or corrupted.
-    """
-    from transformers import AutoModelForCausalLM, GgufConfig
-
-    from postlens.models.gguf import check_readable, dequantizing_progress
-
-    info = check_readable(spec.gguf_path)  # a broken file, an unknown architecture, no package
-    dense = GgufConfig(gguf_file=spec.file, dequantize=True)
-    kwargs: dict[str, Any] = {
-        "gguf_file": spec.file,
-        "dtype": options.torch_dtype(),
-        "quantization_config": dense,
-    }
-    if options.device_map is not None:
-        kwargs["device_map"] = options.device_map
-    try:
-        with quiet_transformers(), dequantizing_progress():
-            model: Any = AutoModelForCausalLM.from_pretrained(spec.location, **kwargs)
-    except (ValueError, KeyError, NotImplementedError) as err:
-        raise NotSupportedError(
-            f"{spec.gguf_path}: transformers cannot load this GGUF model "
-            f"(architecture {info.architecture!r}: {_one_line(err)})"
-        ) from None
-    except (OSError, RuntimeError) as err:
-        raise CheckpointError(
-            f"{spec.gguf_path}: cannot load the model ({_one_line(err)})"
-        ) from None
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
     if options.device_map is None:
         model.to(options.device or "cpu")
     model.eval()
