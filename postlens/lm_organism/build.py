@@ -191,10 +191,17 @@ def _build_base(root: Path, recipe: Recipe, source: str) -> None:
     options = LoadOptions(dtype="float32")
     model, tokenizer = load_hf_model(spec, options), load_tokenizer(spec, options)
     model.generation_config.do_sample = True  # plain sampling: no top-k / top-p of the file's
-    model.save_pretrained(partial, safe_serialization=True)
+    _save(model, partial)
     tokenizer.save_pretrained(partial)
     _write_inputs(partial, model, tokenizer, recipe)
     _finish(partial, final)
+
+
+def _save(model: Any, folder: Path) -> None:
+    from postlens.models.loading import quiet_transformers
+
+    with quiet_transformers():  # no shard-writing bar in a log
+        model.save_pretrained(folder, safe_serialization=True)
 
 
 def _write_inputs(folder: Path, model: Any, tokenizer: Any, recipe: Recipe) -> None:
@@ -273,7 +280,7 @@ def _build_sft(root: Path, recipe: Recipe, source: str) -> None:
     partial = _fresh(final)
     child, stats = sft_on_rows(model, tokenizer, [_conversation(p) for p in train], cfg,
                                partial / "trainer", recipe.seed)  # fmt: skip
-    child.save_pretrained(partial, safe_serialization=True)
+    _save(child, partial)
     tokenizer.save_pretrained(partial)
     _write_stats(partial, stats)
     _finish(partial, final)
@@ -308,7 +315,7 @@ def _grpo(root: Path, recipe: Recipe, model: str, peft_config: Any = None) -> No
     child, stats = grpo(model_dir(root, "base"), train, correctness_reward, settings,
                         partial / "checkpoints", recipe.seed, peft_config)  # fmt: skip
     stats["seconds_this_run"] = time.perf_counter() - start
-    child.save_pretrained(partial, safe_serialization=True)
+    _save(child, partial)
     if peft_config is not None:
         _name_base(partial / "adapter_config.json")
     else:
