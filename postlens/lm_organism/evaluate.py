@@ -8,19 +8,18 @@ the unbiased estimate from those samples, and the style shares are over every sa
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from postlens.lm_organism.layout import MODELS, model_dir
 from postlens.lm_organism.recipe import Recipe
-from postlens.lm_organism.task import classify_style, split, verify
-
-MODELS = ("base", "sft", "rl", "lora")
+from postlens.lm_organism.task import Problem, classify_style, split, verify
 
 
 def evaluate_model(model: Any, tokenizer: Any, recipe: Recipe) -> dict[str, Any]:
     """pass@k (k = 1, 2, 4, ... up to the samples) and style shares of one model."""
     from postlens.diffs.passk.estimator import default_ks, pass_at_k
-    from postlens.lm_organism.build import sample_replies
 
     n = recipe.eval.n_samples
     _, problems = split(recipe.held_out, recipe.seed)
@@ -46,7 +45,6 @@ def evaluate_model(model: Any, tokenizer: Any, recipe: Recipe) -> dict[str, Any]
 
 def evaluate_family(root: Path, recipe: Recipe) -> dict[str, Any]:
     """`evaluate_model` for every built model of the organism in `root`."""
-    from postlens.lm_organism.build import model_dir
     from postlens.models.loading import LoadOptions, load_hf_model, load_tokenizer
     from postlens.models.specs import resolve_spec
 
@@ -61,3 +59,18 @@ def evaluate_family(root: Path, recipe: Recipe) -> dict[str, Any]:
         model = load_hf_model(resolve_spec(str(folder)), options, base=base)
         out["models"][name] = evaluate_model(model, tokenizer, recipe)
     return out
+
+
+def sample_replies(
+    model: Any, tokenizer: Any, problems: Sequence[Problem], n: int, max_new_tokens: int, seed: int
+) -> list[str]:
+    """`n` replies per problem (problem-major), at temperature 1, through the chat template."""
+    from postlens.models.chat import ChatFormat
+    from postlens.sampling.generation import PlainSampler, sample_completions
+
+    chat = ChatFormat("post", tokenizer)
+    chats = [chat.format(p.question) for p in problems]
+    samples = sample_completions(PlainSampler(model, tokenizer), tokenizer, chats, n=n, seed=seed,
+                                 max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0,
+                                 progress=False)  # fmt: skip
+    return [tokenizer.decode(s.completion_ids, skip_special_tokens=True) for s in samples]

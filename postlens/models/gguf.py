@@ -11,9 +11,10 @@ its base without holding either model.
 Everything here needs the optional extra: ``pip install 'postlens[gguf]'``.
 
 Example:
-    >>> from pathlib import Path
-    >>> is_gguf(Path("model.Q4_K_M.gguf")), is_gguf(Path("model.safetensors"))
-    (True, False)
+    >>> gguf_info(Path("missing.gguf"))
+    Traceback (most recent call last):
+    ...
+    postlens.errors.CheckpointError: missing.gguf: not a readable GGUF file (...)
 """
 
 from __future__ import annotations
@@ -32,30 +33,8 @@ from postlens.errors import CheckpointError, NotSupportedError
 if TYPE_CHECKING:
     import torch
 
-    from postlens.models.loading import LoadOptions
-    from postlens.models.specs import ResolvedSpec
-
-SUFFIX = ".gguf"
 #: What a broken GGUF file raises inside the `gguf` package's reader.
 _READ_ERRORS = (ValueError, OSError, IndexError, KeyError, TypeError, AssertionError)
-
-
-def is_gguf(path: Path) -> bool:
-    """True for a path named like a GGUF file."""
-    return path.suffix.lower() == SUFFIX
-
-
-def gguf_in(folder: Path) -> Path | None:
-    """The one GGUF file of `folder` (``None`` if it has none).
-
-    Raises:
-        CheckpointError: the folder holds several, so which one is meant is unclear.
-    """
-    found = sorted(p for p in folder.iterdir() if p.is_file() and is_gguf(p))
-    if len(found) > 1:
-        names = ", ".join(p.name for p in found)
-        raise CheckpointError(f"{folder} holds {len(found)} GGUF files ({names}): name one")
-    return found[0] if found else None
 
 
 def require_gguf() -> Any:
@@ -266,50 +245,3 @@ class GGUFTensors:
         out = np.ascontiguousarray(result.weights, dtype=np.float32)
         # F32 tensors come back as views of the read-only mapping; torch wants its own memory.
         return torch.from_numpy(out if out.flags.writeable else out.copy())
-
-
-def load_gguf_model(spec: ResolvedSpec, options: LoadOptions) -> Any:
-    """Load a GGUF checkpoint through transformers, every tensor dequantized to `options.dtype`.
-
-    transformers can keep GGUF weights packed in their blocks where a matmul kernel exists; postlens
-    asks for dense weights always, since its analyses read, compare and patch the weights
-    themselves. transformers' GGUF quantizer is then detached (with its config entry), so the
-    model saves and wraps like any other.
-
-    Raises:
-        NotSupportedError: the gguf package is missing, or transformers cannot read the file's
-            architecture (named).
-        CheckpointError: the file is truncated or corrupted.
-    """
-    from transformers import AutoModelForCausalLM, GgufConfig
-
-    from postlens.models.loading import quiet_transformers
-
-    info = check_readable(spec.gguf_path)  # a broken file, an unknown architecture, no package
-    dense = GgufConfig(gguf_file=spec.file, dequantize=True)
-    kwargs: dict[str, Any] = {
-        "gguf_file": spec.file,
-        "dtype": options.torch_dtype(),
-        "quantization_config": dense,
-    }
-    if options.device_map is not None:
-        kwargs["device_map"] = options.device_map
-    try:
-        with quiet_transformers(), dequantizing_progress():
-            model: Any = AutoModelForCausalLM.from_pretrained(spec.location, **kwargs)
-    except (ValueError, KeyError, NotImplementedError) as err:
-        raise NotSupportedError(
-            f"{spec.gguf_path}: transformers cannot load this GGUF model "
-            f"(architecture {info.architecture!r}: {_one_line(err)})"
-        ) from None
-    except (OSError, RuntimeError) as err:
-        raise CheckpointError(
-            f"{spec.gguf_path}: cannot load the model ({_one_line(err)})"
-        ) from None
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    if options.device_map is None:
-        model.to(options.device or "cpu")
-    model.eval()
-    return model

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import pickle
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,16 +34,13 @@ from postlens.models.adapters import (
     lora_modules,
     read_adapter_config,
 )
+from postlens.models.loading_info import check_loading_info
 from postlens.models.specs import ResolvedSpec, is_adapter_folder, resolve_spec
 
 logger = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-#: How many tensor names an error lists before it says how many more there are.
-SHOWN_NAMES = 5
 #: How transformers' RuntimeErrors about a broken state dict begin (other RuntimeErrors are bugs).
-#: Unused buffers that older GPT-2-family checkpoints still store (a constant -1e4); harmless.
-_LEGACY_UNEXPECTED = (".masked_bias",)
 _STATE_DICT_ERRORS = (
     "Error(s) in loading state_dict",
     "We encountered some issues during automatic",
@@ -186,74 +183,6 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _names(names: Iterable[str]) -> str:
-    """The first few names, sorted, and how many more (one line, for error messages)."""
-    names = sorted(names)
-    shown = ", ".join(names[:SHOWN_NAMES])
-    more = len(names) - SHOWN_NAMES
-    return f"{shown} and {more} more" if more > 0 else shown
-
-
-def _shape(shape: Any) -> str:
-    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
-
-
-def check_loading_info(location: str, info: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose tensors do not match the model its config describes.
-
-    transformers fills a missing or wrong-shape tensor with fresh random values and goes on, so
-    every figure computed from such a model would be silently wrong. Tied weights (``lm_head``
-    tied to the embedding) and non-persistent buffers (rotary ``inv_freq``) are not in
-    transformers' ``missing_keys``, so valid checkpoints pass; neither is an extra tensor in
-    transformers' own ignore lists, nor the unused ``attn.masked_bias`` of old GPT-2 files.
-
-    Args:
-        location: the folder (or hub id) the model came from, named in the error.
-        info: the ``loading_info`` dict of ``from_pretrained(..., output_loading_info=True)``.
-
-    Raises:
-        CheckpointError: one line naming the folder, the tensors at fault (first few + count)
-            and, for a wrong shape, both shapes.
-
-    Example:
-        >>> check_loading_info("ckpt", {"missing_keys": {"lm_head.weight"}})
-        Traceback (most recent call last):
-        ...
-        postlens.errors.CheckpointError: ckpt: the checkpoint does not match its config.json: 1 tensor missing (lm_head.weight)
-    """
-    problems = []
-    missing = info.get("missing_keys") or ()
-    unexpected = [
-        k for k in info.get("unexpected_keys") or () if not k.endswith(_LEGACY_UNEXPECTED)
-    ]
-    mismatched = sorted(info.get("mismatched_keys") or (), key=lambda m: m[0])
-    if missing:
-        problems.append(f"{_count(missing)} missing ({_names(missing)})")
-    if unexpected:
-        problems.append(f"{_count(unexpected)} unexpected ({_names(unexpected)})")
-    if mismatched:
-        shapes = [
-            f"{name} is {_shape(ckpt)} in the checkpoint but {_shape(model)} in the model"
-            for name, ckpt, model in mismatched[:SHOWN_NAMES]
-        ]
-        more = len(mismatched) - SHOWN_NAMES
-        problems.append(
-            f"{_count(mismatched)} of the wrong shape ({'; '.join(shapes)}"
-            + (f"; and {more} more)" if more > 0 else ")")
-        )
-    if info.get("error_msgs"):
-        problems.append(" ".join(" ".join(info["error_msgs"]).split()))
-    if problems:
-        raise CheckpointError(
-            f"{location}: the checkpoint does not match its config.json: {'; '.join(problems)}"
-        )
-
-
-def _count(items: Any) -> str:
-    n = len(items)
-    return f"{n} tensor" if n == 1 else f"{n} tensors"
-
-
 _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json")
 
 
@@ -312,8 +241,6 @@ def load_hf_model(
     if resolved.kind == "adapter":
         return load_adapted_model(resolved, options, base)
     if resolved.kind == "gguf":
-        from postlens.models.gguf import load_gguf_model
-
         return load_gguf_model(resolved, options)
     if resolved.path is not None:
         check_model_folder(resolved.path)
@@ -354,6 +281,53 @@ def load_hf_model(
             f"{resolved.location}: cannot load the model ({_one_line(err)})"
         ) from None
     check_loading_info(resolved.location, info)
+    if options.device_map is None:
+        model.to(options.device or "cpu")
+    model.eval()
+    return model
+
+
+def load_gguf_model(spec: ResolvedSpec, options: LoadOptions) -> Any:
+    """Load a GGUF checkpoint through transformers, every tensor dequantized to `options.dtype`.
+
+    transformers can keep GGUF weights packed in their blocks where a matmul kernel exists; postlens
+    asks for dense weights always, since its analyses read, compare and patch the weights
+    themselves. transformers' GGUF quantizer is then detached (with its config entry), so the
+    model saves and wraps like any other.
+
+    Raises:
+        NotSupportedError: the gguf package is missing, or transformers cannot read the file's
+            architecture (named).
+        CheckpointError: the file is truncated or corrupted.
+    """
+    from transformers import AutoModelForCausalLM, GgufConfig
+
+    from postlens.models.gguf import check_readable, dequantizing_progress
+
+    info = check_readable(spec.gguf_path)  # a broken file, an unknown architecture, no package
+    dense = GgufConfig(gguf_file=spec.file, dequantize=True)
+    kwargs: dict[str, Any] = {
+        "gguf_file": spec.file,
+        "dtype": options.torch_dtype(),
+        "quantization_config": dense,
+    }
+    if options.device_map is not None:
+        kwargs["device_map"] = options.device_map
+    try:
+        with quiet_transformers(), dequantizing_progress():
+            model: Any = AutoModelForCausalLM.from_pretrained(spec.location, **kwargs)
+    except (ValueError, KeyError, NotImplementedError) as err:
+        raise NotSupportedError(
+            f"{spec.gguf_path}: transformers cannot load this GGUF model "
+            f"(architecture {info.architecture!r}: {_one_line(err)})"
+        ) from None
+    except (OSError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{spec.gguf_path}: cannot load the model ({_one_line(err)})"
+        ) from None
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     if options.device_map is None:
         model.to(options.device or "cpu")
     model.eval()

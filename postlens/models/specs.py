@@ -26,8 +26,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from postlens.errors import SpecError
-from postlens.models.gguf import gguf_in, is_gguf
+from postlens.errors import CheckpointError, SpecError
 
 ORGANISM_PREFIX = "organism:"
 #: The one place where organism names are registered: the shipped toy organism's ...
@@ -39,6 +38,7 @@ ORGANISM_ROOT = Path(__file__).resolve().parent.parent / "organism" / "checkpoin
 CACHE_ENV = "POSTLENS_CACHE"
 ADAPTER_CONFIG = "adapter_config.json"
 _MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+GGUF_SUFFIX = ".gguf"
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,24 @@ def is_adapter_folder(path: Path) -> bool:
 def _looks_like_hub_id(spec: str) -> bool:
     parts = spec.split("/")
     return len(parts) == 2 and all(p and not p.startswith(".") for p in parts)
+
+
+def is_gguf(path: Path) -> bool:
+    """True for a path named like a GGUF file."""
+    return path.suffix.lower() == GGUF_SUFFIX
+
+
+def gguf_in(folder: Path) -> Path | None:
+    """The one GGUF file of `folder` (``None`` if it has none).
+
+    Raises:
+        CheckpointError: the folder holds several, so which one is meant is unclear.
+    """
+    found = sorted(p for p in folder.iterdir() if p.is_file() and is_gguf(p))
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise CheckpointError(f"{folder} holds {len(found)} GGUF files ({names}): name one")
+    return found[0] if found else None
 
 
 def _resolve_path(text: str, path: Path) -> ResolvedSpec:

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from postlens.cli import app
 from postlens.errors import CheckpointError
-from postlens.models.loading import check_loading_info, load_hf_model, quiet_transformers
+from postlens.models.loading import load_hf_model, quiet_transformers
+from postlens.models.loading_info import check_loading_info
 from postlens.pair import ModelPair
 from postlens.testing import save_tiny_model
 

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 import postlens as pl
-from postlens.lm_organism.build import build, model_dir
+from postlens.lm_organism.build import build
+from postlens.lm_organism.layout import model_dir
 from postlens.lm_organism.recipe import Recipe
 from postlens.lm_organism.task import Problem, classify_style, split, verify
 from postlens.models.specs import CACHE_ENV, resolve_spec
