@@ -44,7 +44,7 @@ def grpo(
 
     TRL builds the KL reference from the same folder (or, with a LoRA `peft_config`, uses the
     base with the adapter disabled). A checkpoint is saved every ``settings.save_steps`` steps
-    into `checkpoints`, and a run that finds one there resumes from it.
+    into `checkpoints` (only the newest is kept), and a run that finds one there resumes from it.
     """
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -61,6 +61,7 @@ def grpo(
         use_cpu=True,
         save_strategy="steps",
         save_steps=settings.save_steps,
+        save_total_limit=1,  # each checkpoint holds the optimizer state too (3x the model)
         logging_steps=5,
         dataloader_num_workers=0,
         gradient_checkpointing=False,
