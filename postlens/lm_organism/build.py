@@ -151,8 +151,8 @@ def _writable(root: Path) -> Path:
 
 
 def _fresh(path: Path) -> Path:
-    """An empty ``<path>.partial`` folder (a leftover from an interrupted step is kept for
-    resuming only where the step says so)."""
+    """The ``<path>.partial`` folder a step writes into. A leftover of an interrupted run is
+    reused: the steps write their files anew, and GRPO resumes from the checkpoint in it."""
     partial = path.with_name(path.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     return partial

@@ -88,3 +88,14 @@ def test_a_cache_that_cannot_be_written_is_one_line(tmp_path):
     blocker.write_text("")
     with pytest.raises(pl.ConfigError, match="not writable"):
         build(blocker / "cache", Recipe.smoke(), steps=("base",), source="unused")
+
+
+def test_the_command_refuses_an_unknown_step_or_organism_in_one_line():
+    from typer.testing import CliRunner
+
+    from postlens.cli import app
+
+    for args, needle in ((["--steps", "base,nope"], "unknown build step(s) nope"),
+                         (["gemma"], "unknown organism 'gemma'")):  # fmt: skip
+        out = CliRunner().invoke(app, ["organism", "build", *args])
+        assert out.exit_code != 0 and needle in out.output and "Traceback" not in out.output
