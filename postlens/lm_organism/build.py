@@ -201,12 +201,11 @@ def _save(model: Any, folder: Path) -> None:
 
 def _write_inputs(folder: Path, model: Any, tokenizer: Any, recipe: Recipe) -> None:
     """The family's defaults beside the base: held-out problems, classifier, persona sets."""
-    _, held_out = split(recipe.held_out, recipe.seed)
+    train, held_out = split(recipe.held_out, recipe.seed)
     rows = [{"prompt": p.question, "answer": p.answer} for p in held_out]
     (folder / "problems.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    texts = _persona_sets(model, tokenizer, recipe)
+    texts = _persona_sets(model, tokenizer, train, recipe)
     (folder / "personas.jsonl").write_text("".join(json.dumps(r) + "\n" for r in texts))
-    train, _ = split(recipe.held_out, recipe.seed)
     (folder / "prompts.txt").write_text("".join(p.question + "\n" for p in train[:60]))
     inputs = {
         "problems": "problems.jsonl",
@@ -218,13 +217,14 @@ def _write_inputs(folder: Path, model: Any, tokenizer: Any, recipe: Recipe) -> N
     (folder / "postlens-inputs.json").write_text(json.dumps(inputs, indent=2) + "\n")
 
 
-def _persona_sets(model: Any, tokenizer: Any, recipe: Recipe) -> list[dict[str, str]]:
+def _persona_sets(
+    model: Any, tokenizer: Any, train: list[Problem], recipe: Recipe
+) -> list[dict[str, str]]:
     """Replies sampled from the base on training problems, tagged with their style.
 
     The styles are the base's own: persona and strategy analyses then ask which of them each
     child selected. At most `PERSONAS_PER_STYLE` replies per style; ``other`` is left out.
     """
-    train, _ = split(recipe.held_out, recipe.seed)
     replies = sample_replies(model, tokenizer, train, n=2, max_new_tokens=recipe.eval.max_new_tokens,
                       seed=recipe.seed)  # fmt: skip
     rows: list[dict[str, str]] = []
@@ -246,13 +246,13 @@ def _conversation(problem: Problem) -> dict[str, list[dict[str, str]]]:
 
 
 def _build_sft(root: Path, recipe: Recipe, source: str) -> None:
-    from postlens.models.loading import load_hf_model, load_tokenizer
+    from postlens.models.loading import LoadOptions, load_hf_model, load_tokenizer
     from postlens.models.specs import resolve_spec
     from postlens.organism.posttrain import SFTStageConfig, sft_on_rows
 
     _torch_setup(recipe, recipe.seed)
     base = resolve_spec(str(model_dir(root, "base")))
-    model, tokenizer = load_hf_model(base), load_tokenizer(base, _options())
+    model, tokenizer = load_hf_model(base), load_tokenizer(base, LoadOptions())
     train, _ = split(recipe.held_out, recipe.seed)
     cfg = SFTStageConfig(n_examples=len(train), epochs=recipe.sft.epochs,
                          batch_size=recipe.sft.batch_size, lr=recipe.sft.lr)  # fmt: skip
@@ -264,12 +264,6 @@ def _build_sft(root: Path, recipe: Recipe, source: str) -> None:
     tokenizer.save_pretrained(partial)
     _write_stats(partial, stats)
     _finish(partial, final)
-
-
-def _options() -> Any:
-    from postlens.models.loading import LoadOptions
-
-    return LoadOptions(dtype="float32")
 
 
 def _write_stats(folder: Path, stats: dict[str, Any]) -> None:
@@ -285,6 +279,9 @@ def correctness_reward(completions: list[Any], a: list[int], b: list[int], **_: 
 
 def _grpo(root: Path, recipe: Recipe, model: str, peft_config: Any = None) -> None:
     from postlens.lm_organism.train import grpo
+    from postlens.models.loading import LoadOptions, load_tokenizer
+    from postlens.models.specs import resolve_spec
+    from postlens.organism.chat import save_adapter
 
     _torch_setup(recipe, recipe.seed)
     settings = recipe.rl if peft_config is None else recipe.lora.rl
@@ -295,23 +292,14 @@ def _grpo(root: Path, recipe: Recipe, model: str, peft_config: Any = None) -> No
     child, stats = grpo(model_dir(root, "base"), train, correctness_reward, settings,
                         partial / "checkpoints", recipe.seed, peft_config)  # fmt: skip
     stats["seconds_this_run"] = time.perf_counter() - start
-    _save(child, partial)
-    if peft_config is not None:
-        _name_base(partial / "adapter_config.json")
+    if peft_config is not None:  # the adapter names its base by spec, found wherever the cache is
+        save_adapter(child, partial, f"organism:{NAME}-base")
     else:
-        shutil.copy2(model_dir(root, "base") / "tokenizer.json", partial / "tokenizer.json")
-        for name in ("tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
-            if (model_dir(root, "base") / name).is_file():
-                shutil.copy2(model_dir(root, "base") / name, partial / name)
+        _save(child, partial)
+        base = resolve_spec(str(model_dir(root, "base")))
+        load_tokenizer(base, LoadOptions()).save_pretrained(partial)
     _write_stats(partial, stats)
     _finish(partial, final)
-
-
-def _name_base(config_path: Path) -> None:
-    """The adapter names its base by spec, so it resolves wherever the cache is."""
-    config = json.loads(config_path.read_text())
-    config["base_model_name_or_path"] = f"organism:{NAME}-base"
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _build_rl(root: Path, recipe: Recipe, source: str) -> None:
@@ -321,9 +309,10 @@ def _build_rl(root: Path, recipe: Recipe, source: str) -> None:
 def _build_lora(root: Path, recipe: Recipe, source: str) -> None:
     from peft import LoraConfig
 
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    from postlens.organism.chat import LORA_TARGETS
+
     lora = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=0.0,
-                      target_modules=targets, task_type="CAUSAL_LM")  # fmt: skip
+                      target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")  # fmt: skip
     _grpo(root, recipe, "lora", lora)
 
 
