@@ -34,8 +34,9 @@ CHAT_TEMPLATE = typer.Option(
 )
 PROMPTS = typer.Option(
     None,
-    help="JSONL ('prompt', optional 'completion' / 'answer'), text (one prompt per line), or a "
-    "local Hugging Face dataset (.parquet, .arrow, a save_to_disk folder).",
+    help="JSONL ('prompt', optional 'completion' / 'answer'; or chat 'messages', a system prompt "
+    "and several turns), text (one prompt per line), or a local Hugging Face dataset (.parquet, "
+    ".arrow, a save_to_disk folder).",
 )
 PROMPT_FIELD = typer.Option("prompt", help="The field (or dataset column) holding the prompt.")
 COMPLETION_FIELD = typer.Option(

@@ -2,7 +2,9 @@
 
 Accepted sources:
 
-* JSONL: one object per line with a ``prompt`` field (optional ``completion`` / ``answer``);
+* JSONL: one object per line with a ``prompt`` field (optional ``completion`` / ``answer``),
+  or a chat-format record (``messages``, or a ``prompt`` given as messages: see
+  `postlens.data.messages`);
 * plain text: one prompt per line, ``\\n`` inside a line standing for a newline;
 * a local Hugging Face dataset: a ``.parquet`` or ``.arrow`` file, or a folder written by
   ``datasets.Dataset.save_to_disk``, with ``prompt`` and ``completion`` columns (other names
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from postlens.data.messages import from_conversational, from_messages
 from postlens.errors import InputFileError, NotSupportedError
 
 #: File suffixes read as a Hugging Face dataset rather than as text.
@@ -185,20 +188,40 @@ def _from_json(
         obj = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputFileError(f"{path}:{line}: malformed JSON ({err.msg})") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get(prompt_field), str):
+    if not isinstance(obj, dict):
+        raise InputFileError(f"{path}:{line}: expected a JSON object, got {type(obj).__name__}")
+    prompt, completion = _prompt_of(obj, prompt_field, completion_field, f"{path}:{line}")
+    return PromptRecord(prompt, completion, obj.get("answer"), line), set(obj)
+
+
+def _prompt_of(
+    obj: dict[str, Any], prompt_field: str, completion_field: str, where: str
+) -> tuple[str, str | None]:
+    """A record's prompt and completion: plain strings, TRL's conversational prompt (a list of
+    messages), or a ``messages`` conversation (see `postlens.data.messages`)."""
+    prompt, completion = obj.get(prompt_field), obj.get(completion_field)
+    if prompt is None and prompt_field == "prompt" and "messages" in obj:
+        if completion is not None:
+            raise InputFileError(
+                f"{where}: give the completion as the last assistant message of 'messages' or "
+                f"as {completion_field!r}, not both"
+            )
+        return from_messages(obj["messages"], where)
+    if isinstance(prompt, list):
+        prompt, completion = from_conversational(prompt, completion, where)
+    elif not isinstance(prompt, str):
         raise InputFileError(
-            f"{path}:{line}: expected an object with a string {prompt_field!r} field"
+            f"{where}: expected a string {prompt_field!r} field (or chat 'messages')"
         )
-    completion = obj.get(completion_field)
     if completion is not None and not isinstance(completion, str):
-        raise InputFileError(f"{path}:{line}: {completion_field!r} must be a string")
-    return PromptRecord(obj[prompt_field], completion, obj.get("answer"), line), set(obj)
+        raise InputFileError(f"{where}: {completion_field!r} must be a string")
+    return prompt, completion
 
 
 # --- Hugging Face datasets --------------------------------------------------------------
 def _read_dataset(path: Path, prompt_field: str, completion_field: str) -> list[PromptRecord]:
-    columns, rows = _dataset_rows(path, [prompt_field, completion_field, "answer"])
-    if prompt_field not in columns:
+    columns, rows = _dataset_rows(path, [prompt_field, completion_field, "answer", "messages"])
+    if prompt_field not in columns and not (prompt_field == "prompt" and "messages" in columns):
         raise InputFileError(
             f"{path}: no {prompt_field!r} column (columns: {_names(columns)}); "
             "name the prompt column with prompt_field"
@@ -209,13 +232,7 @@ def _read_dataset(path: Path, prompt_field: str, completion_field: str) -> list[
         raise InputFileError(f"{path}: the dataset has no rows")
     records = []
     for i, row in enumerate(rows, start=1):
-        prompt, completion = row.get(prompt_field), row.get(completion_field)
-        if not isinstance(prompt, str):
-            raise InputFileError(
-                f"{path}: row {i}: {prompt_field!r} must be a string, got {type(prompt).__name__}"
-            )
-        if completion is not None and not isinstance(completion, str):
-            raise InputFileError(f"{path}: row {i}: {completion_field!r} must be a string")
+        prompt, completion = _prompt_of(row, prompt_field, completion_field, f"{path}: row {i}")
         records.append(PromptRecord(prompt, completion, row.get("answer"), i))
     return records
 

@@ -7,6 +7,8 @@ token ids*, the chat template (the child's, by default) applied to the prompt wi
 generation prompt, and statistics are taken on the response tokens only. A record
 ``{"prompt": p, "completion": c}`` becomes the chat ``[user: p]`` rendered with
 ``add_generation_prompt=True``, followed by ``c``'s own tokens (no end-of-turn token added).
+A chat-format record (a `postlens.data.messages.ChatPrompt`: a system prompt, several turns)
+renders its own conversation instead of the single user turn.
 
 The choice (`CHAT_TEMPLATES`) is made once, when a pair is loaded
 (``pl.load(..., chat_template=...)``, ``--chat-template``): ``post`` (the default when the post
@@ -32,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from postlens.data.messages import ChatPrompt
 from postlens.errors import ConfigError, InputFileError
 from postlens.models.compat import has_template
 
@@ -76,14 +79,24 @@ class ChatFormat:
         return self.which != "none"
 
     def render(self, prompt: str, where: str = "") -> str:
-        """The prompt as the chat ``[user: prompt]`` plus the generation prompt, as text.
+        """The prompt as the chat ``[user: prompt]`` plus the generation prompt, as text (a
+        `ChatPrompt` renders its whole conversation).
 
         Raises:
             InputFileError: the template failed to render (its error, and `where`).
         """
         if not self.templated:
+            if isinstance(prompt, ChatPrompt):
+                raise InputFileError(
+                    f"{prompt.where or where}: a chat-format record needs a chat template, "
+                    "and --chat-template none reads plain text; give the prompt as a string"
+                )
             return prompt
-        messages = [{"role": "user", "content": prompt}]
+        messages = (
+            prompt.messages
+            if isinstance(prompt, ChatPrompt)
+            else [{"role": "user", "content": prompt}]
+        )
         try:
             return str(
                 self.tokenizer.apply_chat_template(
@@ -102,7 +115,7 @@ class ChatFormat:
         if isinstance(prompt, TemplatedPrompt):
             return list(prompt.ids)
         if not self.templated:
-            return self.tokenizer(prompt).input_ids
+            return self.tokenizer(self.render(prompt, where)).input_ids
         return self.tokenizer(self.render(prompt, where), add_special_tokens=False).input_ids
 
     def completion_ids(self, completion: str) -> list[int]:
@@ -111,8 +124,10 @@ class ChatFormat:
 
     def format(self, prompt: str, where: str = "") -> str:
         """The prompt formatted, as a `TemplatedPrompt` (a plain string when not templated)."""
-        if not self.templated or isinstance(prompt, TemplatedPrompt):
+        if isinstance(prompt, TemplatedPrompt):
             return prompt
+        if not self.templated:
+            return self.render(prompt, where)  # refuses a conversation without a template
         return TemplatedPrompt(self.render(prompt, where), self.prompt_ids(prompt, where))
 
 
@@ -149,8 +164,7 @@ def format_texts(chat: ChatFormat, texts: list[Any]) -> list[Any]:
         >>> format_texts(ChatFormat("none", build_tokenizer()), ["a", ("b", "c")])
         ['a', ('b', 'c')]
     """
-    if not chat.templated:
-        return list(texts)
+    # Without a template a plain prompt stays as it is and a conversation is refused.
     return [
         (chat.format(t[0], f"text {i + 1}"), t[1]) if isinstance(t, tuple) else chat.format(t)
         for i, t in enumerate(texts)
@@ -160,8 +174,6 @@ def format_texts(chat: ChatFormat, texts: list[Any]) -> list[Any]:
 def format_inputs(chat: ChatFormat, inputs: Any) -> Any:
     """Persona inputs (``sets`` and ``prompts``) with every prompt formatted; the SAE corpus,
     raw text, stays as it is."""
-    if not chat.templated:
-        return inputs
     import dataclasses
 
     sets = {k: format_texts(chat, v) for k, v in inputs.sets.items()}

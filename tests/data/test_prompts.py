@@ -33,7 +33,8 @@ def test_errors_name_the_problem(tmp_path):
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text('{"text": "x"}\n')
     with pytest.raises(
-        InputFileError, match=r"wrong.jsonl:1: expected an object with a string 'prompt'"
+        InputFileError,
+        match=r"wrong.jsonl:1: expected a string 'prompt' field \(or chat 'messages'\)",
     ):
         read_prompts(wrong)
     with pytest.raises(InputFileError, match="not found"):

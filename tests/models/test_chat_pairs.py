@@ -140,6 +140,56 @@ def test_a_template_that_fails_names_the_line(chat_pair, tmp_path):
         fam.pair.post_tokenizer.chat_template = CHATML
 
 
+def test_chat_format_records_render_their_whole_conversation(chat_pair, tmp_path):
+    """A ``messages`` record (system prompt, earlier turns, the assistant's answer) and TRL's
+    conversational prompt-completion record read the ids the template gives the conversation."""
+    convo = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": "hello"}, {"role": "user", "content": "1+2?"}]  # fmt: skip
+    prompts = tmp_path / "chat.jsonl"
+    prompts.write_text(
+        json.dumps({"messages": [*convo, {"role": "assistant", "content": "it is 3."}]})
+        + "\n"
+        + json.dumps({"prompt": convo, "completion": [{"role": "assistant", "content": "3."}]})
+        + "\n"
+    )
+    records = pl.read_prompts(prompts)
+    assert [r.prompt for r in records] == ["1+2?", "1+2?"]
+    assert [r.completion for r in records] == ["it is 3.", "3."]
+    fam = pl.load(str(chat_pair[0]), str(chat_pair[1]))
+    seqs = fam.sample(records)["post"]
+    tok = AutoTokenizer.from_pretrained(chat_pair[1])
+    text = tok.apply_chat_template(convo, add_generation_prompt=True, tokenize=False)
+    assert seqs[0].prompt_ids == seqs[1].prompt_ids == tok(text, add_special_tokens=False).input_ids
+    assert tok.decode(seqs[0].completion_ids) == "it is 3."
+    plain = pl.load(str(chat_pair[0]), str(chat_pair[1]), chat_template="none")
+    with pytest.raises(InputFileError, match=r"chat.jsonl:1: a chat-format record needs a chat"):
+        plain.sample(records)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"messages": []}, "'messages' must be a non-empty list"),
+        ({"messages": [{"role": "user"}]}, "message 1 needs string 'role' and 'content'"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "role 'robot'"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "must end with a user message"),
+        ({"messages": [{"role": "user", "content": "x"}], "completion": "y"}, "not both"),
+        (
+            {
+                "prompt": [{"role": "user", "content": "x"}],
+                "completion": [{"role": "user", "content": "y"}],
+            },
+            "'completion' must be one assistant message",
+        ),  # fmt: skip
+    ],
+)
+def test_malformed_chat_records_name_the_line(tmp_path, record, message):
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"prompt": "fine"}\n' + json.dumps(record) + "\n")
+    with pytest.raises(InputFileError, match=rf"bad.jsonl:2: .*{message}"):
+        pl.read_prompts(f)
+
+
 def test_info_lists_special_token_differences(chat_pair, tmp_path):
     out = tmp_path / "info.json"
     args = ["info", str(chat_pair[0]), str(chat_pair[1]), "--json", str(out)]
