@@ -5,7 +5,10 @@ See docs/science.md, *Activation Difference Lens*.
 After Minder et al. (2025), "narrow fine-tuning leaves clearly readable traces": run the base
 and the child on generic text that has nothing to do with the fine-tune, and take per layer ℓ
 the mean difference of the residual stream over the first `k` token positions,
-``δ_ℓ = mean(h_post − h_base)`` (``blocks.ℓ.hook_resid_post``). Three readings of δ:
+``δ_ℓ = mean(h_post − h_base)`` (``blocks.ℓ.hook_resid_post``). Massive-activation positions
+(`postlens.diffs.activations.massive`: the attention sink at position 0 of a real LM, with or
+without a BOS token) are left out of the mean by position, and counted; without that, one
+position's norm, hundreds of times the others', is all δ says. Three readings of δ:
 
 * its norm per layer, relative to the base's own mean norm there (where the trace is largest);
 * its top tokens under the logit lens of each model (that model's own final norm, then its
@@ -41,6 +44,7 @@ from torch import Tensor
 
 from postlens.backends.arch import logit_lens
 from postlens.data.defaults import InputProvider
+from postlens.diffs.activations.massive import MASSIVE_RATIO, massive_positions
 from postlens.diffs.causal.sweep import Classifier, behaviour
 from postlens.errors import ConfigError
 from postlens.hooks import resid_post
@@ -71,6 +75,8 @@ class ADLConfig:
 
     Attributes:
         k: the first token positions of each text averaged over (Minder et al.: ≈5).
+        massive_ratio: a position whose base residual norm, at some layer, exceeds this
+            multiple of the layer's median is left out (`massive_positions`); ``None`` keeps all.
         n_texts: generic texts (the family's own, ``fam.inputs.texts``; else `GENERIC_TEXTS`).
         layer: the layer read and steered (default: the middle one, ``n_layers // 2``).
         top: tokens listed per layer and model.
@@ -83,6 +89,7 @@ class ADLConfig:
     """
 
     k: int = 5
+    massive_ratio: float | None = MASSIVE_RATIO
     n_texts: int = 32
     layer: int | None = None
     top: int = 10
@@ -95,6 +102,8 @@ class ADLConfig:
     def __post_init__(self) -> None:
         if self.k < 1 or self.n_texts < 1 or self.top < 1:
             raise ConfigError("k, n_texts and top must be positive")
+        if self.massive_ratio is not None and self.massive_ratio <= 1:
+            raise ConfigError(f"massive_ratio must be > 1 (or None), got {self.massive_ratio}")
         if self.layer is not None and self.layer < 0:
             raise ConfigError(f"layer must be >= 0, got {self.layer}")
         if not self.alphas:
@@ -160,6 +169,7 @@ class ADLResult(Result[ADLSummary], kind="adl"):
         delta: δ at `layer` (d_model numbers).
         rows: one per α.
         settings: the sampling settings.
+        massive: per position j < k, how many texts had it left out as a massive activation.
     """
 
     layer: int
@@ -171,6 +181,7 @@ class ADLResult(Result[ADLSummary], kind="adl"):
     delta: list[float]
     rows: list[ADLRow]
     settings: dict[str, Any] = field(default_factory=dict)
+    massive: list[int] = field(default_factory=list)
 
     def top_tokens(self, model: str = "post", layer: int | None = None) -> list[str]:
         """δ's top tokens at `layer` (default: the result's) under `model`'s lens."""
@@ -215,7 +226,7 @@ class ADLResult(Result[ADLSummary], kind="adl"):
                 "norms": [clean_float(x) for x in self.norms],
                 "base_norms": [clean_float(x) for x in self.base_norms], "lens": lens,
                 "delta": [clean_float(x) for x in self.delta], "rows": rows,
-                "settings": self.settings}  # fmt: skip
+                "settings": self.settings, "massive": self.massive}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ADLResult:
@@ -229,7 +240,8 @@ class ADLResult(Result[ADLSummary], kind="adl"):
                 for r in data["rows"]]  # fmt: skip
         return cls(int(data["layer"]), int(data["k"]), int(data["n_texts"]),
                    [num(x) for x in data["norms"]], [num(x) for x in data["base_norms"]], lens,
-                   [num(x) for x in data["delta"]], rows, dict(data.get("settings", {})))  # fmt: skip
+                   [num(x) for x in data["delta"]], rows, dict(data.get("settings", {})),
+                   [int(x) for x in data.get("massive", [])])  # fmt: skip
 
     def plot(self) -> Any:
         from postlens.viz import causal_figures
@@ -261,31 +273,46 @@ def generic_texts(provider: InputProvider, n: int, seed: int = 0) -> list[str]:
 
 @torch.no_grad()
 def activation_differences(
-    pair: Any, texts: Sequence[str], k: int = 5
-) -> tuple[Float[Tensor, "layer d_model"], Float[Tensor, " layer"]]:
-    """δ_ℓ = mean(h_post − h_base) over the first `k` positions of `texts`, for every layer.
+    pair: Any, texts: Sequence[str], k: int = 5, massive_ratio: float | None = MASSIVE_RATIO
+) -> tuple[Float[Tensor, "layer d_model"], Float[Tensor, " layer"], list[int]]:
+    """δ_ℓ = mean(h_post − h_base) over the first `k` positions of `texts`, for every layer,
+    massive-activation positions of the base left out (none when `massive_ratio` is ``None``).
 
     Returns:
-        ``(deltas, base_norms)``: δ per layer, and the mean ‖h_base‖ over the same positions.
+        ``(deltas, base_norms, massive)``: δ per layer, the mean ‖h_base‖ over the same
+        positions, and per position j < k the number of texts whose position j was left out.
+
+    Raises:
+        ConfigError: every one of the first `k` positions is massive (nothing left to average).
 
     Example:
         >>> import postlens as pl
         >>> pair = pl.load("organism:base", rl="organism:rl").pair
-        >>> deltas, norms = activation_differences(pair, ["the cat sees a cup."], k=3)
-        >>> tuple(deltas.shape), bool((norms > 0).all())
-        ((4, 128), True)
+        >>> deltas, norms, massive = activation_differences(pair, ["the cat sees a cup."], k=3)
+        >>> tuple(deltas.shape), bool((norms > 0).all()), massive
+        ((4, 128), True, [0, 0, 0])
     """
     batch = pair.tokenize(list(texts), padding_side="right")
     hooks = [resid_post(i) for i in range(pair.n_layers)]
     base, post = pair.run_both(batch, hooks)
+    real = batch.attention_mask.bool()
+    dropped = torch.zeros_like(real)
+    if massive_ratio is not None:
+        all_norms = torch.stack([base[name].float().norm(dim=-1) for name in hooks])
+        dropped = massive_positions(all_norms, real, massive_ratio)
     # Right padding: the first k columns are the texts' first k tokens wherever the mask is 1.
-    mask = batch.attention_mask[:, :k].float().unsqueeze(-1)
+    mask = (real & ~dropped)[:, :k].float().unsqueeze(-1)
+    if mask.sum() == 0:
+        raise ConfigError(
+            f"every one of the first {k} positions of the texts is a massive activation; "
+            "raise k, or give massive_ratio=None to keep them"
+        )
     deltas, norms = [], []
     for name in hooks:
         hb, hp = base[name][:, :k].float(), post[name][:, :k].float()
         deltas.append(((hp - hb) * mask).sum((0, 1)) / mask.sum())
         norms.append((hb.norm(dim=-1, keepdim=True) * mask).sum() / mask.sum())
-    return torch.stack(deltas), torch.stack(norms)
+    return torch.stack(deltas), torch.stack(norms), dropped[:, :k].sum(0).tolist()
 
 
 @torch.no_grad()
@@ -334,7 +361,7 @@ def adl_pair(
     layer = pair.n_layers // 2 if cfg.layer is None else cfg.layer
     if layer >= pair.n_layers:
         raise ConfigError(f"layer {layer} out of range (the models have {pair.n_layers} blocks)")
-    deltas, base_norms = activation_differences(pair, texts, cfg.k)
+    deltas, base_norms, massive = activation_differences(pair, texts, cfg.k, cfg.massive_ratio)
     lens = {m: lens_tokens(pair[m], pair.tokenizer, deltas, cfg.top) for m in ("base", "post")}
     steered = pair[cfg.steered]
     kwargs: dict[str, Any] = {"n": cfg.sample.n, "max_new_tokens": cfg.sample.max_new_tokens, "temperature": cfg.sample.temperature,
@@ -357,7 +384,7 @@ def adl_pair(
     lens = {m: [[(t, _r(v)) for t, v in per] for per in layers] for m, layers in lens.items()}
     return ADLResult(layer, cfg.k, len(texts), [_r(x) for x in deltas.norm(dim=-1).tolist()],
                      [_r(x) for x in base_norms.tolist()], lens,
-                     [_r(x) for x in deltas[layer].tolist()], rows, settings)  # fmt: skip
+                     [_r(x) for x in deltas[layer].tolist()], rows, settings, massive)  # fmt: skip
 
 
 def _r(x: float) -> float:

@@ -150,7 +150,7 @@ def _held_out_pass(
     acc = _Pass(cc, cfg.n_contexts, scaling)
     for start in range(0, len(texts), cfg.texts_per_chunk):
         enc = encode_chunk(tok, texts[start : start + cfg.texts_per_chunk], cfg)
-        mask = usable_positions(enc, tok, cfg)
+        mask = usable_positions(enc, cfg)
         where = mask.nonzero()  # row-major, the order mask indexing gives
         where[:, 0] += start
         acc.add(chunk_activations(backends, enc, mask, cfg.hook), where)

@@ -81,7 +81,8 @@ class CrosscoderConfig:
         texts_per_chunk: texts run through the models at once; their tokens are shuffled
             together, so this is also the mixing buffer.
         max_tokens: texts are cut to this many tokens.
-        skip_bos: leave out the BOS position (its activations are outliers in every model).
+        skip_first: leave out each text's first position, by position: the attention sink
+            of a real LM carries massive activations there whether or not it holds a BOS token.
         norm_batches: batches used to estimate each model's normalisation.
         checkpoint_every: steps between checkpoints (with the optimizer state).
         aux_coefficient: BatchTopK: weight of the AuxK loss on dead latents (Gao et al.'s
@@ -112,7 +113,7 @@ class CrosscoderConfig:
     lr: float = 1e-3
     texts_per_chunk: int = 64
     max_tokens: int = 128
-    skip_bos: bool = True
+    skip_first: bool = True
     norm_batches: int = 4
     checkpoint_every: int = 200
     aux_coefficient: float = 1 / 32

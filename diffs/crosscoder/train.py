@@ -83,13 +83,12 @@ def encode_chunk(tokenizer: Tokenizer, texts: list[str], config: CrosscoderConfi
                      truncation=True, max_length=config.max_tokens)  # fmt: skip
 
 
-def usable_positions(
-    enc: Any, tokenizer: Tokenizer, config: CrosscoderConfig
-) -> Int[Tensor, "batch pos"]:
-    """The positions read: real tokens, without the BOS when `skip_bos`."""
+def usable_positions(enc: Any, config: CrosscoderConfig) -> Int[Tensor, "batch pos"]:
+    """The positions read: real tokens, without each text's first when `skip_first` (right
+    padding: column 0 is every text's first token)."""
     mask = enc["attention_mask"].bool().clone()
-    if config.skip_bos and tokenizer.bos_token_id is not None:
-        mask[:, 0] &= enc["input_ids"][:, 0] != tokenizer.bos_token_id
+    if config.skip_first:
+        mask[:, 0] = False
     return mask
 
 
@@ -123,7 +122,7 @@ def paired_batches(
     for epoch in itertools.count():
         for c, idx in enumerate(_chunks(len(texts), config, epoch)):
             enc = encode_chunk(tok, [texts[int(i)] for i in idx], config)
-            mask = usable_positions(enc, tok, config)
+            mask = usable_positions(enc, config)
             n = int(mask.sum())
             if to_drop >= n:  # wholly skipped: no forward pass
                 to_drop -= n

@@ -42,6 +42,8 @@ def _sentences(result: Any) -> list[str]:
         out.append(f"On unrelated text, {esc(child)}'s activations differ from the base's most at "
                    f"layer {s.peak_layer}; at layer {s.layer} δ reads as "
                    f"{esc(', '.join(repr(t) for t in s.top_post))} under its logit lens.")  # fmt: skip
+        if left := [f"{j} ({n} of {s.n_texts} texts)" for j, n in enumerate(res.massive) if n]:
+            out.append(f"Left out of δ as massive activations (by position): {'; '.join(left)}.")
     return out
 
 
