@@ -35,7 +35,7 @@ from postlens.diffs.weights.result import (  # noqa: F401  (re-exported)
     WeightDiff,
     WeightSummary,
 )
-from postlens.diffs.weights.stats import UpdateStats
+from postlens.diffs.weights.stats import RawTensor, UpdateStats
 from postlens.errors import ConfigError, NotSupportedError
 from postlens.progress import show_progress
 from postlens.results.protocol import Result
@@ -103,8 +103,24 @@ def _names_to_compare(
     return common, sorted(set_b - set_p), sorted(set_p - set_b)
 
 
+def _dtype_name(tensor: Any) -> str:
+    """The stored dtype of a tensor or `RawTensor`, as torch names it (``bfloat16``);
+    ``adapter`` for a LoRA update (a low-rank product, not stored entries)."""
+    if isinstance(tensor, RawTensor):
+        return {"F32": "float32", "BF16": "bfloat16"}[tensor.code]
+    if isinstance(tensor, lora.LoraUpdate):
+        return "adapter"
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def _storage(dtypes: list[tuple[str, str]]) -> str:
+    """``"base dtype → post dtype"`` over the tensors compared (``mixed`` where they differ)."""
+    sides = [{d[i] for d in dtypes} for i in (0, 1)]
+    return " → ".join(next(iter(s)) if len(s) == 1 else "mixed" for s in sides)
+
+
 def _summary(
-    stats: list[UpdateStats], seconds: float, bytes_read: int, atol: float
+    stats: list[UpdateStats], seconds: float, bytes_read: int, atol: float, storage: str = ""
 ) -> WeightSummary | None:
     if not stats:
         return None
@@ -121,6 +137,7 @@ def _summary(
         bytes_read=bytes_read,
         seconds=seconds,
         atol=atol,
+        storage=storage,
     )
 
 
@@ -230,6 +247,7 @@ def compare_children(
     rows: dict[str, list[TensorDiff]] = {k: [] for k in children}
     stats: dict[str, list[UpdateStats]] = {k: [] for k in children}
     mismatches: dict[str, list[str]] = {k: [] for k in children}
+    dtypes: dict[str, list[tuple[str, str]]] = {k: [] for k in children}
     # The update cosine is reported for the first two children (e.g. sft and rl).
     pair = tuple(children)[:2] if len(children) >= 2 else None
     cosines: dict[str, dict[str, float | None]] = {f"{pair[0]}_{pair[1]}": {}} if pair else {}
@@ -263,6 +281,7 @@ def compare_children(
             rank = lora.update_rank(w_base, loaded[k], cfg.rank, cfg.rank_r)
             rows[k].append(_row(name, tuple(w_base.shape), st, rank, lora.rank_bound(loaded[k])))
             stats[k].append(st)
+            dtypes[k].append((_dtype_name(w_base), _dtype_name(loaded[k])))
         if first and paired is not None:
             cosines[f"{first[0]}_{first[1]}"][name] = paired.cosine
     seconds = time.perf_counter() - start
@@ -274,7 +293,7 @@ def compare_children(
             plans[k][1],
             plans[k][2],
             mismatches[k],
-            _summary(stats[k], seconds, bytes_read, cfg.atol),
+            _summary(stats[k], seconds, bytes_read, cfg.atol, _storage(dtypes[k])),
         )
         for k, spec in children.items()
     }

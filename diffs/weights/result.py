@@ -19,6 +19,10 @@ from typing import Any
 from postlens.errors import ConfigError
 from postlens.results.protocol import Result
 
+#: Relative resolution of each storage dtype: 2^-(mantissa bits), the spacing of its numbers
+#: at 1 (an entry w moves by at least about this times |w|).
+STEPS = {"bfloat16": 2.0**-8, "float16": 2.0**-11, "float32": 2.0**-24, "float64": 2.0**-53}
+
 
 @dataclass(frozen=True)
 class WeightSummary:
@@ -35,6 +39,8 @@ class WeightSummary:
         bytes_read: bytes read from both checkpoints.
         seconds: wall time of the comparison.
         atol: the tolerance used.
+        storage: the stored dtypes compared, ``"base → post"`` (e.g. ``"bfloat16 → bfloat16"``;
+            ``"mixed"`` on a side whose tensors differ).
     """
 
     rel_norm: float
@@ -47,6 +53,35 @@ class WeightSummary:
     bytes_read: int
     seconds: float
     atol: float
+    storage: str = ""
+
+    @property
+    def step(self) -> float | None:
+        """The post storage's relative resolution: a stored entry w can move by no less than
+        about ``step · |w|`` (one step of its dtype; 2⁻⁸ in bfloat16), so a 16-bit child's
+        "unchanged" share also counts every update smaller than that, rounded away.
+        ``None`` for an unknown or mixed dtype.
+
+        Example:
+            >>> WeightSummary(0.1, 0.5, 0.5, 0.5, 10, 1, 0, 0, 0.0, 0.0, "float32 → bfloat16").step
+            0.00390625
+        """
+        return STEPS.get(self.storage.rpartition("→ ")[2])
+
+    @property
+    def resolution_note(self) -> str:
+        """For a 16-bit child, its resolution, to say beside its "unchanged" share (rounding
+        hides updates smaller than one step); ``""`` otherwise.
+
+        Example:
+            >>> s = WeightSummary(0.1, 0.5, 0.5, 0.5, 10, 1, 0, 0, 0.0, 0.0, "bfloat16 → bfloat16")
+            >>> s.resolution_note
+            'bfloat16: one step is 0.39% of |w|; smaller updates round away'
+        """
+        if self.step is None or self.step < 2**-20:
+            return ""
+        dtype = self.storage.rpartition("→ ")[2]
+        return f"{dtype}: one step is {self.step:.2%} of |w|; smaller updates round away"
 
 
 @dataclass

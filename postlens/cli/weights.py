@@ -95,6 +95,8 @@ def _print_child(console: Console, key: str, diff: Any, allow_nonfinite: bool) -
         f"{s.frac_changed_tol:.2%} (|Δ|>{s.atol:g}), exactly {s.frac_changed_exact:.2%} · "
         f"{s.n_params:,} params · {s.bytes_read / 2**20:.1f} MiB read in {s.seconds:.2f} s"
     )
+    if s.resolution_note:
+        console.print(f"  {s.resolution_note}")
     console.print(_rows_table(f"{key}: by module", diff.grouped("module")))
     console.print(_rows_table(f"{key}: by layer", diff.grouped("layer")))
     bad = [t for t in diff.tensors if t.nan_count or t.inf_count]

@@ -65,12 +65,12 @@ def _sentences(family: Any) -> list[str]:
     if len(order) == 1:
         c = order[0]
         return [f"Weights: {c} changed them by {rel[c]:.3g} relative to the base, "
-                f"{pct(changed[c])} of entries moved."]  # fmt: skip
+                f"{pct(changed[c])} of entries moved{_caveat(s.children[c])}."]  # fmt: skip
     a, b = order[:2]
     text = (
         f"Weights: {a} moved them more than {b} (global relative change {rel[a]:.4f} vs "
         f"{rel[b]:.4f}, {rel[a] / max(rel[b], 1e-12):.2f}×); entries changed: "
-        + ", ".join(f"{c} {pct(changed[c])}" for c in order)
+        + ", ".join(f"{c} {pct(changed[c])}{_caveat(s.children[c])}" for c in order)
     )
     cos = [v for v in s.mean_update_cosine.values() if v is not None]
     if cos:
@@ -78,11 +78,15 @@ def _sentences(family: Any) -> list[str]:
     return [text + "."]
 
 
+def _caveat(w: Any) -> str:
+    return f" ({w.resolution_note})" if w.resolution_note else ""
+
+
 def _cards(family: Any, child: str) -> list[tuple[str, str]]:
     w = family[child].summary()
     return [
         ("global weight rel. norm", f"{w.rel_norm:.3g}"),
-        (f"update sparsity (|Δ| ≤ {w.atol:g})", f"{1 - w.frac_changed_tol:.2%}"),
+        (f"update sparsity (|Δ| ≤ {w.atol:g})", f"{1 - w.frac_changed_tol:.2%}{_caveat(w)}"),
     ]
 
 

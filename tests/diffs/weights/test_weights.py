@@ -119,6 +119,24 @@ def test_bf16_base_and_fp32_post_compare_in_fp32(tmp_path):
         str(_save(tmp_path, "b", base)), str(_save(tmp_path, "p", post)), progress=False
     )
     assert diff.summary().rel_norm == 0.0 and diff.summary().frac_changed_exact == 0.0
+    assert diff.summary().storage == "bfloat16 → float32" and not diff.summary().resolution_note
+
+
+def test_a_bf16_child_states_its_resolution_beside_its_sparsity(tmp_path):
+    """Updates smaller than one bf16 step round away: the "unchanged" share of a bf16 child says so."""
+    base = {k: v.bfloat16() for k, v in _base().items()}
+    gen = torch.Generator().manual_seed(0)
+    post = {k: (v.float() * (1 + 1e-3 * torch.randn(v.shape, generator=gen))).bfloat16()
+            for k, v in base.items()}  # fmt: skip
+    diff = compare_weights(
+        str(_save(tmp_path, "b", base)), str(_save(tmp_path, "p", post)), progress=False
+    )
+    s = diff.summary()
+    assert s.storage == "bfloat16 → bfloat16" and s.step == 2**-8
+    assert s.frac_changed_exact < 0.5  # most 0.1% updates are below a 0.39% step
+    assert s.resolution_note == "bfloat16: one step is 0.39% of |w|; smaller updates round away"
+    back = type(diff).from_json(diff.to_json())
+    assert back.summary() == s
 
 
 def test_sharded_checkpoint_gives_the_same_figures(tmp_path, planted):
