@@ -47,6 +47,8 @@ class PassKConfig:
             stop ids and verifiers, vLLM's own random streams).
         vllm_gpu_memory: the share of GPU memory vLLM may take (``gpu_memory_utilization``;
             postlens's own copy of the models stays loaded beside it).
+        keep_completions: keep every completion with its verdict in the result (and its JSON),
+            so a surprising pass rate can be audited (`PassAtKResult.samples_frame`).
     """
 
     sample: SampleConfig = field(
@@ -56,6 +58,7 @@ class PassKConfig:
     verifier: str = "last-number"
     engine: str = "postlens"
     vllm_gpu_memory: float = 0.5
+    keep_completions: bool = True
 
     def __post_init__(self) -> None:
         if any(k < 1 or k > self.sample.n for k in self.ks):
@@ -95,12 +98,18 @@ class PassAtKResult(Result[PassAtKSummary], kind="passk"):
         correct: model name → number correct out of n, per problem.
         n: samples per problem.
         settings: the sampling settings used.
+        prompts: the problems' prompts as the models read them (empty when completions are
+            not kept).
+        completions: model name → per problem, its n ``(completion, verdict)`` pairs (empty
+            when not kept).
     """
 
     curves: dict[str, dict[int, float]]
     correct: dict[str, list[int]]
     n: int
     settings: dict[str, Any] = field(default_factory=dict)
+    prompts: list[str] = field(default_factory=list)
+    completions: dict[str, list[list[tuple[str, bool]]]] = field(default_factory=dict)
 
     def summary(self) -> PassAtKSummary:
         first = next(iter(self.correct.values()), [])
@@ -122,6 +131,23 @@ class PassAtKResult(Result[PassAtKSummary], kind="passk"):
             ]
         )
 
+    def samples_frame(self) -> Any:
+        """One row per kept completion: model, problem, prompt, completion and verdict.
+
+        Raises:
+            ConfigError: the completions were not kept (``keep_completions=False``).
+        """
+        import pandas as pd
+
+        if not self.completions:
+            raise ConfigError("this pass@k run kept no completions (keep_completions=False)")
+        return pd.DataFrame([
+            {"model": m, "problem": i, "prompt": self.prompts[i] if self.prompts else "",
+             "completion": text, "correct": ok}
+            for m, per in self.completions.items()
+            for i, pairs in enumerate(per) for text, ok in pairs
+        ])  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -129,7 +155,10 @@ class PassAtKResult(Result[PassAtKSummary], kind="passk"):
             "curves": {m: {str(k): v for k, v in c.items()} for m, c in self.curves.items()},
             "correct": self.correct,
             "settings": self.settings,
-        }
+            "prompts": [str(p) for p in self.prompts],
+            "completions": {m: [[[t, ok] for t, ok in pairs] for pairs in per]
+                            for m, per in self.completions.items()},
+        }  # fmt: skip
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PassAtKResult:
@@ -139,7 +168,10 @@ class PassAtKResult(Result[PassAtKSummary], kind="passk"):
             {m: list(c) for m, c in data["correct"].items()},
             int(data["n"]),
             dict(data.get("settings", {})),
-        )
+            [str(p) for p in data.get("prompts", [])],
+            {m: [[(str(t), bool(ok)) for t, ok in pairs] for pairs in per]
+             for m, per in data.get("completions", {}).items()},
+        )  # fmt: skip
 
     def plot(self) -> Any:
         from postlens.viz import figures
@@ -250,17 +282,20 @@ def pass_at_k_curves(
     if len(prompts) != len(verifiers) or not prompts:
         raise ConfigError("give one verifier per prompt, and at least one prompt")
     ks = list(cfg.ks or default_ks(cfg.sample.n))
-    curves, correct = {}, {}
+    curves, correct, kept = {}, {}, {}
     if cfg.engine == "vllm" and set(models) - set(specs or {}):
         raise ConfigError("engine 'vllm' loads the models itself: give specs for every model")
     for name, backend in models.items():
         samples = _sample(name, backend, tokenizer, prompts, cfg, progress, specs, base_spec)
         n = cfg.sample.n
-        counts = [
-            sum(verifiers[i](s.completion) for s in samples[i * n : (i + 1) * n])
+        verdicts = [
+            [(s.completion, bool(verifiers[i](s.completion))) for s in samples[i * n : (i + 1) * n]]
             for i in range(len(prompts))
         ]
+        counts = [sum(ok for _, ok in per) for per in verdicts]
         correct[name] = counts
+        if cfg.keep_completions:
+            kept[name] = verdicts
         curves[name] = {k: sum(pass_at_k(n, c, k) for c in counts) / len(counts) for k in ks}
     settings = {
         "temperature": cfg.sample.temperature,
@@ -268,7 +303,8 @@ def pass_at_k_curves(
         "seed": cfg.sample.seed,
         "n_problems": len(prompts),
     }
-    return PassAtKResult(curves, correct, cfg.sample.n, settings)
+    shown = [str(p) for p in prompts] if cfg.keep_completions else []
+    return PassAtKResult(curves, correct, cfg.sample.n, settings, shown, kept)
 
 
 def passk_of_family(family: Any, inputs: Any, config: PassKConfig, progress: bool) -> PassAtKResult:

@@ -36,9 +36,21 @@ def _unavailable(ctx: ReportContext) -> str | None:
     return None
 
 
+#: Kept completions shown per model (the JSON holds them all).
+SHOWN_SAMPLES = 6
+
+
 def _render(result: Any) -> str:
     frame = result.to_frame().pivot(index="k", columns="model", values="pass_at_k").reset_index()
-    return figure_div(figures.pass_at_k_curves(result)) + table(frame.to_dict("records"))
+    out = figure_div(figures.pass_at_k_curves(result)) + table(frame.to_dict("records"))
+    if result.completions:  # a few verdicts to audit the verifier by; every one is in the JSON
+        rows = result.samples_frame().groupby(["model", "problem"], sort=False).head(2)
+        rows = rows.groupby("model", sort=False).head(SHOWN_SAMPLES)
+        shown = rows[["model", "problem", "completion", "correct"]].to_dict("records")
+        out += (
+            f"<details><summary>Sampled completions and verdicts</summary>{table(shown)}</details>"
+        )
+    return out
 
 
 def _sentences(result: Any) -> list[str]:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
 from postlens import ModelPair
-from postlens.diffs.passk.compute import PassKConfig, default_ks, pass_at_k, pass_at_k_curves
+from postlens.diffs.passk.compute import (
+    PassAtKResult,
+    PassKConfig,
+    default_ks,
+    pass_at_k,
+    pass_at_k_curves,
+)
+from postlens.errors import ConfigError
 from postlens.sampling.generation import SampleConfig
 
 
@@ -46,6 +54,21 @@ def test_curves_with_known_verifiers(tiny_dirs):
             assert value == pytest.approx(expected)
     assert result.correct["base"] == result.correct["post"]  # same weights, same seed
     assert set(result.to_frame()["k"]) == {1, 2, 4, 8}
+    # Every completion is kept with its verdict, and the verdicts are the counts.
+    kept = result.samples_frame()
+    assert len(kept) == 2 * 3 * 8 and list(kept.prompt[:1]) == ["a"]
+    for model in ("base", "post"):
+        rows = kept[kept.model == model]
+        assert rows.groupby("problem").correct.sum().tolist() == result.correct[model]
+        third = rows[rows.problem == 2]
+        assert third.correct.tolist() == [verifiers[2](c) for c in third.completion]
+    back = PassAtKResult.from_json(json.loads(json.dumps(result.to_json())))
+    assert back.completions == result.completions and back.prompts == result.prompts
+    bare = pass_at_k_curves({"base": pair.base}, tok, prompts, verifiers,
+                            PassKConfig(sample=SampleConfig(n=2), keep_completions=False))  # fmt: skip
+    assert bare.completions == {} and bare.prompts == []
+    with pytest.raises(ConfigError, match="kept no completions"):
+        bare.samples_frame()
     with pytest.raises(ValueError, match="one verifier per prompt"):
         pass_at_k_curves(
             {"base": pair.base},
