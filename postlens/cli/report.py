@@ -36,6 +36,11 @@ def report(
     prompts: Path | None = opt.PROMPTS,
     prompt_field: str = opt.PROMPT_FIELD,
     completion_field: str = opt.COMPLETION_FIELD,
+    personas: Path | None = typer.Option(
+        None,
+        help="Persona file for the personas section (JSONL: 'persona', 'prompt', optional "
+        "'completion'); its untagged prompts are --prompts (default: the family's own).",
+    ),
     out: Path = typer.Option(Path("report.html"), help="Where to write the HTML report."),
     json_out: Path | None = typer.Option(
         None,
@@ -74,7 +79,8 @@ def report(
     sample = SampleConfig(n=n_samples, max_new_tokens=max_new_tokens, seed=seed)
     source = opt.prompt_source(prompts, prompt_field, completion_field)
     config = ReportConfig(sections=chosen, prompts=source, n_prompts=n_prompts, sample=sample,
-                          passk_samples=passk_samples, verifier=verifier, seed=seed)  # fmt: skip
+                          passk_samples=passk_samples, verifier=verifier, seed=seed,
+                          personas=personas)  # fmt: skip
     opt.check_outputs(out, json_out)
     opt.check_load(dtype, device)
     import postlens as pl

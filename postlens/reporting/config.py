@@ -28,6 +28,9 @@ class ReportConfig:
         passk_samples: samples per problem and model for pass@k (k goes up to this).
         verifier: how the prompt file's ``answer`` fields are checked for pass@k.
         seed: seed of every sampling step not covered by `sample`.
+        personas: a persona file for the personas section (JSONL: ``persona``, ``prompt``,
+            optional ``completion``); its untagged prompts are `prompts` (default: the
+            family's own, when it has them). ``None``: the family's own persona sets.
     """
 
     sections: tuple[str, ...] = ()
@@ -37,9 +40,15 @@ class ReportConfig:
     passk_samples: int = 16
     verifier: str = "last-number"
     seed: int = 0
+    personas: Path | None = None
 
     def __post_init__(self) -> None:
         from postlens.reporting.sections import section_names
+
+        if self.personas is not None:  # checked now, before any model loads
+            from postlens.diffs.personas.analysis import read_persona_file
+
+            read_persona_file(self.personas, 1)
 
         if self.n_prompts < 1 or self.passk_samples < 1:
             raise ConfigError(

@@ -131,3 +131,27 @@ def test_report_in_a_real_browser(report_file, tmp_path, browser_inspect):
     assert "base top-5" in seen["tooltip"] and "post top-5" in seen["tooltip"]
     assert seen["scripts_injected"] is False
     assert (tmp_path / "top.png").stat().st_size > 10_000
+
+
+def test_a_persona_file_runs_the_personas_section_on_any_pair(family, tmp_path):
+    paths, prompts = family
+    personas = tmp_path / "personas.jsonl"
+    tagged = [("terse", f"q: {i}+1=?", f" {i + 1}") for i in range(4)]
+    tagged += [("chatty", f"q: {i}+1=?", f" well, it is {i + 1}!") for i in range(4)]
+    personas.write_text("".join(
+        json.dumps({"persona": p, "prompt": q, "completion": c}) + "\n" for p, q, c in tagged
+    ))  # fmt: skip
+    out = tmp_path / "r.html"
+    args = ["report", str(paths["base"]), str(paths["rl"]), "--prompts", str(prompts),
+            "--personas", str(personas), "--sections", "personas", "--out", str(out),
+            "--json", str(tmp_path / "r.json")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["sections"][0]["name"] == "personas"
+    assert set(data["sections"][0]["data"]["directions"]["personas"]) == {"terse", "chatty"}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"persona": "a", "prompt": 3}\n')
+    result = CliRunner().invoke(app, [*args[:5], "--personas", str(bad), "--out", str(out)])
+    assert result.exit_code != 0 and "bad.jsonl:1" in result.output
+    assert "Traceback" not in result.output

@@ -28,17 +28,21 @@ INTRO = (
 
 
 def _compute(ctx: ReportContext) -> Any:
-    from postlens.diffs.personas.analysis import PersonaConfig
+    from postlens.diffs.personas.analysis import PersonaConfig, persona_inputs
 
-    return ctx.family.personas(config=PersonaConfig(seed=ctx.config.seed))
+    cfg = PersonaConfig(seed=ctx.config.seed)
+    if ctx.config.personas is None:
+        return ctx.family.personas(config=cfg)
+    given = persona_inputs(ctx.family.inputs, cfg, ctx.config.personas, ctx.config.prompts)
+    return ctx.family.personas(given, config=cfg)
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    if ctx.family.inputs.provides("personas"):
+    if ctx.config.personas is not None or ctx.family.inputs.provides("personas"):
         return None
     return (
         "persona analysis needs persona-tagged sets and untagged prompts for this model "
-        "(postlens personas BASE CHILD --personas FILE --prompts FILE, or fam.personas(inputs))"
+        "(postlens report ... --personas FILE --prompts FILE, or fam.personas(inputs))"
     )
 
 
