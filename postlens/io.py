@@ -18,6 +18,7 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ def check_writable(path: str | Path) -> Path:
         `path` as a `Path`.
 
     Raises:
-        ConfigError: naming `path`, when it is a folder, when a parent is a file (so it cannot
-            be made), or when the folder it would go in (or the file itself) is not writable.
+        ConfigError: naming `path`, when it is a folder or another non-regular file (a device
+            node, a pipe), when a parent is a file (so it cannot be made), or when the folder it
+            would go in (or the file itself) is not writable.
 
     Example:
         >>> check_writable("/tmp/postlens-report.html")
@@ -47,6 +49,10 @@ def check_writable(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; give a file name for the output")
+    if path.exists() and not path.is_file():  # replacing a device node or a pipe breaks things
+        raise ConfigError(
+            f"{path}: not a regular file (a device, pipe or socket); give a file path for the output"
+        )
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{path}: the file exists and is not writable")
     parent = path.absolute().parent
@@ -57,6 +63,35 @@ def check_writable(path: str | Path) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{path}: cannot write there: {parent} is not writable")
     return path
+
+
+def check_distinct(outputs: Sequence[Path], inputs: Sequence[Path] = ()) -> None:
+    """Refuse two outputs that are the same file, and an output that is one of the inputs.
+
+    One would silently replace the other (or the prompts a run reads); compared after symlinks
+    and ``..`` are resolved.
+
+    Raises:
+        ConfigError: naming the file.
+
+    Example:
+        >>> check_distinct([Path("r.html"), Path("./r.html")])
+        Traceback (most recent call last):
+        ...
+        postlens.errors.ConfigError: r.html: given as two outputs; give each output its own file
+    """
+    seen: dict[Path, Path] = {}
+    for path in outputs:
+        key = path.resolve()
+        if key in seen:
+            raise ConfigError(f"{seen[key]}: given as two outputs; give each output its own file")
+        seen[key] = path
+    for path in inputs:
+        if path.resolve() in seen:
+            raise ConfigError(
+                f"{path}: is an input of this run and also an output, which would overwrite it; "
+                "choose another output path"
+            )
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -39,7 +39,7 @@ def activations(
 
     assert config is not None  # built by with_config from the options
     config = dataclasses.replace(config, sample=opt.with_generate(config.sample, generate))
-    opt.check_outputs(json_out)
+    opt.check_outputs(json_out, inputs=(prompts,))
     opt.check_load(dtype, device)
     source_file = opt.prompt_source(prompts, prompt_field, completion_field)
     data = opt.sequences_input(source_file, generate, config.sample.limit)

@@ -70,7 +70,7 @@ def crosscoder(
     from postlens.progress import show_progress
 
     cfg = config
-    opt.check_outputs(json_out)
+    opt.check_outputs(json_out, inputs=(prompts,))
     texts = _texts(prompts, base, limit)
     names = [_name(post, "post"), _name(other or "", "other")]
     children = {names[0]: post} | ({names[1]: other} if other is not None else {})

@@ -130,13 +130,13 @@ def with_generate(sample: SampleConfig, generate: int | None) -> SampleConfig:
     return dataclasses.replace(sample, n=generate) if generate else sample
 
 
-def check_outputs(*paths: Path | None) -> None:
-    """Fail before any compute when an output path cannot be written."""
-    from postlens.io import check_writable
+def check_outputs(*paths: Path | None, inputs: tuple[Path | None, ...] = ()) -> None:
+    """Fail before any compute when an output path cannot be written, when two outputs are one
+    file, or when an output is one of the `inputs` files."""
+    from postlens.io import check_distinct, check_writable
 
-    for path in paths:
-        if path is not None:
-            check_writable(path)
+    outputs = [check_writable(p) for p in paths if p is not None]
+    check_distinct(outputs, [p for p in inputs if p is not None and p.is_file()])
 
 
 def child_specs(children: list[str]) -> dict[str, str]:

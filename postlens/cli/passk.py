@@ -62,7 +62,7 @@ def passk(
             "--verifier applies to a prompt file's answers; the default problems use their "
             "own verifier (give --prompts FILE to use another)"
         )
-    opt.check_outputs(json_out)
+    opt.check_outputs(json_out, inputs=(prompts,))
     opt.check_load(dtype, device)
     source = opt.prompt_source(prompts, prompt_field, "completion")
     if source is not None:

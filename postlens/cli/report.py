@@ -81,7 +81,7 @@ def report(
     config = ReportConfig(sections=chosen, prompts=source, n_prompts=n_prompts, sample=sample,
                           passk_samples=passk_samples, verifier=verifier, seed=seed,
                           personas=personas)  # fmt: skip
-    opt.check_outputs(out, json_out)
+    opt.check_outputs(out, json_out, inputs=(prompts, personas))
     opt.check_load(dtype, device)
     import postlens as pl
 
@@ -91,6 +91,9 @@ def report(
     rep = fam.report(config, on_section=_progress(console))
     for name, reason in rep.skipped.items():
         console.print(f"· {name} not run: {reason}", markup=False, highlight=False)
+    if rep.interrupted:  # a partial report never replaces a complete one at the same path
+        out, json_out = _partial(out), _partial(json_out)
+        console.print(f"interrupted: the finished sections go to {out}", markup=False)
     _write(rep, out, json_out, console)
     if rep.failed or rep.interrupted:
         raise typer.Exit(130 if rep.interrupted else 1)
@@ -111,6 +114,16 @@ def _progress(console: Console) -> Callable[[str, Any], None]:
     return show
 
 
+def _partial(path: Path | None) -> Path | None:
+    """Where an interrupted run's output goes: ``NAME.partial.SUFFIX`` beside `path`.
+
+    Example:
+        >>> _partial(Path("out/report.html"))
+        PosixPath('out/report.partial.html')
+    """
+    return None if path is None else path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
 def _write(rep: Any, out: Path, json_out: Path | None, console: Console) -> None:
     rep.save(out)
     opt.write_json(json_out, rep.to_json())
@@ -129,7 +142,7 @@ def render(
     setup_logging(verbose)
     from postlens.reporting import report as load_report
 
-    opt.check_outputs(out)
+    opt.check_outputs(out, inputs=(results,))
     rep = load_report(results)
     rep.save(out, title)
     Console(stderr=True).print(f"report written to {out} ({out.stat().st_size / 2**20:.1f} MiB)")

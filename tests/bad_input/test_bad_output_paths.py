@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from bad_inputs import leftovers
@@ -104,3 +105,72 @@ def test_writing_onto_a_folder_names_it(tmp_path):
     with pytest.raises(OSError, match=rf"cannot write {tmp_path}/out.json"):
         write_text_atomic(tmp_path / "out.json", "{}")
     assert leftovers(tmp_path) == ["out.json"]
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_an_output_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    if kind == "device":
+        path = Path("/dev/null")
+    else:
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+    with pytest.raises(ConfigError, match=rf"{path}: not a regular file"):
+        check_writable(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    from postlens.testing import save_tiny_model
+
+    root = tmp_path_factory.mktemp("pair")
+    return [str(save_tiny_model(root / n, "llama", seed=i)) for i, n in enumerate(("b", "p"))]
+
+
+def test_aliased_outputs_and_an_output_over_an_input_are_refused_before_work(tmp_path, tiny_pair):
+    from typer.testing import CliRunner
+
+    from postlens.cli import app
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "ab"}\n')
+    runner = CliRunner()
+    same = runner.invoke(app, ["report", *tiny_pair, "--prompts", str(prompts), "--out",
+                               str(tmp_path / "r.html"), "--json", str(tmp_path / "./r.html")])  # fmt: skip
+    assert same.exit_code == 2 and "given as two outputs" in same.output
+    over = runner.invoke(
+        app, ["forks", *tiny_pair, "--prompts", str(prompts), "--json", str(prompts)]
+    )
+    assert over.exit_code == 2 and "is an input of this run and also an output" in over.output
+    assert prompts.read_text() == '{"prompt": "ab"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.jsonl"]
+
+
+def test_an_interrupted_report_never_replaces_a_complete_one(tmp_path, tiny_pair, monkeypatch):
+    from typer.testing import CliRunner
+
+    from postlens.cli import app
+    from postlens.reporting import run
+
+    out = tmp_path / "report.html"
+    out.write_text("the complete report of an earlier run")
+    real, calls = run._run_one, []
+
+    def stopped_at_the_second(name, ctx):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(name, ctx)
+
+    monkeypatch.setattr(run, "_run_one", stopped_at_the_second)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "ab"}\n')
+    args = ["report", *tiny_pair, "--prompts", str(prompts), "--sections", "weights,forks",
+            "--max-new-tokens", "4", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130
+    assert out.read_text() == "the complete report of an earlier run"
+    partial = tmp_path / "report.partial.html"
+    assert (
+        "sec-weights" in partial.read_text()
+        and "interrupted: the finished sections go to" in result.output
+    )
