@@ -69,7 +69,9 @@ def main() -> None:
     data = rows(args.seed)
     cfg = SFTStageConfig(n_examples=len(data), epochs=args.epochs, batch_size=16, lr=2e-4)
     scratch = args.out.with_name(args.out.name + ".trainer")
-    child, stats = sft_on_rows(get_peft_model(model, lora), tokenizer, data, cfg, scratch, args.seed)
+    child, stats = sft_on_rows(
+        get_peft_model(model, lora), tokenizer, data, cfg, scratch, args.seed
+    )
     shutil.rmtree(scratch, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     save_adapter(child, args.out, gguf.name)

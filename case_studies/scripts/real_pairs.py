@@ -70,7 +70,9 @@ def plain_inputs(folder: Path) -> dict[str, Path]:
     return {"problems": problems, "personas": personas, "prompts": prompts}
 
 
-def commands(base: str, post: str, inputs: dict[str, Path] | None, out: Path) -> dict[str, list[str]]:
+def commands(
+    base: str, post: str, inputs: dict[str, Path] | None, out: Path
+) -> dict[str, list[str]]:
     """Command name → its arguments (after ``postlens``), small enough for 2 CPU cores."""
     pair = [base, post]
     problems = ["--prompts", str(inputs["problems"])] if inputs else []
