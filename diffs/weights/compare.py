@@ -57,8 +57,8 @@ class WeightDiffConfig:
     rank_r: int = 8
 
     def __post_init__(self) -> None:
-        if self.atol < 0:
-            raise ConfigError("atol must be >= 0")
+        if not 0 <= self.atol < math.inf:  # NaN fails too
+            raise ConfigError(f"atol must be a finite number >= 0, got {self.atol}")
         if self.rank_r < 1:
             raise ConfigError("rank_r must be >= 1")
 

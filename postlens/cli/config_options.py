@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import re
 import types
 import typing
@@ -165,11 +166,36 @@ def build_config(
         if f.name not in values:
             continue
         value = values[f.name]
+        _check_number(f.name, value)
         node = tree
         for part in f.path[:-1]:
             node = node.setdefault(part, {})
         node[f.path[-1]] = tuple(value) if isinstance(value, list) else value
     return _instantiate(cls, tree)
+
+
+#: Integers past this do not fit the 64-bit fields torch and numpy take (seeds, sizes).
+INT_LIMIT = 2**63
+
+
+def _check_number(name: str, value: Any) -> None:
+    """Refuse NaN and infinite floats, and integers past 64 bits, naming the option: no config
+    field means anything by them, and a comparison with NaN is always false.
+
+    Example:
+        >>> _check_number("atol", float("nan"))
+        Traceback (most recent call last):
+        ...
+        postlens.errors.ConfigError: --atol: nan is not a finite number
+    """
+    from postlens.errors import ConfigError
+
+    flag = f"--{name.replace('_', '-')}"
+    for x in value if isinstance(value, list | tuple) else [value]:
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ConfigError(f"{flag}: {x} is not a finite number")
+        if isinstance(x, int) and not isinstance(x, bool) and abs(x) >= INT_LIMIT:
+            raise ConfigError(f"{flag}: {x} is out of range (at most 2**63 - 1)")
 
 
 def _instantiate(cls: type, tree: Mapping[str, Any]) -> Any:

@@ -33,6 +33,8 @@ from postlens.errors import InputFileError, NotSupportedError
 
 #: File suffixes read as a Hugging Face dataset rather than as text.
 DATASET_SUFFIXES = (".parquet", ".arrow")
+#: The largest prompt file read (it is read whole; a bigger one is refused before reading).
+MAX_FILE_BYTES = 1 << 30
 #: How many line or row numbers an error lists before it says how many more there are.
 SHOWN_LINES = 10
 _DEFAULT_COMPLETION = "completion"
@@ -79,8 +81,9 @@ def read_prompts(
         One record per non-blank line or dataset row, in order.
 
     Raises:
-        InputFileError: missing or empty source, non-UTF-8 or binary text, a malformed line,
-            a missing field or column (named, with the columns there are).
+        InputFileError: missing or empty source, a device or pipe, a file over
+            `MAX_FILE_BYTES`, non-UTF-8 or binary text, a malformed line, an empty prompt, a
+            missing field or column (named, with the columns there are).
 
     Example:
         >>> _ = open("prompts.txt", "w").write("\\nfirst prompt\\nsecond\\n")
@@ -90,6 +93,14 @@ def read_prompts(
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{path}: prompt file not found")
+    if not (path.is_file() or path.is_dir()):  # /dev/zero, a pipe: reading never ends
+        raise InputFileError(f"{path}: not a regular file (a device or a pipe); give a file")
+    if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+        raise InputFileError(
+            f"{path}: {path.stat().st_size / 2**30:.1f} GiB, more than the "
+            f"{MAX_FILE_BYTES / 2**30:.0f} GiB a prompt file may hold; give a dataset folder "
+            "(read row by row) or a smaller file"
+        )
     if path.is_dir() or path.suffix in DATASET_SUFFIXES:
         records = _read_dataset(path, prompt_field, completion_field)
     else:
@@ -210,11 +221,14 @@ def _prompt_of(
     if isinstance(prompt, list):
         prompt, completion = from_conversational(prompt, completion, where)
     elif not isinstance(prompt, str):
+        got = "none" if prompt is None else type(prompt).__name__
         raise InputFileError(
-            f"{where}: expected a string {prompt_field!r} field (or chat 'messages')"
+            f"{where}: expected a string {prompt_field!r} field (or chat 'messages'), got {got}"
         )
     if completion is not None and not isinstance(completion, str):
         raise InputFileError(f"{where}: {completion_field!r} must be a string")
+    if not prompt.strip():
+        raise InputFileError(f"{where}: {prompt_field!r} is empty")
     return prompt, completion
 
 

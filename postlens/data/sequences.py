@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from postlens.data.prompts import PromptRecord
+from postlens.errors import ConfigError
 from postlens.pair import ModelPair
 
 if TYPE_CHECKING:
@@ -84,8 +85,13 @@ def sample_sequences(
     context = context_length(pair)
     prompts = [pair.chat.format(p, f"prompt {i + 1}") for i, p in enumerate(prompts)]
     if context:
-        room = context - generate_kwargs.get("max_new_tokens", 64)
-        prompts = fit_prompts(pair.chat.tokenizer, prompts, max(1, room))
+        new = generate_kwargs.get("max_new_tokens", 64)
+        if new >= context:  # no prompt token would be left: refuse rather than cut every prompt
+            raise ConfigError(
+                f"max_new_tokens={new} leaves no room for the prompt in the model's {context}-"
+                f"token context; give --max-new-tokens below {context}"
+            )
+        prompts = fit_prompts(pair.chat.tokenizer, prompts, context - new)
     samples = pair.generate(source, prompts, n=n, **generate_kwargs)  # type: ignore[arg-type]
     return [Sequence(s.prompt_ids, s.completion_ids, source) for s in samples if s.completion_ids]
 

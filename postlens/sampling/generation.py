@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -60,8 +61,14 @@ class SampleConfig:
                 f"n, max_new_tokens and batch_size must be positive (got n={self.n}, "
                 f"max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size})"
             )
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ConfigError("temperature must be >= 0 and top_p in (0, 1]")
+        # Written so that NaN fails too (every comparison with NaN is false).
+        if not (0 <= self.temperature < math.inf and 0 < self.top_p <= 1):
+            raise ConfigError(
+                f"temperature must be a finite number >= 0 and top_p in (0, 1] (got "
+                f"temperature={self.temperature}, top_p={self.top_p})"
+            )
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be in 0 .. 2**63 - 1, got {self.seed}")
         if self.source not in SOURCES:
             raise ConfigError(f"source must be 'post' or 'base', got {self.source!r}")
         if self.limit is not None and self.limit < 1:

@@ -88,7 +88,9 @@ def test_dataset_rows_are_named(tmp_path):
     with pytest.raises(InputFileError, match=r"mixed: row 2 has no 'completion' but 2 other"):
         read_prompts(mixed, consistent_completions=True)
     ints = _parquet(tmp_path / "ints.parquet", {"prompt": [1, 2]})
-    with pytest.raises(InputFileError, match=r"ints.parquet: row 1: 'prompt' must be a string"):
+    with pytest.raises(
+        InputFileError, match=r"ints.parquet: row 1: expected a string 'prompt' .* got int"
+    ):
         read_prompts(ints)
     empty = _parquet(tmp_path / "empty.parquet", {"prompt": []})
     with pytest.raises(InputFileError, match="has no rows"):
