@@ -92,7 +92,7 @@ def report(
     for name, reason in rep.skipped.items():
         console.print(f"· {name} not run: {reason}", markup=False, highlight=False)
     if rep.interrupted:  # a partial report never replaces a complete one at the same path
-        out, json_out = _partial(out), _partial(json_out)
+        out, json_out = _partial(out), _partial(json_out) if json_out else None
         console.print(f"interrupted: the finished sections go to {out}", markup=False)
     _write(rep, out, json_out, console)
     if rep.failed or rep.interrupted:
@@ -114,14 +114,14 @@ def _progress(console: Console) -> Callable[[str, Any], None]:
     return show
 
 
-def _partial(path: Path | None) -> Path | None:
+def _partial(path: Path) -> Path:
     """Where an interrupted run's output goes: ``NAME.partial.SUFFIX`` beside `path`.
 
     Example:
         >>> _partial(Path("out/report.html"))
         PosixPath('out/report.partial.html')
     """
-    return None if path is None else path.with_name(f"{path.stem}.partial{path.suffix}")
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
 def _write(rep: Any, out: Path, json_out: Path | None, console: Console) -> None:
