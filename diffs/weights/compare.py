@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 
 from postlens.diffs.weights import adapters as lora
 from postlens.diffs.weights.checkpoint_io import CheckpointReader, TensorSource, open_checkpoint
-from postlens.diffs.weights.names import classify, is_tied_unembedding
+from postlens.diffs.weights.names import classify
 from postlens.diffs.weights.rank import RankStats
 from postlens.diffs.weights.result import (  # noqa: F401  (re-exported)
     TensorDiff,
@@ -94,13 +95,56 @@ def _row(
 
 def _names_to_compare(
     base: TensorSource, post: TensorSource
-) -> tuple[list[str], list[str], list[str]]:
-    tied = base.tie_word_embeddings and post.tie_word_embeddings
-    names_b = [n for n in base.names() if not is_tied_unembedding(n, tied)]
-    names_p = [n for n in post.names() if not is_tied_unembedding(n, tied)]
-    set_b, set_p = set(names_b), set(names_p)
-    common = [n for n in names_b if n in set_p]
-    return common, sorted(set_b - set_p), sorted(set_p - set_b)
+) -> tuple[list[str], list[str], list[str], dict[str, str], dict[str, str]]:
+    """The tensors both models really use, by name: (common, only in base, only in post, and
+    per side the names read as another stored tensor).
+
+    A tied unembedding is the embedding: counted once, as the embedding. But a checkpoint whose
+    config says tied and that stores its own, different unembedding is loaded untied by
+    transformers; that tensor is compared, against the other side's own unembedding or, where
+    that side is tied, its embedding (what its model multiplies by).
+    """
+    names_b, names_p = _used(base), _used(post)
+    alias_b, alias_p = _tied_aliases(base, names_b, names_p), _tied_aliases(post, names_p, names_b)
+    set_b, set_p = set(names_b) | set(alias_b), set(names_p) | set(alias_p)
+    common = [n for n in [*names_b, *alias_b] if n in set_p]
+    return common, sorted(set_b - set_p), sorted(set_p - set_b), alias_b, alias_p
+
+
+def _used(source: TensorSource) -> list[str]:
+    """The stored tensors a model uses: a tied checkpoint's stored unembedding is left out when
+    it equals the embedding (transformers then ties them), kept when it differs."""
+    names = source.names()
+    if not source.tie_word_embeddings:
+        return names
+    embedding = _embedding_name(names)
+    out = []
+    for n in names:
+        if classify(n)[1] == "unembedding" and embedding is not None:
+            head, embed = source.get(n), source.get(embedding)
+            if head.shape == embed.shape and bool((head == embed).all()):
+                continue
+        out.append(n)
+    return out
+
+
+def _tied_aliases(source: TensorSource, own: list[str], other: list[str]) -> dict[str, str]:
+    """For a tied checkpoint without its own unembedding: the other side's unembedding names,
+    read as this side's embedding."""
+    embedding = _embedding_name(own)
+    if not source.tie_word_embeddings or embedding is None:
+        return {}
+    if any(classify(n)[1] == "unembedding" for n in own):
+        return {}
+    return {n: embedding for n in other if classify(n)[1] == "unembedding"}
+
+
+def _embedding_name(names: list[str]) -> str | None:
+    """The token embedding among `names` (not a position embedding)."""
+    found = [
+        n for n in names if classify(n)[1] == "embedding" and not re.search(r"wpe|position", n)
+    ]
+    return found[0] if found else None
 
 
 def _dtype_name(tensor: Any) -> str:
@@ -243,7 +287,10 @@ def compare_children(
     readers |= {k: lora.open_child(v, readers["base"], base) for k, v in children.items()}
     plans = {k: _names_to_compare(readers["base"], readers[k]) for k in children}
     common = {k: set(plans[k][0]) for k in children}
-    names = [n for n in readers["base"].names() if any(n in common[k] for k in children)]
+    aliases = {"base": {a: n for k in children for a, n in plans[k][3].items()}}
+    aliases |= {k: plans[k][4] for k in children}
+    listed = [*readers["base"].names(), *aliases["base"]]
+    names = [n for n in dict.fromkeys(listed) if any(n in common[k] for k in children)]
     rows: dict[str, list[TensorDiff]] = {k: [] for k in children}
     stats: dict[str, list[UpdateStats]] = {k: [] for k in children}
     mismatches: dict[str, list[str]] = {k: [] for k in children}
@@ -256,17 +303,18 @@ def compare_children(
     # as their stored entries (`RawTensor`), so this usual case never imports torch.
     raw = not cfg.rank and all(type(r) is CheckpointReader for r in readers.values())
     for name in tqdm(names, desc="comparing tensors", disable=not show_progress(progress)):
-        w_base = _read(readers["base"], name, raw)
+        w_base = _read(readers["base"], aliases["base"].get(name, name), raw)
         bytes_read += w_base.numel() * w_base.element_size()
         loaded = {}
         for k in children:
             if name not in common[k]:
                 continue
+            stored = aliases[k].get(name, name)
             if raw:
-                w = _read(readers[k], name, raw)
+                w = _read(readers[k], stored, raw)
                 nbytes = w.numel() * w.element_size()
             else:
-                w, nbytes = lora.child_tensor(readers[k], name, w_base)
+                w, nbytes = lora.child_tensor(readers[k], stored, w_base)
             bytes_read += nbytes
             if w.shape != w_base.shape:
                 mismatches[k].append(f"{name}: base {tuple(w_base.shape)} vs {k} {tuple(w.shape)}")

@@ -57,8 +57,3 @@ def classify(name: str) -> tuple[int | None, str]:
         if re.search(pattern, name):
             return None, kind
     return None, "other"
-
-
-def is_tied_unembedding(name: str, tie_word_embeddings: bool) -> bool:
-    """True for an unembedding that is the embedding itself (counted once, as the embedding)."""
-    return tie_word_embeddings and classify(name)[1] == "unembedding"

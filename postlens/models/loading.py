@@ -200,6 +200,13 @@ def load_tokenizer(
         (Path(spec.location) / f).is_file() for f in _TOKENIZER_FILES
     ):
         return load_tokenizer(_base_of(spec, base), options)
+    if spec.kind == "local" and not any(
+        (Path(spec.location) / f).is_file() for f in _TOKENIZER_FILES
+    ):
+        raise SpecError(
+            f"{spec.spec}: no tokenizer files ({', '.join(_TOKENIZER_FILES)}); save the "
+            "tokenizer beside the weights (tokenizer.save_pretrained), e.g. the base's"
+        )
     gguf = {"gguf_file": spec.file} if spec.kind == "gguf" else {}
     try:
         with quiet_transformers():
@@ -208,6 +215,8 @@ def load_tokenizer(
             )
     except (OSError, ValueError) as err:
         raise SpecError(f"{spec.spec}: cannot load the tokenizer ({err})") from None
+    if len(tok) < 2:  # an empty vocabulary loads without complaint and breaks every analysis
+        raise SpecError(f"{spec.spec}: its tokenizer has a vocabulary of {len(tok)} token(s)")
     if tok.pad_token is None:
         # Batched runs need a pad token; eos is the usual, harmless choice for causal LMs.
         tok.pad_token = tok.eos_token

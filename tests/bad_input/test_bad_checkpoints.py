@@ -157,3 +157,21 @@ def test_non_finite_activations_are_refused(nan_family):
         pl.PostlensError, match="output KL is not finite in the batch of sequences 0"
     ):
         nan_family.activations([("q: 1+2=?", " 3")], pl.ActivationConfig(patching="exact"))
+
+
+def test_a_model_folder_without_a_tokenizer_is_refused_at_load(tmp_path):
+    import os
+
+    from typer.testing import CliRunner
+
+    from postlens.cli import app
+    from postlens.testing import save_tiny_model
+
+    base = save_tiny_model(tmp_path / "base", "llama")
+    child = save_tiny_model(tmp_path / "child", "llama", seed=1)
+    for name in os.listdir(child):
+        if "token" in name or name in ("vocab.json", "merges.txt"):
+            os.remove(child / name)
+    result = CliRunner().invoke(app, ["info", str(base), str(child)])
+    assert result.exit_code == 2, result.output
+    assert f"{child}: no tokenizer files" in " ".join(result.output.split())

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from postlens.cli import app
@@ -322,3 +322,37 @@ def test_cli_json_schema_and_exit_codes(tmp_path, planted):
     assert np.isfinite(written["summary"]["rel_norm"])
     bad = runner.invoke(app, ["weights", str(b), str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "unknown model spec" in bad.output
+
+
+def test_a_tied_config_with_its_own_unembedding_is_compared_as_loaded(tmp_path):
+    """A child whose config says tied but whose file holds a different lm_head is loaded untied
+    by transformers: its lm_head change is reported (against the base's embedding, the base's
+    unembedding), and the global figure agrees with the models' own weights."""
+
+    from transformers import AutoModelForCausalLM
+
+    from postlens.testing import tiny_model
+
+    base, tok = tiny_model("llama", tie_word_embeddings=True)
+    base.save_pretrained(tmp_path / "base")
+    child_dir = tmp_path / "child"
+    base.save_pretrained(child_dir)
+    state = load_file(str(child_dir / "model.safetensors"))
+    assert "lm_head.weight" not in state
+    state["lm_head.weight"] = state["model.embed_tokens.weight"] + 0.5
+    save_file(state, str(child_dir / "model.safetensors"), metadata={"format": "pt"})
+    assert json.loads((child_dir / "config.json").read_text())["tie_word_embeddings"]
+    diff = compare_weights(str(tmp_path / "base"), str(child_dir), progress=False)
+    rows = {t.name: t for t in diff.tensors}
+    assert rows["lm_head.weight"].frac_changed_exact == 1.0 and not diff.missing_in_base
+    loaded = [AutoModelForCausalLM.from_pretrained(d) for d in (tmp_path / "base", child_dir)]
+    head = [m.lm_head.weight.detach().double() for m in loaded]
+    assert rows["lm_head.weight"].norm_diff == pytest.approx(
+        float((head[1] - head[0]).norm()), rel=1e-6
+    )
+    assert sum(t.norm_diff > 0 for t in diff.tensors) == 1  # nothing else moved
+    # A tied checkpoint that stores an unembedding equal to its embedding counts it once.
+    state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
+    save_file(state, str(child_dir / "model.safetensors"), metadata={"format": "pt"})
+    same = compare_weights(str(tmp_path / "base"), str(child_dir), progress=False)
+    assert "lm_head.weight" not in {t.name for t in same.tensors} and same.ok
