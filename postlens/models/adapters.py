@@ -162,7 +162,8 @@ def adapter_base(config: AdapterConfig) -> ResolvedSpec | None:
 
 
 def _names(spec: ResolvedSpec) -> set[str]:
-    """The names a base goes by: its spec, hub id, folder and ``org/name`` of an HF cache path."""
+    """The names a base goes by: its spec, hub id, folder, ``org/name`` of an HF cache path, and
+    a GGUF file's name."""
     names = {spec.spec.rstrip("/"), spec.location.rstrip("/")}
     if spec.path is not None:
         path = spec.path.resolve()
@@ -170,6 +171,8 @@ def _names(spec: ResolvedSpec) -> set[str]:
         for part in path.parts:  # ~/.cache/huggingface/hub/models--org--name/snapshots/<sha>
             if part.startswith("models--"):
                 names.add(part[len("models--") :].replace("--", "/"))
+    if spec.kind == "gguf":  # a GGUF base also goes by its file's name and path
+        names |= {str(spec.file), str(spec.gguf_path.resolve())}
     return names
 
 

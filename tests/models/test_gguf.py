@@ -200,3 +200,18 @@ def test_a_loaded_gguf_model_is_dense_and_saves_as_safetensors(files, tmp_path):
     again = AutoModelForCausalLM.from_pretrained(tmp_path / "dense")
     for name, value in model.state_dict().items():
         assert torch.equal(again.state_dict()[name], value), name
+
+
+def test_an_adapter_naming_a_gguf_file_matches_that_base_wherever_it_is(files, tmp_path):
+    from postlens.models.adapters import check_adapter_base
+
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    config = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"],
+              "base_model_name_or_path": files["q8"].name}  # fmt: skip
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    (folder / "adapter_model.safetensors").write_bytes(b"")
+    adapter = resolve_spec(str(folder))
+    check_adapter_base(adapter, resolve_spec(str(files["q8"])))  # by file name: no error
+    with pytest.raises(SpecError, match="trained on base 'tiny-q8_0.gguf'"):
+        check_adapter_base(adapter, resolve_spec(str(files["f32"])))

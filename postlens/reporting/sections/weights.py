@@ -39,7 +39,7 @@ def _render(family: Any) -> str:
                      "non-finite": s.n_nonfinite, "MiB read": s.bytes_read / 2**20,
                      "seconds": s.seconds})  # fmt: skip
     parts = [
-        "<p class='muted'>Streamed tensor by tensor from safetensors. Update sparsity = 1 − share "
+        "<p class='muted'>Streamed tensor by tensor from the checkpoint files. Update sparsity = 1 − share "
         "changed. Size of a weight change does not predict behavioural change (RL's Razor, "
         "arXiv 2509.04259): read it next to the fork and KL figures below.</p>",
         table(rows),
