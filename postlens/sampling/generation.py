@@ -142,6 +142,7 @@ def sample_completions(
     from tqdm.auto import tqdm
 
     SampleConfig(n, max_new_tokens, temperature, top_p, seed, batch_size)  # validates
+    check_sample_budget(len(prompts) * n, max_new_tokens)
     stop_ids = sampling_stop_ids(backend, tokenizer, stop_ids)
     jobs = [p for p in prompts for _ in range(n)]
     samples: list[Sample] = []
@@ -163,6 +164,35 @@ def sample_completions(
             )
         )
     return samples
+
+
+#: Memory a sampled token costs once kept (its id in Python lists and its share of the decoded
+#: text, with the interpreter's overhead): our estimate, measured at about 40 to 60 bytes.
+BYTES_PER_SAMPLED_TOKEN = 64
+
+
+def check_sample_budget(n_sequences: int, max_new_tokens: int) -> None:
+    """Refuse, before any sampling, a run whose completions cannot be held in free memory.
+
+    Raises:
+        ConfigError: with the count asked for and the memory it needs against what is free.
+
+    Example:
+        >>> check_sample_budget(10**11, 96)
+        Traceback (most recent call last):
+        ...
+        postlens.errors.ConfigError: 100000000000 completions of up to 96 tokens would need about 572205 GiB to keep, ...
+    """
+    from postlens.models.preflight import available_bytes
+
+    need = n_sequences * max_new_tokens * BYTES_PER_SAMPLED_TOKEN
+    free = available_bytes(None)
+    if free is not None and need > free:
+        raise ConfigError(
+            f"{n_sequences} completions of up to {max_new_tokens} tokens would need about "
+            f"{need / 2**30:.0f} GiB to keep, and {free / 2**30:.0f} GiB is free; lower the "
+            "number of samples (--n), of prompts (--limit) or --max-new-tokens"
+        )
 
 
 def _encode_left(tokenizer: Tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

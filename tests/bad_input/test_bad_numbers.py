@@ -80,3 +80,24 @@ def test_max_new_tokens_past_the_context_is_refused_not_a_one_token_prompt(arch)
     pair = ModelPair.from_models(base, base, tok)
     with pytest.raises(ConfigError, match="max_new_tokens=32 leaves no room .* 16-token context"):
         sample_sequences(pair, ["ab cd"], max_new_tokens=32)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["passk", "--n", "100000000000", "--k", "1"], ["forks", "--generate", "1000000000"]],
+    ids=["passk-n", "forks-generate"],
+)
+def test_sample_counts_past_memory_are_refused_before_sampling(tmp_path, args):
+    import resource
+
+    from postlens.testing import save_tiny_model
+
+    pair = [str(save_tiny_model(tmp_path / n, "llama", seed=i)) for i, n in enumerate("bp")]
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "ab", "answer": "3"}\n')
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = runner.invoke(app, [args[0], *pair, "--prompts", str(prompts), *args[1:]])
+    assert result.exit_code == 2, result.output
+    assert "GiB to keep" in result.output and "Traceback" not in result.output
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown < 2 * 2**20  # KiB: the peak grew by less than 2 GiB
