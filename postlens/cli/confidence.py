@@ -1,7 +1,7 @@
 """``postlens confidence BASE CHILD...``: confidence trajectories and the probes that read them.
 
 Each model's reasoning traces (the family's own: on the organism, sampled on its held-out
-problems) are cut at K points; at each cut an answer is forced and checked, and a probe per
+problems; else sampled on ``--prompts`` problems or the family's) are cut at K points; at each cut an answer is forced and checked, and a probe per
 layer learns to read that score from the hidden states (`postlens.probes.confidence`). Every
 option is a `ConfidenceConfig` field.
 """
@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from postlens.cli import options as opt
 from postlens.cli.family_command import family_command
 
 
@@ -28,5 +29,6 @@ def _show(console: Console, result: Any) -> None:
 
 
 confidence = family_command(
-    "confidence", _show, exclude=("sample.n", "sample.source", "sample.top_p", "sample.temperature")
-)
+    "confidence", _show, read_inputs=opt.problems_input,
+    exclude=("sample.n", "sample.source", "sample.top_p", "sample.temperature"),
+)  # fmt: skip

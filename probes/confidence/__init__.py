@@ -9,7 +9,8 @@ ANALYSIS = Analysis(
     config="postlens.probes.confidence.result:ConfidenceConfig",
     result="postlens.probes.confidence.result:ConfidenceResult",
     run="postlens.probes.confidence.result:confidence_of_family",
-    inputs="model name → its `Trace` list; default: the family's own traces.",
+    inputs="model name → its `Trace` list, or verifiable problems (records with 'prompt' and "
+    "'answer') to sample traces on; default: the family's own traces, else its problems.",
     section="postlens.reporting.sections.confidence:SECTION",
     cli="confidence",
 )

@@ -279,19 +279,30 @@ def confidence_of_family(
 ) -> ConfidenceResult:
     """``fam.confidence``: `confidence_of_models` on the base and every child.
 
-    `inputs` maps each model name to its `Trace` list; by default the family's own traces
-    (``fam.inputs.traces``, e.g. sampled on the organism's held-out problems).
+    `inputs` maps each model name to its `Trace` list, or is verifiable problems (a JSONL file
+    or records with an ``answer``) on which each model's traces are sampled
+    (`postlens.probes.confidence.traces`); by default the family's own traces
+    (``fam.inputs.traces``, e.g. sampled on the organism's held-out problems), else traces on
+    the family's own problems.
 
     Raises:
-        InputFileError: no traces given and the family has none.
+        InputFileError: no traces given and the family has neither traces nor problems.
     """
     models = family.models()
-    traces = (
-        inputs if inputs is not None else family.inputs.traces(models, family.tokenizer, config)
-    )
+    problems = None if isinstance(inputs, Mapping) else inputs
+    traces = inputs if isinstance(inputs, Mapping) else None
+    if traces is None and problems is None:
+        traces = family.inputs.traces(models, family.tokenizer, config)
+    if traces is None and (problems is not None or family.inputs.provides("problems")):
+        from postlens.probes.confidence.traces import problem_traces
+
+        prompts, verifiers = family.chat_problems(problems, config.sample.limit)
+        traces = problem_traces(models, family.tokenizer, prompts, verifiers, config,
+                                family.inputs.classifier())  # fmt: skip
     if traces is None:
         raise InputFileError(
-            "confidence trajectories need reasoning traces with a verifier for this model: "
-            "pass inputs={model: [Trace(prompt, reasoning, verifier)]} for every model"
+            "confidence trajectories need verifiable problems or reasoning traces for this "
+            "model: pass inputs={model: [Trace(prompt, reasoning, verifier)]} for every model, "
+            "or load the family with problems (pl.load(..., inputs=pl.Inputs(problems=...)))"
         )
     return confidence_of_models(models, family.tokenizer, traces, config)

@@ -90,6 +90,7 @@ class Trace:
         label: free text (e.g. the persona style of the trace).
         correct: whether the trace's own final answer was right, when known (probes are
             evaluated on predicting it).
+        suffix: the answer-forcing suffix of this trace (``None``: the trajectory config's).
     """
 
     prompt: str
@@ -97,6 +98,7 @@ class Trace:
     verifier: Callable[[str], bool]
     label: str = ""
     correct: bool | None = None
+    suffix: str | None = None
 
 
 def cut_points(tokenizer: Tokenizer, trace: Trace, n_cuts: int) -> list[tuple[str, int]]:
@@ -230,8 +232,11 @@ def behavioural_trajectories(
             raise ConfigError("a bare model needs its tokenizer")
         backend = _GenerateOnly(backend, tokenizer)
     tokenizer = tokenizer or backend.tokenizer
+    suffixes = [cfg.suffix if t.suffix is None else t.suffix for t in traces]
     prompts = [
-        text + cfg.suffix for t in traces for text, _ in cut_points(tokenizer, t, cfg.n_cuts)
+        text + suffix
+        for t, suffix in zip(traces, suffixes, strict=True)
+        for text, _ in cut_points(tokenizer, t, cfg.n_cuts)
     ]
     samples = sample_completions(
         backend,
@@ -249,10 +254,10 @@ def behavioural_trajectories(
     scores = np.zeros((len(traces), per_cut))
     # `samples` is prompt-major: n continuations of cut 0 of trace 0, then of cut 1, ...
     for j, start in enumerate(range(0, len(samples), cfg.n_samples)):
-        trace = traces[j // per_cut]
+        trace, suffix = traces[j // per_cut], suffixes[j // per_cut]
         group = samples[start : start + cfg.n_samples]
         scores[j // per_cut, j % per_cut] = np.mean(
-            [bool(trace.verifier(cfg.suffix + s.completion)) for s in group]
+            [bool(trace.verifier(suffix + s.completion)) for s in group]
         )
     known = [t.correct for t in traces]
     correct = None if None in known else np.array(known, dtype=bool)

@@ -34,11 +34,11 @@ def _compute(ctx: ReportContext) -> Any:
 
 
 def _unavailable(ctx: ReportContext) -> str | None:
-    if ctx.family.inputs.provides("traces"):
+    if ctx.family.inputs.provides("traces") or ctx.family.inputs.provides("problems"):
         return None
     return (
-        "confidence trajectories need reasoning traces with a verifier for this model "
-        "(fam.confidence({model: [Trace(prompt, reasoning, verifier)]}))"
+        "confidence trajectories need verifiable problems (--prompts FILE with 'answer') or "
+        "reasoning traces (fam.confidence({model: [Trace(prompt, reasoning, verifier)]}))"
     )
 
 

@@ -74,7 +74,7 @@ def test_bad_configs_and_missing_traces(family):
         pl.TrajectoryConfig(n_samples=0)
     with pytest.raises(ConfigError, match="at least 3 traces"):
         ConfidenceConfig(pl.SampleConfig(limit=2))
-    with pytest.raises(InputFileError, match="need reasoning traces"):
+    with pytest.raises(InputFileError, match="need verifiable problems or reasoning traces"):
         dataclasses.replace(family, inputs=InputProvider()).confidence(config=CONFIG)
     with pytest.raises(ConfigError, match="missing for base"):
         confidence_of_models(family.models(), family.tokenizer, {}, CONFIG)
