@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from postlens.diffs.features.result import FeatureDiff, FeatureSummary
 from postlens.probes.personas.directions import PersonaSet, frame_table
 from postlens.probes.personas.projections import PersonaProjections
@@ -103,6 +105,37 @@ class PersonaLatent:
     change: float
 
 
+def tied_with(
+    values: Mapping[str, Mapping[str, np.ndarray]], child: str, top: str
+) -> tuple[str, ...]:
+    """The personas whose projection change in `child` is within noise of `top`'s.
+
+    Every model projects the same texts, so the comparison is paired: per text i, the change
+    d_p(i) = proj_child(i) − proj_base(i) on persona p's direction, and e(i) = d_top(i) − d_p(i).
+    Persona p ties with `top` when the 95% interval of mean(e) (normal approximation,
+    1.96 standard errors over texts) reaches 0. The test is ours.
+
+    Example:
+        >>> base = {"a": np.zeros(4), "b": np.zeros(4)}
+        >>> child = {"a": np.array([1.0, 1.1, 0.9, 1.0]), "b": np.array([0.0, 2.0, 0.0, 2.1])}
+        >>> tied_with({"base": base, "rl": child}, "rl", "b")
+        ('a',)
+        >>> child["b"] = np.array([2.0, 2.1, 1.9, 2.0])  # clearly above a on every text
+        >>> tied_with({"base": base, "rl": child}, "rl", "b")
+        ()
+    """
+    change = {p: np.asarray(v) - np.asarray(values["base"][p]) for p, v in values[child].items()}
+    out = []
+    for persona, d in change.items():
+        if persona == top:
+            continue
+        e = change[top] - d
+        half = 1.96 * e.std(ddof=1) / np.sqrt(len(e)) if len(e) > 1 else np.inf
+        if e.mean() - half <= 0:
+            out.append(persona)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class ChildPersonas:
     """What one child did along the base's persona directions.
@@ -113,12 +146,15 @@ class ChildPersonas:
         shift_cosine: persona → cosine of the child's mean shift with the direction.
         top_persona_latent: its most-moved persona-flagged latent (``None`` without an SAE or
             flags).
+        ties: the other personas whose change is within noise of `toward`'s (`tied_with`):
+            when any, `toward` is not a finding.
     """
 
     toward: str
     projection_change: dict[str, float]
     shift_cosine: dict[str, float]
     top_persona_latent: PersonaLatent | None
+    ties: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,11 +211,13 @@ class PersonaAnalysis(Result[PersonaSummary], kind="personas"):
         children = {}
         for child in self.children:
             rows = frame[frame.model == child].set_index("persona")["change_vs_base"]
+            top = str(rows.idxmax())
             children[child] = ChildPersonas(
-                str(rows.idxmax()),
+                top,
                 {str(k): float(v) for k, v in rows.items()},
                 {p: s.cosine for p, s in self.shifts[child].items()},
                 self._top_flagged(child),
+                tied_with(self.projections.values, child, top),
             )
         latents = None if self.features is None else self.features.summary()
         return PersonaSummary(children, {p: self.best(p).layer for p in self.directions}, latents)

@@ -112,6 +112,9 @@ def _sentences(result: Any) -> list[str]:
     for c in result.children:
         s = summary[c]
         text = f"{c} moved most toward {s.toward} ({s.projection_change[s.toward]:+.2f})"
+        if s.ties:  # a headline within noise is a tie, not a finding
+            alike = ", ".join(f"{p} ({s.projection_change[p]:+.2f})" for p in s.ties)
+            text = f"{c} moved toward {s.toward} ({s.projection_change[s.toward]:+.2f}) and {alike} alike (a tie, within noise)"
         if (t := s.top_persona_latent) is not None:
             text += f", its most-moved persona latent is {t.latent} ({t.persona}, {t.effect})"
         parts.append(text)
@@ -132,6 +135,8 @@ def _cards(result: Any, child: str) -> list[tuple[str, str]]:
     top = s.top_persona_latent
     if top is not None:
         value = f"latent {top.latent}: {top.persona}, {top.effect}"
+    elif s.ties:
+        value = "tie: projection moved toward " + " ≈ ".join((s.toward, *s.ties))
     else:
         value = f"projection moved most toward {s.toward}"
     return [("most-moved persona feature", value)]
