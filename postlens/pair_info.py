@@ -15,7 +15,8 @@ class ModelInfo:
 
     Attributes:
         source: what its weights were read from when that is not plain dense tensors (a GGUF
-            file's quantization types, which the loaded model was dequantized from); else ``""``.
+            file's quantization types, which the loaded model was dequantized from; a LoRA
+            adapter's rank and alpha); else ``""``.
     """
 
     spec: str
@@ -77,6 +78,11 @@ def _model_info(pair: ModelPair, which: str) -> ModelInfo:
 
 
 def _source(spec: ResolvedSpec) -> str:
+    if spec.kind == "adapter":  # loaded as its base with the adapter merged: say so
+        from postlens.models.adapters import read_adapter_config
+
+        config = read_adapter_config(spec.location)
+        return f"LoRA adapter (r={config.r}, alpha={config.alpha:g}) merged into its base"
     if spec.kind != "gguf":
         return ""
     from postlens.models.gguf import gguf_info

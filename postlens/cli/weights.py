@@ -27,6 +27,22 @@ def _rows_table(title: str, rows: list[dict]) -> Table:
     return table
 
 
+#: Matrices listed in the rank table (the JSON has every one).
+RANKED = 12
+
+
+def _rank_table(title: str, tensors: list[Any]) -> Table:
+    table = Table(title=title)
+    cols = ("layer", "rel_norm", "effective_rank", "entropy_rank", "subspace_overlap")
+    table.add_column("tensor", no_wrap=True)
+    for c in cols:
+        table.add_column(c, justify="right")
+    for t in tensors:
+        tail = ".".join(t.name.split(".")[-2:])  # e.g. q_proj.weight: the layer has a column
+        table.add_row(tail, *(_cell(getattr(t, c)) for c in cols))
+    return table
+
+
 def _cell(value: object) -> str:
     if value is None:
         return "other"  # embeddings, final norm, unembedding: outside the layers
@@ -99,6 +115,10 @@ def _print_child(console: Console, key: str, diff: Any, allow_nonfinite: bool) -
         console.print(f"  {s.resolution_note}")
     console.print(_rows_table(f"{key}: by module", diff.grouped("module")))
     console.print(_rows_table(f"{key}: by layer", diff.grouped("layer")))
+    ranked = [t for t in diff.tensors if t.effective_rank is not None]
+    if ranked:  # --rank: the most-changed matrices' update rank (every tensor is in the JSON)
+        console.print(_rank_table(f"{key}: update rank of the {RANKED} most-changed matrices",
+                                  sorted(ranked, key=lambda t: -t.rel_norm)[:RANKED]))  # fmt: skip
     bad = [t for t in diff.tensors if t.nan_count or t.inf_count]
     if bad:
         names = ", ".join(f"{t.name} ({t.nan_count} NaN, {t.inf_count} inf)" for t in bad[:10])

@@ -28,3 +28,17 @@ def test_info_bad_spec_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert "unknown model spec" in result.output
     assert "Traceback" not in result.output
+
+
+def test_info_says_a_child_is_a_lora_adapter(tmp_path):
+    from postlens.models.adapters import read_adapter_config
+    from postlens.models.specs import resolve_spec
+
+    out = tmp_path / "info.json"
+    result = runner.invoke(app, ["info", "organism:base", "organism:rl-lora", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    config = read_adapter_config(resolve_spec("organism:rl-lora").location)
+    data = json.loads(out.read_text())
+    want = f"LoRA adapter (r={config.r}, alpha={config.alpha:g}) merged into its base"
+    assert data["post"]["source"] == want and data["base"]["source"] == ""
+    assert "LoRA adapter" in result.output
