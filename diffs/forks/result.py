@@ -131,6 +131,20 @@ class ForkSummary:
     js_threshold: float
     n_excluded: int = 0
 
+    @property
+    def coverage_text(self) -> str:
+        """`top5_coverage` for display: a share, or a dash when the models never disagree (the
+        share of no disagreements is undefined; the field keeps 1.0 for plots and sums).
+
+        Example:
+            >>> import dataclasses
+            >>> s = ForkSummary(1, 10, 1.0, 1.0, {}, 0, 0.0, 0.5, None, None, None, None, None,
+            ...                 0.0, 0.0, 0.0, 0.0, 0.05)
+            >>> s.coverage_text
+            '– (no disagreements)'
+        """
+        return f"{self.top5_coverage:.3f}" if self.agreement < 1 else "– (no disagreements)"
+
 
 def _share(mask: np.ndarray) -> float | None:
     return float(mask.mean()) if mask.size else None

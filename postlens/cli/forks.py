@@ -57,7 +57,7 @@ def forks(
     )
     Console().print(
         f"[bold]{base} → {post}[/bold]: {s.n_sequences} sequences, {s.n_positions} positions · "
-        f"agreement {s.agreement:.4f} · top-5 coverage {s.top5_coverage:.4f} · "
+        f"agreement {s.agreement:.4f} · top-5 coverage {s.coverage_text} · "
         f"{s.n_forks} forks · base entropy at forks {entropy_forks} vs "
         f"{s.mean_entropy_all:.3f} overall · forks in top-20% entropy {top20}"
         + (f" · {s.n_excluded} positions excluded (ids only one model has)" if s.n_excluded else "")

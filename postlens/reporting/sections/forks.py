@@ -42,8 +42,11 @@ def _render(results: Any) -> str:
         figure_div(figures.entropy_at_forks(results)),
     ]
     for name, r in results.items():
-        top = r.forks().head(12)[FORK_COLUMNS].to_dict("records")
-        parts.append(f"<h3>{esc(name)}: strongest forks</h3>{table(top, FORK_COLUMNS)}")
+        top = strongest_disagreements(r.forks())
+        parts.append(
+            f"<h3>{esc(name)}: strongest disagreements</h3>"
+            f"{table(top.to_dict('records'), [*FORK_COLUMNS, 'times'])}"
+        )
         parts.append(
             f"<details open><summary>{esc(name)}: token view (colour = KL)</summary>"
             f"{token_view(r.token_view(8))}</details>"
@@ -51,11 +54,35 @@ def _render(results: Any) -> str:
     return "".join(parts)
 
 
+def strongest_disagreements(forks: Any, n: int = 12) -> Any:
+    """The `n` most divergent forks where the two models' argmaxes differ, each distinct
+    (context, base token, post token) once with how many times it occurred (sampled sequences
+    repeat; a fork by divergence alone, same argmax, is left out of this list).
+
+    Example:
+        >>> import pandas as pd
+        >>> f = pd.DataFrame({"seq": [0, 1, 2], "pos": [3, 3, 4], "context": ["a", "a", "b"],
+        ...     "token_base": ["x", "x", "y"], "token_post": ["z", "z", "y"], "entropy_base": [1.0] * 3,
+        ...     "kl": [2.0, 2.0, 3.0], "post_rank_in_base": [1, 1, 0]})
+        >>> strongest_disagreements(f)[["seq", "times"]].values.tolist()
+        [[0, 2]]
+    """
+    differ = forks[forks.token_base != forks.token_post]
+    key = ["context", "token_base", "token_post"]
+    times = differ.groupby(key, sort=False)["kl"].transform("size")
+    out = differ.assign(times=times).drop_duplicates(key).head(n)
+    return out[[*FORK_COLUMNS, "times"]]
+
+
 def _sentences(results: Any) -> list[str]:
     s = results.summary()
     parts = [
         f"{c} agrees with the base's argmax at {pct(s[c].agreement)} of positions "
-        f"(top-5 coverage of its choices {pct(s[c].top5_coverage)})"
+        + (
+            f"(top-5 coverage of its choices {pct(s[c].top5_coverage)})"
+            if s[c].agreement < 1
+            else "(they never disagree)"
+        )
         for c in results
     ]
     return ["Fork tokens, teacher-forced on each child's own samples: " + "; ".join(parts) + "."]
@@ -65,7 +92,7 @@ def _cards(results: Any, child: str) -> list[tuple[str, str]]:
     s = results[child].summary()
     return [
         ("agreement with the base", f"{s.agreement:.3f}"),
-        ("top-5 coverage at disagreements", f"{s.top5_coverage:.3f}"),
+        ("top-5 coverage at disagreements", s.coverage_text),
     ]
 
 
