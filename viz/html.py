@@ -55,6 +55,8 @@ def table(
 
 
 def _fmt(value: Any, digits: int) -> str:
+    if isinstance(value, float) and value != value:  # NaN: a figure that does not apply
+        return "–"
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     if value is None:

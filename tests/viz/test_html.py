@@ -32,3 +32,8 @@ def test_tables_and_token_view_escape_cells():
     ]}])  # fmt: skip
     assert "<script>" not in view.split("<script type")[0]  # model text never becomes markup
     assert "&lt;script&gt;" in view and "&lt;/div&gt;" in view and "class='tok fork'" in view
+
+
+def test_a_nan_cell_is_a_dash_not_nan():
+    html = table([{"model": "base", "shift_cosine": float("nan"), "change": 0.25}])
+    assert "nan" not in html and "<td>–</td>" in html and "<td>0.25</td>" in html
