@@ -166,7 +166,7 @@ def build_config(
         if f.name not in values:
             continue
         value = values[f.name]
-        _check_number(f.name, value)
+        _check_number(f.name, value, allow_inf=_has_inf(f.default))
         node = tree
         for part in f.path[:-1]:
             node = node.setdefault(part, {})
@@ -178,9 +178,16 @@ def build_config(
 INT_LIMIT = 2**63
 
 
-def _check_number(name: str, value: Any) -> None:
-    """Refuse NaN and infinite floats, and integers past 64 bits, naming the option: no config
-    field means anything by them, and a comparison with NaN is always false.
+def _has_inf(default: Any) -> bool:
+    """Whether a field's default holds an infinity (then ±inf mean something there, as the
+    substitution thresholds' ``-inf`` and ``inf`` do)."""
+    values = default if isinstance(default, list | tuple) else [default]
+    return any(isinstance(x, float) and math.isinf(x) for x in values)
+
+
+def _check_number(name: str, value: Any, allow_inf: bool = False) -> None:
+    """Refuse NaN, infinite floats (unless `allow_inf`) and integers past 64 bits, naming the
+    option: no config field means anything by them, and a comparison with NaN is always false.
 
     Example:
         >>> _check_number("atol", float("nan"))
@@ -192,7 +199,7 @@ def _check_number(name: str, value: Any) -> None:
 
     flag = f"--{name.replace('_', '-')}"
     for x in value if isinstance(value, list | tuple) else [value]:
-        if isinstance(x, float) and not math.isfinite(x):
+        if isinstance(x, float) and (math.isnan(x) or (math.isinf(x) and not allow_inf)):
             raise ConfigError(f"{flag}: {x} is not a finite number")
         if isinstance(x, int) and not isinstance(x, bool) and abs(x) >= INT_LIMIT:
             raise ConfigError(f"{flag}: {x} is out of range (at most 2**63 - 1)")

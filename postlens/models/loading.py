@@ -34,7 +34,7 @@ from postlens.models.adapters import (
     lora_modules,
     read_adapter_config,
 )
-from postlens.models.loading_info import check_loading_info
+from postlens.models.loading_info import check_finite, check_loading_info
 from postlens.models.specs import ResolvedSpec, is_adapter_folder, resolve_spec
 
 logger = logging.getLogger(__name__)
@@ -235,18 +235,25 @@ def load_hf_model(
             names); ``None`` loads the base the adapter names.
 
     Raises:
-        CheckpointError: missing weights, a corrupted file, or tensors missing, unexpected or of
-            the wrong shape for the model the config describes (named, with both shapes).
+        CheckpointError: missing weights, a corrupted file, tensors missing, unexpected or of
+            the wrong shape for the model the config describes (named, with both shapes), or
+            NaN / ±inf weights (named).
 
     Example:
         >>> model = load_hf_model("organism:base")
         >>> model.config.num_hidden_layers, model.training
         (4, False)
     """
-    from transformers import AutoModelForCausalLM
-
     options = options or LoadOptions()
     resolved = spec if isinstance(spec, ResolvedSpec) else resolve_spec(spec)
+    model = _load(resolved, options, base)
+    check_finite(model, resolved.spec)
+    return model
+
+
+def _load(resolved: ResolvedSpec, options: LoadOptions, base: ResolvedSpec | None) -> Any:
+    from transformers import AutoModelForCausalLM
+
     if resolved.kind == "adapter":
         return load_adapted_model(resolved, options, base)
     if resolved.kind == "gguf":

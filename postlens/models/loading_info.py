@@ -84,3 +84,38 @@ def check_loading_info(location: str, info: dict[str, Any]) -> None:
 def _count(items: Any) -> str:
     n = len(items)
     return f"{n} tensor" if n == 1 else f"{n} tensors"
+
+
+def check_finite(model: Any, where: str) -> None:
+    """Refuse a loaded model holding NaN or ±inf weights, naming the tensors.
+
+    Sampling from it ends in an error deep inside torch, and every divergence computed from it
+    is NaN. ``postlens weights`` still compares such checkpoints (it streams the files and
+    counts the non-finite entries).
+
+    Raises:
+        CheckpointError: naming `where` and the tensors.
+
+    Example:
+        >>> import torch
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     layer.weight[0, 0] = float("nan")
+        >>> check_finite(layer, "m")
+        Traceback (most recent call last):
+        ...
+        postlens.errors.CheckpointError: m: non-finite weights in weight (1 NaN or ±inf entries); postlens weights compares such checkpoints, no other analysis can
+    """
+    import torch
+
+    bad = {}
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and p.device.type != "meta":
+            n = int((~torch.isfinite(p)).sum())
+            if n:
+                bad[name] = n
+    if bad:
+        raise CheckpointError(
+            f"{where}: non-finite weights in {_names(bad)} ({sum(bad.values())} NaN or ±inf "
+            "entries); postlens weights compares such checkpoints, no other analysis can"
+        )

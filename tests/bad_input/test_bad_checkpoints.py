@@ -128,7 +128,8 @@ def test_a_pickled_checkpoint_with_code_is_refused_naming_the_file(tiny_dirs, tm
 
 @pytest.fixture(scope="module")
 def nan_family(tiny_dirs, tmp_path_factory):
-    """The tiny llama and a copy whose final norm is NaN (a checkpoint that loads, but is wrong)."""
+    """The tiny llama and a copy whose final norm turned NaN in memory: a checkpoint holding
+    it is refused at load (below); the analyses still guard against such a model."""
     import torch
 
     import postlens as pl
@@ -137,7 +138,12 @@ def nan_family(tiny_dirs, tmp_path_factory):
         state["model.norm.weight"] = torch.full_like(state["model.norm.weight"], float("nan"))
 
     folder = break_checkpoint(tiny_dirs["llama"], tmp_path_factory.mktemp("nan") / "m", nan_norm)
-    return pl.load(str(tiny_dirs["llama"]), post=str(folder))
+    with pytest.raises(pl.CheckpointError, match="non-finite weights in model.norm.weight"):
+        pl.load(str(tiny_dirs["llama"]), post=str(folder))
+    family = pl.load(str(tiny_dirs["llama"]), post=str(tiny_dirs["llama"]))
+    with torch.no_grad():
+        family.pair.post.hf_model.model.norm.weight.fill_(float("nan"))
+    return family
 
 
 def test_non_finite_logits_are_refused_with_the_position(nan_family):
@@ -175,3 +181,44 @@ def test_a_model_folder_without_a_tokenizer_is_refused_at_load(tmp_path):
     result = CliRunner().invoke(app, ["info", str(base), str(child)])
     assert result.exit_code == 2, result.output
     assert f"{child}: no tokenizer files" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_weight_is_named_at_load_not_a_sampling_traceback(tmp_path, value):
+    import torch
+    from typer.testing import CliRunner
+
+    from postlens.cli import app
+    from postlens.testing import save_model, tiny_model
+
+    base, tok = tiny_model("llama")
+    child, _ = tiny_model("llama", seed=1)
+    with torch.no_grad():
+        child.model.layers[1].mlp.up_proj.weight[0, 0] = value
+    paths = [str(save_model(m, tok, tmp_path / n)) for m, n in ((base, "b"), (child, "c"))]
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "ab"}\n')
+    runner = CliRunner()
+    result = runner.invoke(app, ["forks", *paths, "--prompts", str(prompts)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    one_line = " ".join(result.output.split())
+    assert "non-finite weights in model.layers.1.mlp.up_proj.weight (1 NaN or ±inf" in one_line
+    weights = runner.invoke(app, ["weights", *paths])  # streamed: counted, not refused
+    assert weights.exit_code == 1 and "non-finite weights" in weights.output
+
+
+def test_a_nan_in_a_lora_factor_is_named_at_load(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from typer.testing import CliRunner
+
+    from postlens.cli import app
+    from postlens.testing import save_tiny_adapter
+
+    adapter = save_tiny_adapter(tmp_path / "adapter")
+    weights = adapter / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    name = next(k for k in sorted(tensors) if "lora_B" in k)
+    tensors[name][0, 0] = float("nan")
+    save_file(tensors, str(weights))
+    result = CliRunner().invoke(app, ["activations", "organism:base", str(adapter)])
+    assert result.exit_code == 2 and "non-finite weights" in " ".join(result.output.split())

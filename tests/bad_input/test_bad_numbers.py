@@ -101,3 +101,13 @@ def test_sample_counts_past_memory_are_refused_before_sampling(tmp_path, args):
     assert "GiB to keep" in result.output and "Traceback" not in result.output
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown < 2 * 2**20  # KiB: the peak grew by less than 2 GiB
+
+
+def test_infinities_stay_allowed_where_a_default_uses_them():
+    from postlens.cli.config_options import build_config
+    from postlens.diffs.causal.substitution import SubstitutionConfig
+
+    cfg = build_config(SubstitutionConfig, {"taus": [float("-inf"), 1.0, float("inf")]})
+    assert cfg.taus == (float("-inf"), 1.0, float("inf"))
+    with pytest.raises(ConfigError, match="--taus: nan is not a finite number"):
+        build_config(SubstitutionConfig, {"taus": [float("nan")]})

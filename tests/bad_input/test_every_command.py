@@ -41,7 +41,7 @@ CASES = [
     ("info-device-name", ["info", B, RL, "--device", "tpu9"], 2, "device"),
     ("info-backend", ["info", B, RL, "--backend", "tensorflow"], 2, "unknown backend"),
     ("weights-missing", ["weights", B, "./nope"], 2, "unknown model spec"),
-    ("weights-atol", ["weights", B, RL, "--atol", "-1"], 2, "atol must be >= 0"),
+    ("weights-atol", ["weights", B, RL, "--atol", "-1"], 2, "atol must be a finite number >= 0"),
     ("weights-rank-r", ["weights", B, RL, "--rank-r", "0"], 2, "rank_r"),
     ("weights-json-dir", ["weights", B, RL, "--json", "."], 2, "is a folder"),
     (
