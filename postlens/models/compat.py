@@ -79,6 +79,9 @@ class TokenizerComparison:
         stop_ids: the end-of-turn ids generation stops at (either model's eos and the
             `END_OF_TURN` tokens either has), shared ones only.
         vocab_size: the base and post logit widths.
+        segmentation: parts of the tokenization pipeline that differ although the vocabularies
+            may agree (``merges``, ``normalizer``, ``pre_tokenizer``): the same text can then
+            split into other tokens, and postlens encodes it with one tokenizer for both models.
     """
 
     special: list[str] = field(default_factory=list)
@@ -91,13 +94,13 @@ class TokenizerComparison:
     masked: list[int] = field(default_factory=list)
     stop_ids: list[int] = field(default_factory=list)
     vocab_size: tuple[int, int] = (0, 0)
+    segmentation: list[str] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
-        """Whether nothing differs (same tokens, same specials, same widths)."""
-        return not (self.special or self.renamed or self.only_base or self.only_post) and (
-            self.vocab_size[0] == self.vocab_size[1]
-        )
+        """Whether nothing differs (same tokens, same specials, same splitting, same widths)."""
+        differs = self.special or self.renamed or self.only_base or self.only_post
+        return not (differs or self.segmentation) and self.vocab_size[0] == self.vocab_size[1]
 
     def is_shared(self, token_id: int) -> bool:
         """Whether both models have `token_id` (see the shared-id rule)."""
@@ -117,6 +120,12 @@ class TokenizerComparison:
         for who, items in (("base", self.only_base), ("post", self.only_post)):
             if items:
                 out.append(f"only in {who} ({len(items)}): {_show(items)}")
+        if self.segmentation:
+            out.append(
+                f"tokenization differs ({', '.join(self.segmentation)}): the same text can split "
+                "into other tokens; both models read the post tokenizer's (or the template "
+                "owner's) ids"
+            )
         if self.vocab_size[0] != self.vocab_size[1]:
             out.append(
                 f"logit widths base {self.vocab_size[0]} vs post {self.vocab_size[1]}: compared "
@@ -187,8 +196,28 @@ def compare_tokenizers(
         if a != b:
             cmp.special.append(f"{name}: base {a!r} vs post {b!r}")
     cmp.chat_template = [w for w, t in (("base", base_tok), ("post", post_tok)) if has_template(t)]
+    cmp.segmentation = _segmentation(base_tok, post_tok)
     cmp.stop_ids = [i for i in stop_ids(base_tok, post_tok) if cmp.is_shared(i)]
     return cmp, refusals
+
+
+def _segmentation(base_tok: Any, post_tok: Any) -> list[str]:
+    """The parts of two fast tokenizers' pipelines that differ beyond the vocabulary (a slow
+    tokenizer has no pipeline to compare: nothing is reported)."""
+    import json
+
+    pipelines = []
+    for tok in (base_tok, post_tok):
+        backend = getattr(tok, "backend_tokenizer", None)
+        if backend is None:
+            return []
+        pipelines.append(json.loads(backend.to_str()))
+    a, b = pipelines
+    out = []
+    if (a.get("model") or {}).get("merges") != (b.get("model") or {}).get("merges"):
+        out.append("merges")
+    out += [part for part in ("normalizer", "pre_tokenizer") if a.get(part) != b.get(part)]
+    return out
 
 
 def has_template(tokenizer: Tokenizer) -> bool:

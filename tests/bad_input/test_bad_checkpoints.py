@@ -222,3 +222,25 @@ def test_a_nan_in_a_lora_factor_is_named_at_load(tmp_path):
     save_file(tensors, str(weights))
     result = CliRunner().invoke(app, ["activations", "organism:base", str(adapter)])
     assert result.exit_code == 2 and "non-finite weights" in " ".join(result.output.split())
+
+
+def test_same_vocabulary_different_merges_is_not_called_identical():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from postlens.models.compat import compare_tokenizers
+
+    vocab = {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4, "</s>": 5}
+
+    def bpe(merges):
+        fast = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab, merges)))
+        fast.eos_token = "</s>"
+        return fast
+
+    first, second = bpe([("a", "b")]), bpe([("b", "c")])
+    assert first("abc").input_ids != second("abc").input_ids  # [ab, c] vs [a, bc]
+    tokens, refusals = compare_tokenizers(first, second)
+    assert refusals == [] and not tokens.identical and tokens.segmentation == ["merges"]
+    assert "tokenization differs (merges)" in tokens.describe()
+    same, _ = compare_tokenizers(first, bpe([("a", "b")]))
+    assert same.identical and same.segmentation == []
