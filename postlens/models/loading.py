@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub.errors import StrictDataclassError
+
 from postlens.errors import CheckpointError, ConfigError, NotSupportedError, SpecError
 from postlens.models.adapters import (
     adapter_base,
@@ -213,8 +215,8 @@ def load_tokenizer(
             tok = AutoTokenizer.from_pretrained(
                 spec.location, trust_remote_code=options.trust_remote_code, **gguf
             )
-    except (OSError, ValueError) as err:
-        raise SpecError(f"{spec.spec}: cannot load the tokenizer ({err})") from None
+    except (OSError, ValueError, StrictDataclassError) as err:
+        raise SpecError(f"{spec.spec}: cannot load the tokenizer ({_one_line(err)})") from None
     if len(tok) < 2:  # an empty vocabulary loads without complaint and breaks every analysis
         raise SpecError(f"{spec.spec}: its tokenizer has a vocabulary of {len(tok)} token(s)")
     if tok.pad_token is None:
@@ -276,7 +278,7 @@ def _load(resolved: ResolvedSpec, options: LoadOptions, base: ResolvedSpec | Non
         with quiet_transformers():
             loaded: Any = AutoModelForCausalLM.from_pretrained(resolved.location, **kwargs)
             model, info = loaded  # output_loading_info=True: (model, info)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, StrictDataclassError) as err:
         raise CheckpointError(
             f"{resolved.spec}: cannot load the model ({_one_line(err)})"
         ) from None

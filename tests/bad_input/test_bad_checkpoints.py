@@ -244,3 +244,22 @@ def test_same_vocabulary_different_merges_is_not_called_identical():
     assert "tokenization differs (merges)" in tokens.describe()
     same, _ = compare_tokenizers(first, bpe([("a", "b")]))
     assert same.identical and same.segmentation == []
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_a_config_whose_layer_count_disagrees_is_one_line(tmp_path, layers):
+    import json
+
+    from typer.testing import CliRunner
+
+    from postlens.cli import app
+    from postlens.testing import save_tiny_model
+
+    base = save_tiny_model(tmp_path / "b", "qwen2")
+    child = save_tiny_model(tmp_path / "c", "qwen2", seed=1)
+    config = json.loads((child / "config.json").read_text())
+    config["num_hidden_layers"] = layers  # its layer_types still lists 2
+    (child / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(app, ["info", str(base), str(child)])
+    assert result.exit_code == 2, result.output
+    assert "must be equal to the number of `layer_types`" in " ".join(result.output.split())
