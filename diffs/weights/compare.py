@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from tqdm.auto import tqdm
 
 from postlens.diffs.weights import adapters as lora
 from postlens.diffs.weights.checkpoint_io import CheckpointReader, TensorSource, open_checkpoint
-from postlens.diffs.weights.names import classify
+from postlens.diffs.weights.names import classify, token_embedding
 from postlens.diffs.weights.rank import RankStats
 from postlens.diffs.weights.result import (  # noqa: F401  (re-exported)
     TensorDiff,
@@ -94,7 +93,7 @@ def _row(
 
 
 def _names_to_compare(
-    base: TensorSource, post: TensorSource
+    base: TensorSource, names_b: list[str], post: TensorSource
 ) -> tuple[list[str], list[str], list[str], dict[str, str], dict[str, str]]:
     """The tensors both models really use, by name: (common, only in base, only in post, and
     per side the names read as another stored tensor).
@@ -102,9 +101,10 @@ def _names_to_compare(
     A tied unembedding is the embedding: counted once, as the embedding. But a checkpoint whose
     config says tied and that stores its own, different unembedding is loaded untied by
     transformers; that tensor is compared, against the other side's own unembedding or, where
-    that side is tied, its embedding (what its model multiplies by).
+    that side is tied, its embedding (what its model multiplies by). `names_b` is
+    `_used(base)`, read once for every child.
     """
-    names_b, names_p = _used(base), _used(post)
+    names_p = _used(post)
     alias_b, alias_p = _tied_aliases(base, names_b, names_p), _tied_aliases(post, names_p, names_b)
     set_b, set_p = set(names_b) | set(alias_b), set(names_p) | set(alias_p)
     common = [n for n in [*names_b, *alias_b] if n in set_p]
@@ -117,7 +117,7 @@ def _used(source: TensorSource) -> list[str]:
     names = source.names()
     if not source.tie_word_embeddings:
         return names
-    embedding = _embedding_name(names)
+    embedding = token_embedding(names)
     out = []
     for n in names:
         if classify(n)[1] == "unembedding" and embedding is not None:
@@ -131,20 +131,12 @@ def _used(source: TensorSource) -> list[str]:
 def _tied_aliases(source: TensorSource, own: list[str], other: list[str]) -> dict[str, str]:
     """For a tied checkpoint without its own unembedding: the other side's unembedding names,
     read as this side's embedding."""
-    embedding = _embedding_name(own)
+    embedding = token_embedding(own)
     if not source.tie_word_embeddings or embedding is None:
         return {}
     if any(classify(n)[1] == "unembedding" for n in own):
         return {}
     return {n: embedding for n in other if classify(n)[1] == "unembedding"}
-
-
-def _embedding_name(names: list[str]) -> str | None:
-    """The token embedding among `names` (not a position embedding)."""
-    found = [
-        n for n in names if classify(n)[1] == "embedding" and not re.search(r"wpe|position", n)
-    ]
-    return found[0] if found else None
 
 
 def _dtype_name(tensor: Any) -> str:
@@ -285,7 +277,8 @@ def compare_children(
     start = time.perf_counter()
     readers = {"base": open_checkpoint(base)}
     readers |= {k: lora.open_child(v, readers["base"], base) for k, v in children.items()}
-    plans = {k: _names_to_compare(readers["base"], readers[k]) for k in children}
+    used_base = _used(readers["base"])
+    plans = {k: _names_to_compare(readers["base"], used_base, readers[k]) for k in children}
     common = {k: set(plans[k][0]) for k in children}
     aliases = {"base": {a: n for k in children for a, n in plans[k][3].items()}}
     aliases |= {k: plans[k][4] for k in children}

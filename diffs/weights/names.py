@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 
 MODULE_KINDS = (
     "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o",
@@ -35,8 +36,10 @@ _RULES: tuple[tuple[str, str], ...] = (
     (r"(mlp\.c_proj|dense_4h_to_h|fc2|fc_out)\b", "mlp_out"),
     (r"(norm|ln_\d|ln\b|layernorm)", "norm"),
 )
+#: The token embedding (position embeddings are "embedding" too, but never an unembedding).
+_TOKEN_EMBEDDING = r"(embed_tokens|wte|embed_in|word_embeddings)\b"
 _GLOBAL_RULES: tuple[tuple[str, str], ...] = (
-    (r"(embed_tokens|wte|embed_in|word_embeddings)\b", "embedding"),
+    (_TOKEN_EMBEDDING, "embedding"),
     (r"(wpe|position_embeddings)\b", "embedding"),
     (r"(lm_head|embed_out)\b", "unembedding"),
     (r"(norm|ln_f)\b", "norm"),
@@ -57,3 +60,13 @@ def classify(name: str) -> tuple[int | None, str]:
         if re.search(pattern, name):
             return None, kind
     return None, "other"
+
+
+def token_embedding(names: Iterable[str]) -> str | None:
+    """The token embedding among `names` (the tensor a tied unembedding is), if any.
+
+    Example:
+        >>> token_embedding(["transformer.wpe.weight", "transformer.wte.weight"])
+        'transformer.wte.weight'
+    """
+    return next((n for n in names if re.search(_TOKEN_EMBEDDING, n)), None)

@@ -41,13 +41,7 @@ def adl(
 
     cfg = config
     assert cfg is not None  # built by with_config from the options
-    opt.check_outputs(
-        json_out,
-        inputs=(
-            texts,
-            prompts,
-        ),
-    )
+    opt.check_outputs(json_out, inputs=(texts, prompts))
     opt.check_load(dtype, device)
     lines = None
     if texts is not None:

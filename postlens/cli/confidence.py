@@ -1,9 +1,9 @@
 """``postlens confidence BASE CHILD...``: confidence trajectories and the probes that read them.
 
 Each model's reasoning traces (the family's own: on the organism, sampled on its held-out
-problems; else sampled on ``--prompts`` problems or the family's) are cut at K points; at each cut an answer is forced and checked, and a probe per
-layer learns to read that score from the hidden states (`postlens.probes.confidence`). Every
-option is a `ConfidenceConfig` field.
+problems; else sampled on ``--prompts`` problems or the family's) are cut at K points; at each
+cut an answer is forced and checked, and a probe per layer learns to read that score from the
+hidden states (`postlens.probes.confidence`). Every option is a `ConfidenceConfig` field.
 """
 
 from __future__ import annotations

@@ -158,14 +158,7 @@ def personas(
     specs = dict(zip(_child_names(children, names), children, strict=True))
     cfg = config
     assert cfg is not None  # built by with_config from the options
-    opt.check_outputs(
-        json_out,
-        inputs=(
-            persona_file,
-            prompts,
-            corpus,
-        ),
-    )
+    opt.check_outputs(json_out, inputs=(persona_file, prompts, corpus))
     opt.check_load(dtype, device)
     source = opt.prompt_source(prompts, prompt_field, completion_field)
     inputs = _inputs(base, cfg, persona_file, source, corpus)

@@ -55,13 +55,7 @@ def steer(
 
     cfg = config
     assert cfg is not None  # built by with_config from the options
-    opt.check_outputs(
-        json_out,
-        inputs=(
-            vector,
-            prompts,
-        ),
-    )
+    opt.check_outputs(json_out, inputs=(vector, prompts))
     opt.check_load(dtype, device)
     if vector is not None:  # read before any model loads
         cfg = dataclasses.replace(cfg, vector=read_vector(vector))

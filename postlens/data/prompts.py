@@ -95,9 +95,9 @@ def read_prompts(
         raise InputFileError(f"{path}: prompt file not found")
     if not (path.is_file() or path.is_dir()):  # /dev/zero, a pipe: reading never ends
         raise InputFileError(f"{path}: not a regular file (a device or a pipe); give a file")
-    if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+    if path.is_file() and (size := path.stat().st_size) > MAX_FILE_BYTES:
         raise InputFileError(
-            f"{path}: {path.stat().st_size / 2**30:.1f} GiB, more than the "
+            f"{path}: {size / 2**30:.1f} GiB, more than the "
             f"{MAX_FILE_BYTES / 2**30:.0f} GiB a prompt file may hold; give a dataset folder "
             "(read row by row) or a smaller file"
         )

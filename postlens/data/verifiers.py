@@ -48,7 +48,18 @@ def answer_verifier(answer: Any, mode: str = "last-number") -> Verifier:
     target = float(text)  # ValueError for a non-numeric answer, named by the caller
     if mode == "answer-line":
         return functools.partial(_answer_line_is, target)
-    return lambda c: bool(nums := _NUMBER_RE.findall(c)) and float(nums[-1]) == target
+    return lambda c: (last := last_number(c)) is not None and float(last[0]) == target
+
+
+def last_number(text: str) -> re.Match[str] | None:
+    """The last number in `text`, as the ``last-number`` verifier reads it (``None``: none).
+
+    Example:
+        >>> last_number("so 8 + 14 = 22.").span()
+        (12, 14)
+    """
+    matches = list(_NUMBER_RE.finditer(text))
+    return matches[-1] if matches else None
 
 
 def _answer_line_is(target: float, completion: str) -> bool:

@@ -198,13 +198,12 @@ def load_tokenizer(
     """
     from transformers import AutoTokenizer
 
-    if spec.kind == "adapter" and not any(
+    has_files = spec.kind not in ("adapter", "local") or any(
         (Path(spec.location) / f).is_file() for f in _TOKENIZER_FILES
-    ):
+    )
+    if spec.kind == "adapter" and not has_files:
         return load_tokenizer(_base_of(spec, base), options)
-    if spec.kind == "local" and not any(
-        (Path(spec.location) / f).is_file() for f in _TOKENIZER_FILES
-    ):
+    if not has_files:
         raise SpecError(
             f"{spec.spec}: no tokenizer files ({', '.join(_TOKENIZER_FILES)}); save the "
             "tokenizer beside the weights (tokenizer.save_pretrained), e.g. the base's"
@@ -402,7 +401,7 @@ def load_adapted_model(
     config = read_adapter_config(adapter.location)
     base = _base_of(adapter, base)
     peft = _peft()
-    model = load_hf_model(base, options)
+    model = _load(base, options, None)  # load_hf_model checks the merged model's weights
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     lora_modules(config, adapter_shapes(config), shapes)  # names what does not fit, in one line
     try:

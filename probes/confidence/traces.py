@@ -18,10 +18,10 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from postlens.data.verifiers import last_number
 from postlens.probes.confidence.trajectory import Trace
 
 if TYPE_CHECKING:
@@ -29,12 +29,12 @@ if TYPE_CHECKING:
 
 #: Appended after a cut to force the answer now (a plain-text cue every LM reads).
 ANSWER_SUFFIX = "\nThe answer is "
-_LAST_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?!.*\d)", re.S)
 
 
 def split_answer(reply: str) -> str:
-    """The reasoning of a reply: the text before its last number (all of it when none)."""
-    found = _LAST_NUMBER.search(reply)
+    """The reasoning of a reply: the text before its last number, as the ``last-number``
+    verifier reads it (all of the reply when it has none)."""
+    found = last_number(reply)
     return reply[: found.start()].rstrip() if found else reply.rstrip()
 
 
