@@ -149,6 +149,21 @@ def _dtype_name(tensor: Any) -> str:
     return str(tensor.dtype).removeprefix("torch.")
 
 
+def _is_float(dtype: str) -> bool:
+    """Whether entries of this stored dtype are real numbers (a LoRA update is)."""
+    return dtype == "adapter" or "float" in dtype
+
+
+def _odd_dtypes(rows: list[TensorDiff], dtypes: list[tuple[str, str]]) -> list[str]:
+    """The tensors stored in another dtype pair than most of the checkpoint's (one float16
+    tensor inside float32 checkpoints): compared after upcasting, but their "changed" shares
+    count at that tensor's own resolution, so they are named."""
+    if not dtypes:
+        return []
+    usual = max(set(dtypes), key=dtypes.count)
+    return [f"{r.name}: {' → '.join(d)}" for r, d in zip(rows, dtypes, strict=True) if d != usual]
+
+
 def _storage(dtypes: list[tuple[str, str]]) -> str:
     """``"base dtype → post dtype"`` over the tensors compared (``mixed`` where they differ)."""
     sides = [{d[i] for d in dtypes} for i in (0, 1)]
@@ -309,8 +324,13 @@ def compare_children(
             else:
                 w, nbytes = lora.child_tensor(readers[k], stored, w_base)
             bytes_read += nbytes
+            kinds = (_dtype_name(w_base), _dtype_name(w))
             if w.shape != w_base.shape:
                 mismatches[k].append(f"{name}: base {tuple(w_base.shape)} vs {k} {tuple(w.shape)}")
+            elif _is_float(kinds[0]) != _is_float(kinds[1]):
+                # Integer entries are quantized codes whose scale lives elsewhere: subtracting
+                # them from real weights gives a number, but a meaningless one.
+                mismatches[k].append(f"{name}: base {kinds[0]} vs {k} {kinds[1]} (not comparable)")
             else:
                 loaded[k] = w
         # The cosine pair goes first: stream_updates pairs the first two children it is given.
@@ -335,6 +355,7 @@ def compare_children(
             plans[k][2],
             mismatches[k],
             _summary(stats[k], seconds, bytes_read, cfg.atol, _storage(dtypes[k])),
+            _odd_dtypes(rows[k], dtypes[k]),
         )
         for k, spec in children.items()
     }

@@ -126,8 +126,12 @@ class WeightDiff(Result[WeightSummary], kind="weight_diff"):
         tensors: one entry per tensor compared.
         missing_in_post: tensors only the base has.
         missing_in_base: tensors only the post model has.
-        shape_mismatches: ``name: base shape vs post shape``.
+        shape_mismatches: ``name: base shape vs post shape``, and tensors stored as integers on
+            one side and real numbers on the other (quantized codes; not compared).
         totals: the global figures (`summary()`).
+        odd_dtypes: ``name: base dtype → post dtype`` for the tensors compared whose stored
+            dtypes differ from most of the checkpoint's (say, one float16 tensor in a float32
+            file): their changed shares are counted at their own resolution.
     """
 
     base: str
@@ -137,6 +141,7 @@ class WeightDiff(Result[WeightSummary], kind="weight_diff"):
     missing_in_base: list[str] = field(default_factory=list)
     shape_mismatches: list[str] = field(default_factory=list)
     totals: WeightSummary | None = None
+    odd_dtypes: list[str] = field(default_factory=list)
 
     def summary(self) -> WeightSummary:
         """Global figures: rel_norm over all parameters together, shares changed, ..."""
@@ -202,6 +207,7 @@ class WeightDiff(Result[WeightSummary], kind="weight_diff"):
             "missing_in_base": self.missing_in_base,
             "shape_mismatches": self.shape_mismatches,
             "summary": asdict(self.totals) if self.totals else None,
+            "odd_dtypes": self.odd_dtypes,
         }
 
     @classmethod
@@ -209,7 +215,8 @@ class WeightDiff(Result[WeightSummary], kind="weight_diff"):
         tensors = [TensorDiff(**{**t, "shape": tuple(t["shape"])}) for t in data["tensors"]]
         totals = WeightSummary(**data["summary"]) if data.get("summary") else None
         return cls(data["base"], data["post"], tensors, list(data["missing_in_post"]),
-                   list(data["missing_in_base"]), list(data["shape_mismatches"]), totals)  # fmt: skip
+                   list(data["missing_in_base"]), list(data["shape_mismatches"]), totals,
+                   list(data.get("odd_dtypes", [])))  # fmt: skip
 
     def plot(self) -> Any:
         """Share of weights changed per layer."""

@@ -98,10 +98,15 @@ def _print_child(console: Console, key: str, diff: Any, allow_nonfinite: bool) -
     for label, items in (
         ("only in base", diff.missing_in_post),
         ("only in post", diff.missing_in_base),
-        ("shape mismatch", diff.shape_mismatches),
+        ("shape or dtype mismatch", diff.shape_mismatches),
     ):
         if items:
             console.print(f"[red]{label}[/red] ({len(items)}): {', '.join(items[:20])}")
+    if diff.odd_dtypes:
+        console.print(
+            f"[yellow]stored in another dtype than the rest[/yellow] ({len(diff.odd_dtypes)}), "
+            f"compared after upcasting: {', '.join(diff.odd_dtypes[:20])}"
+        )
     if diff.totals is None:
         console.print(f"[red]{diff.base} → {diff.post}: no tensor in common to compare[/red]")
         return True

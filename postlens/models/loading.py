@@ -109,9 +109,19 @@ def check_safetensors_file(path: Path) -> None:
     Raises:
         CheckpointError: the file is truncated or its header is corrupted, naming the file.
     """
-    from postlens.models.safetensors_header import read_header
+    from postlens.models.safetensors_header import CODES, read_header
 
-    read_header(path)
+    infos = read_header(path)
+    # transformers casts a stored integer tensor into the float parameter it fills: int8 codes
+    # would become the weights themselves (their scale lives elsewhere), a wrong model that runs.
+    integer = {c for c, (_, name) in CODES.items() if name.startswith(("int", "uint", "bool"))}
+    coded = [n for n, i in infos.items() if i.code in integer and n.endswith((".weight", ".bias"))]
+    if coded:
+        shown = ", ".join(f"{n} ({infos[n].code})" for n in coded[:3])
+        raise CheckpointError(
+            f"{path}: {shown}{' ...' if len(coded) > 3 else ''} stored as integers: quantized "
+            "codes without their scale cannot be read as weights (give a dequantized checkpoint)"
+        )
 
 
 def check_model_folder(path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from bad_inputs import BROKEN_CHECKPOINTS, break_checkpoint, leftovers
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from postlens.cli import app
 from postlens.errors import CheckpointError
-from postlens.models.loading import load_hf_model, quiet_transformers
+from postlens.models.loading import check_model_folder, load_hf_model, quiet_transformers
 from postlens.models.loading_info import check_loading_info
 from postlens.pair import ModelPair
 from postlens.testing import save_tiny_model
@@ -263,3 +264,70 @@ def test_a_config_whose_layer_count_disagrees_is_one_line(tmp_path, layers):
     result = CliRunner().invoke(app, ["info", str(base), str(child)])
     assert result.exit_code == 2, result.output
     assert "must be equal to the number of `layer_types`" in " ".join(result.output.split())
+
+
+def _float32_pair(tmp_path, odd):
+    """A float32 base and a child equal to it except one tensor stored as `odd`."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    base = {f"model.layers.{i}.mlp.down_proj.weight": torch.randn(6, 6, generator=g)
+            for i in range(3)}  # fmt: skip
+    post = dict(base)
+    name = "model.layers.1.mlp.down_proj.weight"
+    post[name] = (base[name] * 20).to(odd)
+    folders = []
+    for label, state in (("base", base), ("post", post)):
+        (tmp_path / label).mkdir()
+        save_file(state, str(tmp_path / label / "model.safetensors"))
+        (tmp_path / label / "config.json").write_text(json.dumps({"model_type": "llama"}))
+        folders.append(str(tmp_path / label))
+    return *folders, name
+
+
+def test_an_int8_tensor_in_a_float32_checkpoint_is_not_compared(tmp_path):
+    """Integer entries are quantized codes without their scale: a relative norm of them against
+    real weights would be a wrong answer, so the tensor is a mismatch (exit 1), named."""
+    import torch
+
+    base, post, name = _float32_pair(tmp_path, torch.int8)
+    result = runner.invoke(app, ["weights", base, post])
+    assert result.exit_code == 1, result.output
+    assert f"{name}: base float32 vs post int8 (not comparable)" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    from postlens.diffs.weights.compare import compare_weights
+
+    diff = compare_weights(base, post, progress=False)
+    assert name not in {t.name for t in diff.tensors} and diff.summary().rel_norm == 0.0
+
+
+def test_a_float16_tensor_in_a_float32_checkpoint_is_named(tmp_path):
+    """A float16 tensor among float32 ones is compared (upcast exactly), and named: its
+    changed share is counted at float16's resolution, not the file's."""
+    import torch
+
+    base, post, name = _float32_pair(tmp_path, torch.float16)
+    from postlens.diffs.weights.compare import compare_weights
+
+    diff = compare_weights(base, post, progress=False)
+    assert diff.odd_dtypes == [f"{name}: float32 → float16"] and diff.ok
+    assert diff.summary().storage == "float32 → mixed"
+    assert type(diff).from_json(diff.to_json()).odd_dtypes == diff.odd_dtypes
+    result = runner.invoke(app, ["weights", base, post])
+    assert result.exit_code == 0, result.output
+    assert "stored in another dtype than the rest" in result.output
+
+
+def test_an_int8_weight_is_refused_at_load_not_cast_into_a_wrong_model(tmp_path):
+    """transformers would cast the int8 codes into the float parameter: a model that runs and
+    is wrong. Loading refuses, naming the file and the tensor."""
+    import torch
+
+    _, post, name = _float32_pair(tmp_path, torch.int8)
+    with pytest.raises(
+        CheckpointError, match=rf"model\.safetensors: {name} \(I8\) stored as integers"
+    ):
+        check_model_folder(Path(post))
