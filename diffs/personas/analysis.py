@@ -200,11 +200,16 @@ def persona_inputs(
     )  # fmt: skip
 
 
+#: Why `persona_sae` returned no SAE when the family ships one: the optional SAELens is missing.
+NO_SAE_LENS = "SAE latent diffing skipped: pip install 'postlens[sae]' for SAELens"
+
+
 def persona_sae(
     pairs: Mapping[str, Any], inputs: PersonaInputs, config: PersonaConfig,
     default_sae: str | None = None,
 ) -> tuple[Any, str | None]:  # fmt: skip
-    """The SAE `config` asks for, and its source: loaded, trained on the corpus, or none.
+    """The SAE `config` asks for, and its source: loaded, trained on the corpus, or none
+    (source ``None``, or `NO_SAE_LENS` when the family's SAE needs the missing SAELens).
 
     ``config.sae == "auto"`` takes `default_sae` (the family's, ``fam.inputs.sae()``).
     """
@@ -222,8 +227,8 @@ def persona_sae(
         # "auto" degrades gracefully: without the optional SAELens, latent diffing is skipped
         # (and the report says why) instead of failing the whole persona analysis.
         if default_sae is not None and not sae_lens_installed():
-            logger.warning("SAE latent diffing skipped: pip install 'postlens[sae]' for SAELens")
-        spec = default_sae if sae_lens_installed() else None
+            return None, NO_SAE_LENS
+        spec = default_sae
     if spec is None or spec == "none":
         return None, None
     return load_sae(spec, config.sae_id), spec
@@ -269,6 +274,8 @@ def analyse_personas(
         if sae_model is not None
         else persona_sae(pairs, inputs, cfg, default_sae)
     )
+    if source == NO_SAE_LENS:
+        logger.warning(NO_SAE_LENS)
     if sae is not None:
         _add_features(result, sae, source, pairs, inputs, cfg)
     return result

@@ -62,7 +62,8 @@ def _inputs(base: str, cfg: PersonaConfig, personas: Path | None, source: Any,
     return dataclasses.replace(persona_inputs(defaults, cfg, None, None, corpus), prompts=texts)
 
 
-def _print(console: Console, found: Any) -> None:
+def _print(console: Console, found: Any, skipped: str | None = None) -> None:
+    """The tables; `skipped` is why no SAE was used when it was not for want of one."""
     table = Table(title="Persona directions (one vs rest, held-out AUROC)")
     for col in ("persona", "best layer", "AUROC", "d'"):
         table.add_column(col, justify="right")
@@ -81,7 +82,8 @@ def _print(console: Console, found: Any) -> None:
     console.print(table)
     diff = found.features
     if diff is None:
-        console.print("no SAE given: latent diffing skipped (--sae DIR or --train-sae)")
+        reason = skipped or "no SAE given: latent diffing skipped (--sae DIR or --train-sae)"
+        console.print(reason, markup=False)
         return
     q = found.sae
     console.print(
@@ -172,5 +174,5 @@ def personas(
         save_sae(sae_model, save_sae_to)
         source = str(save_sae_to)
     found = analyse_personas(fam.pairs, inputs, cfg, sae_model=sae_model, sae_source=source)
-    _print(Console(), found)
+    _print(Console(), found, source if sae_model is None else None)
     opt.write_json(json_out, {"models": {"base": base, **specs}, **found.to_json()})

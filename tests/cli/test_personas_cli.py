@@ -66,3 +66,17 @@ def test_a_child_is_required_outside_the_organism(tiny_dirs):
     result = runner.invoke(app, ["personas", str(tiny_dirs["llama"])])
     assert result.exit_code != 0
     assert "give at least one child" in result.output
+
+
+def test_without_sae_lens_the_skip_is_said_once_with_its_reason(monkeypatch, caplog):
+    """The family ships an SAE but SAELens is missing: one line says so and how to fix it, not
+    a warning, a second warning and a contradicting "no SAE given"."""
+    import postlens.diffs.features.sae as sae
+
+    monkeypatch.setattr(sae, "sae_lens_installed", lambda: False)
+    args = ["personas", "--per-persona", "24", "--limit", "40", "--top", "10"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    said = result.output + caplog.text
+    assert said.count("pip install 'postlens[sae]'") == 1, said
+    assert "no SAE given" not in said
