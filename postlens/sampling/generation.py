@@ -147,22 +147,17 @@ def sample_completions(
     jobs = [p for p in prompts for _ in range(n)]
     samples: list[Sample] = []
     chunks = range(0, len(jobs), batch_size)
-    for index, start in enumerate(
-        tqdm(chunks, desc=f"sampling {label}".strip(), disable=not show_progress(progress))
-    ):
-        torch.manual_seed(seed * 1_000_003 + index)
-        samples.extend(
-            _sample_batch(
-                backend,
-                tokenizer,
-                jobs[start : start + batch_size],
-                max_new_tokens,
-                temperature,
-                top_p,
-                label,
-                list(stop_ids),
-            )
-        )
+    # Counted in decoding steps, not batches: one batch of 256 sequences would sit at 0/1 for
+    # its whole run. A batch that stops early jumps to its end.
+    bar = tqdm(total=len(chunks) * max_new_tokens, desc=f"sampling {label}".strip(),
+               unit="step", disable=not show_progress(progress))  # fmt: skip
+    with bar:
+        for index, start in enumerate(chunks):
+            torch.manual_seed(seed * 1_000_003 + index)
+            batch = jobs[start : start + batch_size]
+            samples.extend(_sample_batch(backend, tokenizer, batch, max_new_tokens, temperature,
+                                         top_p, label, list(stop_ids), bar))  # fmt: skip
+            bar.update((index + 1) * max_new_tokens - bar.n)
     return samples
 
 
@@ -221,6 +216,7 @@ def _sample_batch(
     top_p: float,
     label: str,
     stop: list[int],
+    bar: Any = None,
 ) -> list[Sample]:
     from postlens.data.batch import Sample
 
@@ -236,6 +232,7 @@ def _sample_batch(
         top_p=None if greedy else top_p,
         top_k=None,
         **({"eos_token_id": stop} if stop else {}),
+        **({"stopping_criteria": _ticker(bar)} if bar is not None and not bar.disable else {}),
     )
     width = input_ids.shape[1]
     samples = []
@@ -245,6 +242,20 @@ def _sample_batch(
         text = str(tokenizer.decode(completion, skip_special_tokens=True))
         samples.append(Sample(str(prompt), text, prompt_ids, completion, label))
     return samples
+
+
+def _ticker(bar: Any) -> Any:
+    """A stopping criterion that never stops and moves `bar` one step per decoding step: the
+    one per-step hook `generate` offers on every backend."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Tick(StoppingCriteria):
+        def __call__(self, input_ids: Tensor, scores: Any, **kwargs: Any) -> Tensor:
+            bar.update(1)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([Tick()])
 
 
 def prompt_ids(tokenizer: Tokenizer, prompt: Any) -> list[int]:

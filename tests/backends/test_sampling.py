@@ -50,3 +50,37 @@ def test_greedy_completions_do_not_depend_on_the_batch(llama):
     pair = ModelPair.load(llama, llama)
     kwargs = dict(n=1, max_new_tokens=10, temperature=0.0)
     assert _ids(pair, batch_size=1, **kwargs) == _ids(pair, batch_size=3, **kwargs)
+
+
+@pytest.mark.parametrize("backend", ["nnsight", "transformer_lens"])
+def test_progress_moves_within_one_batch_and_changes_no_sample(llama, backend, monkeypatch):
+    """One batch of every sequence used to show 0/1 until it ended: the bar now counts decoding
+    steps, and watching it changes no sample."""
+    import postlens.sampling.generation as generation
+
+    seen = []
+
+    class Bar:
+        disable, n = False, 0
+
+        def __init__(self, *args, total, **kwargs):
+            self.total = total
+
+        def update(self, k):
+            self.n += k
+            seen.append(self.n)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    pair = ModelPair.load(llama, llama, backend=backend)
+    kwargs = dict(n=2, max_new_tokens=12, temperature=1.0, seed=3, batch_size=64)
+    quiet = _ids(pair, **kwargs)
+    monkeypatch.setattr("tqdm.auto.tqdm", Bar)
+    monkeypatch.setattr(generation, "show_progress", lambda progress: True)
+    out = sample_completions(pair.post, pair.tokenizer, PROMPTS, progress=True, **kwargs)
+    assert [s.completion_ids for s in out] == quiet
+    assert len(seen) >= 3 and seen[-1] == 12 and seen == sorted(seen)
