@@ -17,6 +17,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from postlens.viz.figures import colour
+
 _LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
            "height": 380}  # fmt: skip
 
@@ -48,15 +50,15 @@ def sweep(result: Any) -> go.Figure:
 def substitution(result: Any) -> go.Figure:
     """pass@1 and the share handed over against τ, with the random control (`SubstitutionResult`)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("pass@1", "share of positions handed over"))
-    for direction, rows in result.by_direction().items():
-        taus = [r.tau_label for r in rows]
+    for i, (direction, rows) in enumerate(result.by_direction().items()):
+        taus, line = [r.tau_label for r in rows], {"color": colour(i)}
         fig.add_trace(go.Scatter(x=taus, y=[r.pass_at_1 for r in rows], mode="lines+markers",
-                                 name=f"{direction}: entropy > τ"), row=1, col=1)  # fmt: skip
+                                 line=line, name=f"{direction}: entropy > τ"), row=1, col=1)  # fmt: skip
         fig.add_trace(go.Scatter(x=taus, y=[r.control_pass_at_1 for r in rows],
-                                 mode="lines+markers", line={"dash": "dot"},
+                                 mode="lines+markers", line={**line, "dash": "dot"},
                                  name=f"{direction}: random, same share"), row=1, col=1)  # fmt: skip
         fig.add_trace(go.Scatter(x=taus, y=[r.share for r in rows], mode="lines+markers",
-                                 name=f"{direction}: share"), row=1, col=2)  # fmt: skip
+                                 line=line, name=f"{direction}: share"), row=1, col=2)  # fmt: skip
     fig.update_xaxes(title_text="τ (nats)", type="category")
     fig.update_layout(title="Fork substitution decoding", **_LAYOUT)
     return fig
@@ -85,12 +87,13 @@ def passk_intervals(
 def adl(results: Mapping[str, Any]) -> go.Figure:
     """‖δ_ℓ‖ / ‖h_base‖ per layer and the steered pass rate per α, one trace per child."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("‖δ_ℓ‖ / ‖h_base‖", "steered pass rate"))
-    for child, res in results.items():
+    for i, (child, res) in enumerate(results.items()):
         rel = [n / b if b > 0 else 0.0 for n, b in zip(res.norms, res.base_norms, strict=True)]
         fig.add_trace(go.Scatter(x=list(range(len(rel))), y=rel, mode="lines+markers",
-                                 name=f"{child}: δ norm"), row=1, col=1)  # fmt: skip
+                                 line={"color": colour(i)}, name=f"{child}: δ norm"), row=1, col=1)  # fmt: skip
         fig.add_trace(go.Scatter(x=[r.alpha for r in res.rows], y=[r.pass_rate for r in res.rows],
-                                 mode="lines+markers", name=f"{child}: α·δ"), row=1, col=2)  # fmt: skip
+                                 mode="lines+markers", line={"color": colour(i)},
+                                 name=f"{child}: α·δ"), row=1, col=2)  # fmt: skip
     fig.update_xaxes(title_text="layer", row=1, col=1)
     fig.update_xaxes(title_text="α", row=1, col=2)
     fig.update_layout(
@@ -102,11 +105,11 @@ def adl(results: Mapping[str, Any]) -> go.Figure:
 def fork_train(results: Mapping[str, Any]) -> go.Figure:
     """The child's pass@1 gain recovered per seed, at the forks and at random positions."""
     fig = go.Figure()
-    for child, res in results.items():
+    for i, (child, res) in enumerate(results.items()):
         for kind, dash in (("fork", "solid"), ("random", "dot")):
             rows = [r for r in res.rows if r.positions == kind]
             fig.add_trace(go.Scatter(x=[f"seed {r.seed}" for r in rows], y=[r.recovered for r in rows],
-                                     mode="markers+lines", line={"dash": dash},
+                                     mode="markers+lines", line={"dash": dash, "color": colour(i)},
                                      name=f"{child}: {kind} positions"))  # fmt: skip
     fig.update_yaxes(title_text="(pass@1_θ − base) / (post − base)")
     fig.update_layout(

@@ -24,17 +24,19 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from postlens.viz.figures import colour
+
 _SYMBOL = {"child-only": "circle", "base-only": "diamond"}
 
 
-def _histogram(result: Any, child: str, name: str) -> go.Histogram:
+def _histogram(result: Any, child: str, name: str, color: str | None = None) -> go.Histogram:
     delta = np.asarray(result.columns[f"delta_{child}"], dtype=float)
     live = np.asarray(result.columns[f"class_{child}"]) != "dead"
     return go.Histogram(x=delta[live], name=name, xbins={"start": 0, "end": 1.0001, "size": 0.025},
-                        opacity=0.7)  # fmt: skip
+                        opacity=0.7, marker_color=color)  # fmt: skip
 
 
-def _scatter(result: Any, child: str, cls: str) -> go.Scatter | None:
+def _scatter(result: Any, child: str, cls: str, color: str) -> go.Scatter | None:
     idx = result.latents(child, cls)
     nu_e = np.asarray(result.columns.get(f"nu_error_{child}", []), dtype=float)
     nu_r = np.asarray(result.columns.get(f"nu_recon_{child}", []), dtype=float)
@@ -42,7 +44,7 @@ def _scatter(result: Any, child: str, cls: str) -> go.Scatter | None:
         return None
     return go.Scatter(
         x=nu_e[idx], y=nu_r[idx], mode="markers", name=f"{child}: {cls}",
-        marker={"symbol": _SYMBOL[cls], "size": 7}, text=[f"latent {j}" for j in idx],
+        marker={"symbol": _SYMBOL[cls], "size": 7, "color": color}, text=[f"latent {j}" for j in idx],
     )  # fmt: skip
 
 
@@ -51,10 +53,10 @@ def crosscoder_figure(result: Any) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
         "relative decoder norm Δ (0 base-only, 0.5 shared, 1 child-only)",
         "Latent Scaling: ν^ε vs ν^r (small: genuine)"))  # fmt: skip
-    for c in result.children:
-        fig.add_trace(_histogram(result, c, f"{c}: Δ"), row=1, col=1)
+    for i, c in enumerate(result.children):
+        fig.add_trace(_histogram(result, c, f"{c}: Δ", colour(i)), row=1, col=1)
         for cls in ("child-only", "base-only"):
-            trace = _scatter(result, c, cls)
+            trace = _scatter(result, c, cls, colour(i))
             if trace is not None:
                 fig.add_trace(trace, row=1, col=2)
     thr = result.config.nu_threshold

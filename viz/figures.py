@@ -16,6 +16,22 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+#: One colour per model, by its place in the result: a child keeps its colour in every panel
+#: (plotly's default colour cycle moves on with each trace, so a legend drawn from the first
+#: panel would name the wrong colours in the others).
+PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880")
+
+
+def colour(index: int) -> str:
+    """The colour of the `index`-th model of a figure.
+
+    Example:
+        >>> colour(0), colour(len(PALETTE))
+        ('#636efa', '#636efa')
+    """
+    return PALETTE[index % len(PALETTE)]
+
+
 _LAYOUT = {
     "template": "plotly_white",
     "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
@@ -85,20 +101,13 @@ def entropy_at_forks(results: Mapping[str, Any]) -> go.Figure:
         "end": max(float(r.columns["entropy_base"].max()) for r in results.values()) + 1e-6,
         "size": 0.05,
     }
-    for i, (name, r) in enumerate(results.items(), start=1):
+    for i, r in enumerate(results.values(), start=1):
         h = r.columns["entropy_base"]
-        fig.add_histogram(
-            x=h, xbins=bins, histnorm="probability", name=f"{name}: all", opacity=0.6, row=1, col=i
-        )
-        fig.add_histogram(
-            x=h[r.is_fork],
-            xbins=bins,
-            histnorm="probability",
-            name=f"{name}: forks",
-            opacity=0.6,
-            row=1,
-            col=i,
-        )
+        # The panel titles name the child; the two colours (and the legend) are the same in all.
+        for j, (label, values) in enumerate((("all positions", h), ("forks", h[r.is_fork]))):
+            fig.add_histogram(x=values, xbins=bins, histnorm="probability", name=label,
+                              marker_color=colour(j), legendgroup=label, showlegend=i == 1,
+                              opacity=0.6, row=1, col=i)  # fmt: skip
     fig.update_layout(
         title="Base entropy (nats): all positions vs forks", barmode="overlay", **_LAYOUT
     )
@@ -128,13 +137,14 @@ def layer_profile(results: Mapping[str, Any]) -> go.Figure:
     panels = [("cosine_mean", "cosine(h_base, h_post)"), ("rel_norm_mean", "‖h_post − h_base‖/‖h_base‖"),
               ("logit_lens_kl", "logit-lens KL (nats)"), ("patch_recovered", "share of output KL recovered by patching")]  # fmt: skip
     fig = make_subplots(rows=1, cols=4, subplot_titles=[t for _, t in panels])
-    for name, r in results.items():
+    for i, (name, r) in enumerate(results.items()):
         frame = r.to_frame()
         for col, (key, _) in enumerate(panels, start=1):
             fig.add_scatter(
                 x=frame["layer"],
                 y=frame[key],
                 mode="lines+markers",
+                line={"color": colour(i)},
                 name=name,
                 legendgroup=name,
                 showlegend=col == 1,
@@ -168,17 +178,11 @@ def confidence_trajectories(result: Any) -> go.Figure:
     `result` is a `postlens.probes.confidence.result.ConfidenceResult` (``fam.confidence()``).
     """
     fig = go.Figure()
-    for name, m in result.models.items():
-        fig.add_scatter(
-            x=m.cuts, y=m.mean_trajectory, mode="lines+markers", name=f"{name}: behavioural"
-        )
-        fig.add_scatter(
-            x=m.cuts,
-            y=m.probe_trajectory,
-            mode="lines",
-            line={"dash": "dash"},
-            name=f"{name}: probe",
-        )
+    for i, (name, m) in enumerate(result.models.items()):
+        fig.add_scatter(x=m.cuts, y=m.mean_trajectory, mode="lines+markers",
+                        line={"color": colour(i)}, name=f"{name}: behavioural")  # fmt: skip
+        fig.add_scatter(x=m.cuts, y=m.probe_trajectory, mode="lines",
+                        line={"dash": "dash", "color": colour(i)}, name=f"{name}: probe")  # fmt: skip
     fig.update_layout(
         title="Confidence in the final answer as the reasoning unfolds",
         xaxis_title="fraction of the reasoning kept",

@@ -46,7 +46,8 @@ def table(
     if not rows:
         return "<p class='muted'>(empty)</p>"
     columns = list(columns or rows[0].keys())
-    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    # <wbr> after each underscore lets long snake_case headers wrap instead of widening the page.
+    head = "".join(f"<th>{esc(c).replace('_', '_<wbr>')}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{esc(_fmt(r.get(c), digits))}</td>" for c in columns) + "</tr>"
         for r in rows
@@ -88,8 +89,9 @@ section{background:#fff;border:1px solid #e1e4e8;border-radius:8px;padding:16px 
 .card{flex:1 1 170px;background:#fff;border:1px solid #e1e4e8;border-radius:8px;padding:12px}
 .card .v{font-size:24px;font-weight:600}.card .k{font-size:12px;color:#6a737d}
 .verdict{line-height:1.5;margin:8px 0 4px 0}.verdict li{margin:4px 0}
-.pl-table{border-collapse:collapse;font-size:13px;margin:8px 0}
+.pl-table{border-collapse:collapse;font-size:13px;margin:8px 0;display:block;max-width:100%;overflow-x:auto}
 .pl-table td,.pl-table th{border:1px solid #e1e4e8;padding:3px 8px;text-align:right}
+.pl-table td{max-width:28em;overflow-wrap:anywhere}
 .pl-table th{background:#f1f3f5}
 pre{white-space:pre-wrap;background:#f6f8fa;padding:8px;border-radius:6px;font-size:12px}
 details summary{cursor:pointer}

@@ -19,7 +19,8 @@ def chromium_path() -> str | None:
 
 
 def inspect_report(path: Path, screenshot: Path | None = None) -> dict[str, Any]:
-    """Console errors, plot count, rendered plots and the tooltip text after hovering a token."""
+    """Console errors, plot count, rendered plots, the tooltip text after hovering a token, and
+    the sections or tables wider than a 1280 px window."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -45,10 +46,16 @@ def inspect_report(path: Path, screenshot: Path | None = None) -> dict[str, Any]
             page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(screenshot))
         scripts_injected = page.evaluate("() => window.__pwned === true")
+        # Sections and tables wider than the page (a wide table once pushed it to 1729 px).
+        overflowing = page.evaluate(
+            "() => [...document.querySelectorAll('section, table')].filter(e => e.scrollWidth"
+            " > e.clientWidth + 1 || e.getBoundingClientRect().right > innerWidth)"
+            ".map(e => e.id || e.closest('section').id)"
+        )
         browser.close()
     return {
         "errors": errors, "n_plots": n_plots, "rendered_plots": rendered_plots,
-        "tooltip": tooltip, "scripts_injected": scripts_injected,
+        "tooltip": tooltip, "scripts_injected": scripts_injected, "overflowing": overflowing,
     }  # fmt: skip
 
 

@@ -42,7 +42,7 @@ def test_summary_in_words_quotes_the_sections_numbers(demo):
 @pytest.mark.browser
 def test_demo_in_a_real_browser(demo, tmp_path, browser_inspect):
     seen = browser_inspect(demo[0], screenshot=tmp_path / "top.png")
-    assert seen["errors"] == []
+    assert seen["errors"] == [] and seen["overflowing"] == []
     assert seen["n_plots"] >= 8 and seen["rendered_plots"] == seen["n_plots"]
     assert "base top-5" in seen["tooltip"] and "post top-5" in seen["tooltip"]
     assert (tmp_path / "top.png").stat().st_size > 10_000

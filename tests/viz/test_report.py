@@ -126,7 +126,7 @@ def test_render_rebuilds_the_page_from_results_alone(report_file, tmp_path):
 @pytest.mark.browser
 def test_report_in_a_real_browser(report_file, tmp_path, browser_inspect):
     seen = browser_inspect(report_file, screenshot=tmp_path / "top.png")
-    assert seen["errors"] == []
+    assert seen["errors"] == [] and seen["overflowing"] == []
     assert seen["n_plots"] >= 6 and seen["rendered_plots"] == seen["n_plots"]
     assert "base top-5" in seen["tooltip"] and "post top-5" in seen["tooltip"]
     assert seen["scripts_injected"] is False

@@ -42,6 +42,7 @@ SHOWN_SAMPLES = 6
 
 def _render(result: Any) -> str:
     frame = result.to_frame().pivot(index="k", columns="model", values="pass_at_k").reset_index()
+    frame = frame[["k", *result.curves]]  # the legend's order, not pivot's alphabetical one
     out = figure_div(figures.pass_at_k_curves(result)) + table(frame.to_dict("records"))
     if result.completions:  # a few verdicts to audit the verifier by; every one is in the JSON
         rows = result.samples_frame().groupby(["model", "problem"], sort=False).head(2)
