@@ -34,7 +34,7 @@ from postlens.data.batch import Sample, TokenBatch
 from postlens.errors import PostlensError
 from postlens.hooks import hook_names
 from postlens.models.chat import ChatFormat, choose_chat
-from postlens.models.compat import TokenizerComparison, check_comparable
+from postlens.models.compat import TokenizerComparison, check_comparable, check_tokenizer_fits
 from postlens.models.dtypes import device_and_map, resolve_dtype
 from postlens.models.loading import LoadOptions, check_checkpoint, load_hf_model, load_tokenizer
 from postlens.models.preflight import check_memory
@@ -55,7 +55,11 @@ def make_backend(
 
     A backend may modify the model it wraps (TransformerBridge swaps in its own modules), so one
     loaded model serves one backend.
+
+    Raises:
+        IncompatibleModelsError: the tokenizer has ids past the model's embedding.
     """
+    check_tokenizer_fits(hf_model, tokenizer, location or "the model")
     if name == "transformer_lens":
         if remote:
             raise PostlensError("remote execution is an nnsight feature; use backend='nnsight'")

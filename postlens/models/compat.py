@@ -220,6 +220,41 @@ def _segmentation(base_tok: Any, post_tok: Any) -> list[str]:
     return out
 
 
+def check_tokenizer_fits(model: Any, tokenizer: Any, where: str) -> None:
+    """Refuse a tokenizer whose text can produce ids past the model's embedding rows.
+
+    Such ids index past the embedding (an IndexError deep inside torch, mid-run); a tokenizer
+    saved from another model is the usual cause. Fewer ids than rows is common (padded
+    embeddings) and fine, and so is an added *special* token past the rows (transformers' GGUF
+    conversion adds one): text only reaches it by spelling it out. The pad and BOS ids are
+    checked too, as every batch uses them.
+
+    Raises:
+        IncompatibleModelsError: naming `where`, both sizes and the first ids past the rows.
+
+    Example:
+        >>> from postlens.testing import build_tokenizer, tiny_model
+        >>> model, _ = tiny_model("llama")
+        >>> check_tokenizer_fits(model, build_tokenizer(("extra",)), "m")
+        Traceback (most recent call last):
+        ...
+        postlens.errors.IncompatibleModelsError: m: its tokenizer has 51 ids but the model's embedding has 50 rows (id 50 '\\n' would index past it): a tokenizer from another model?
+    """
+    rows = getattr(model.get_input_embeddings(), "num_embeddings", None)
+    if rows is None or len(tokenizer) <= rows:
+        return
+    special = {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    used = {tokenizer.pad_token_id, tokenizer.bos_token_id}
+    bad = [i for i in range(rows, len(tokenizer)) if i not in special or i in used]
+    if bad:
+        shown = ", ".join(f"{i} {tokenizer.convert_ids_to_tokens(i)!r}" for i in bad[:3])
+        raise IncompatibleModelsError(
+            f"{where}: its tokenizer has {len(tokenizer)} ids but the model's embedding has "
+            f"{rows} rows (id{'s' if len(bad) > 1 else ''} {shown}{' ...' if len(bad) > 3 else ''} "
+            "would index past it): a tokenizer from another model?"
+        )
+
+
 def has_template(tokenizer: Tokenizer) -> bool:
     """Whether a tokenizer carries a chat template."""
     return bool(getattr(tokenizer, "chat_template", None))

@@ -331,3 +331,20 @@ def test_an_int8_weight_is_refused_at_load_not_cast_into_a_wrong_model(tmp_path)
         CheckpointError, match=rf"model\.safetensors: {name} \(I8\) stored as integers"
     ):
         check_model_folder(Path(post))
+
+
+def test_a_tokenizer_with_ids_past_the_embedding_is_refused_at_load(tmp_path):
+    """A tokenizer saved from another model (more ids than embedding rows) used to end in an
+    IndexError inside torch at the first forward; it is one line at load, naming the folder."""
+    from postlens.errors import IncompatibleModelsError
+    from postlens.testing import build_tokenizer, save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "m")
+    build_tokenizer(extra_tokens=tuple(f"tok{i}" for i in range(200))).save_pretrained(folder)
+    with pytest.raises(IncompatibleModelsError, match=r"m: its tokenizer has \d+ ids but the "
+                                                      r"model's embedding has \d+ rows"):  # fmt: skip
+        ModelPair.load(str(folder), str(folder))
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "ab", "completion": "cd"}\n')
+    result = runner.invoke(app, ["forks", str(folder), str(folder), "--prompts", str(prompts)])
+    assert result.exit_code == 2 and "embedding has" in result.output, result.output

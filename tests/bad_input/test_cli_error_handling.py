@@ -134,3 +134,38 @@ def test_progress_only_on_a_terminal_unless_asked(monkeypatch):
     assert show_progress(None) is True and show_progress(False) is False
     result = runner.invoke(app, ["--progress", "render", "none.json"])
     assert result.exit_code == 2 and "none.json: file not found" in result.output
+
+
+def test_a_real_sigint_mid_run_keeps_the_earlier_output_and_leaves_no_temporary(
+    tiny_dirs, tmp_path
+):
+    """Ctrl-C while a command samples: exit 130 with one line, and the --json file of an earlier
+    run is untouched (outputs are written whole, at the end, by a rename)."""
+    import signal
+    import time
+
+    out = tmp_path / "forks.json"
+    out.write_text('{"earlier": true}')
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(f'{{"prompt": "q {i}"}}\n' for i in range(64)))
+    model = str(tiny_dirs["llama"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "postlens", "--progress", "forks", model, model, "--prompts",
+         str(prompts), "--generate", "64", "--max-new-tokens", "100", "--json", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "sampling" not in seen and time.monotonic() < deadline:  # wait until work has begun
+        char = proc.stderr.read(1) if proc.stderr else ""
+        if not char:  # the process ended first
+            break
+        seen += char
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "sampling" in seen and proc.returncode == 130, seen + err
+    assert "postlens: interrupted; nothing half-written was left behind" in err
+    assert "Traceback" not in err
+    assert out.read_text() == '{"earlier": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forks.json", "prompts.jsonl"]
