@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,13 +45,12 @@ def grpo(
     base with the adapter disabled). A checkpoint is saved every ``settings.save_steps`` steps
     into `checkpoints` (only the newest is kept), and a run that finds one there resumes from it.
     """
-    from datasets import Dataset
     from transformers import AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
+
+    from postlens.organism.posttrain import train_grpo
 
     os.environ.setdefault("WANDB_MODE", "disabled")
-    start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(base)
     args = GRPOConfig(
         output_dir=str(checkpoints),
         seed=seed,
@@ -76,21 +74,6 @@ def grpo(
         top_p=1.0,
         max_completion_length=settings.max_completion_length,
     )
-    trainer = GRPOTrainer(
-        model=str(base),
-        reward_funcs=reward,  # type: ignore[arg-type]  # TRL passes the dataset's columns
-        args=args,
-        train_dataset=Dataset.from_list(_rows(problems)),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
-    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-    assert trainer.model is not None  # set by the trainer
-    return trainer.model.eval(), {
-        "steps": result.global_step,
-        "seconds": time.perf_counter() - start,
-        "reward_first": rewards[0] if rewards else None,
-        "reward_last": rewards[-1] if rewards else None,
-        "rewards": rewards,
-    }
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    return train_grpo(base, tokenizer, _rows(problems), reward, args, peft_config,
+                      resume=last_checkpoint(checkpoints))  # fmt: skip

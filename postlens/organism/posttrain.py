@@ -158,12 +158,10 @@ def run_grpo(
     With a peft `peft_config` (a LoRA), TRL trains the adapter alone and the reference is the
     base itself (the adapter disabled); the returned model is then the unmerged `PeftModel`.
     """
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     _quiet_env()
-    start = time.perf_counter()
-    data = Dataset.from_list([{"prompt": format_prompt(p), "answer": p.answer} for p in problems])
+    rows = [{"prompt": format_prompt(p), "answer": p.answer} for p in problems]
     batch = cfg.prompts_per_step * cfg.generations
     args = GRPOConfig(
         **_common_args(out, seed),
@@ -178,21 +176,43 @@ def run_grpo(
         top_k=0,
         top_p=1.0,
     )
+    return train_grpo(base_path, tokenizer, rows, correctness_reward, args, peft_config)
+
+
+def train_grpo(
+    base_path: Path,
+    tokenizer: Tokenizer,
+    rows: list[dict[str, Any]],
+    reward: Any,
+    args: Any,
+    peft_config: Any = None,
+    resume: str | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Run TRL's `GRPOTrainer` on `rows` with `args` (a `GRPOConfig`); both organisms train so.
+
+    Returns the trained model in eval mode (with a LoRA `peft_config`, the unmerged `PeftModel`)
+    and its figures: steps, seconds, first, last and every logged mean reward. `resume` is a
+    checkpoint folder to continue from.
+    """
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    start = time.perf_counter()
     trainer = GRPOTrainer(
         model=str(base_path),
-        reward_funcs=correctness_reward,  # type: ignore[arg-type]  # TRL passes the dataset's columns
+        reward_funcs=reward,
         args=args,
-        train_dataset=data,
+        train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     assert trainer.model is not None  # set by the trainer
-    model = trainer.model.eval()
-    return model, {
+    return trainer.model.eval(), {
         "steps": result.global_step,
         "seconds": time.perf_counter() - start,
         "reward_first": rewards[0] if rewards else None,
         "reward_last": rewards[-1] if rewards else None,
+        "rewards": rewards,
     }
