@@ -317,12 +317,14 @@ def _build_lora(root: Path, recipe: Recipe, source: str) -> None:
 
 
 def _build_eval(root: Path, recipe: Recipe, source: str) -> None:
+    from postlens.lm_organism.card import CARD, render_card
     from postlens.lm_organism.evaluate import evaluate_family
 
     result = evaluate_family(root, recipe)
     partial = root / "eval.json.partial"
     partial.write_text(json.dumps(result, indent=2) + "\n")
     partial.rename(root / "eval.json")
+    (root / CARD).write_text(render_card(root, recipe))
 
 
 _STEPS: dict[str, Callable[[Path, Recipe, str], None]] = {

@@ -53,6 +53,11 @@ def test_every_model_is_built_with_its_inputs_and_evaluation(built):
     evaluation = json.loads((folder / "eval.json").read_text())
     assert set(evaluation["models"]) == {"base", "sft", "rl", "lora"}
     assert set(evaluation["models"]["rl"]["pass_at_k"]) == {"1", "2"}
+    card = (folder / "MODEL_CARD.md").read_text()  # its numbers are the evaluation's
+    rl = evaluation["models"]["rl"]
+    assert f"| rl | {rl['pass_at_k']['1']:.3f} | {rl['pass_at_k']['2']:.3f} |" in card
+    sft = json.loads((model_dir(folder, "sft") / "training.json").read_text())
+    assert f"| sft | {sft['steps']} | {sft['seconds'] / 60:.1f} |" in card  # from training.json
     assert not list(folder.glob("*.partial"))
 
 
