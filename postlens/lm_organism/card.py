@@ -63,7 +63,10 @@ def training_table(root: Path) -> str:
             if t.get("reward_first") is not None
             else "–"
         )
-        rows.append(f"| {name} | {t.get('steps', '–')} | {minutes:.1f} | {loss} | {reward} |")
+        steps = f"{t.get('steps', '–')}"
+        if t.get("resumed_from_step"):  # the minutes and rewards are those of the last run
+            steps += f" (resumed at {t['resumed_from_step']})"
+        rows.append(f"| {name} | {steps} | {minutes:.1f} | {loss} | {reward} |")
     return "\n".join(rows)
 
 
@@ -101,7 +104,9 @@ tells apart: a bare number, an equation, prose, other.
 
 ## Training
 
-Wall time on 2 CPU cores (shared with other work during the recorded build, so an upper bound).
+Wall time on 2 CPU cores, shared with other work during the recorded build. A step that was
+interrupted and resumed from its last checkpoint reports the minutes and rewards of its last
+run only (from the step it resumed at).
 
 {training_table(root)}
 

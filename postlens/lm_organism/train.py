@@ -75,5 +75,8 @@ def grpo(
         max_completion_length=settings.max_completion_length,
     )
     tokenizer = AutoTokenizer.from_pretrained(base)
-    return train_grpo(base, tokenizer, _rows(problems), reward, args, peft_config,
-                      resume=last_checkpoint(checkpoints))  # fmt: skip
+    resume = last_checkpoint(checkpoints)
+    model, stats = train_grpo(base, tokenizer, _rows(problems), reward, args, peft_config, resume)
+    # A resumed run times (and logs rewards of) its own steps only: say where it started.
+    stats["resumed_from_step"] = int(resume.rpartition("-")[2]) if resume else 0
+    return model, stats
