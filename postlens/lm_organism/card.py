@@ -64,7 +64,7 @@ def training_table(root: Path) -> str:
             else "–"
         )
         steps = f"{t.get('steps', '–')}"
-        if t.get("resumed_from_step"):  # the minutes and rewards are those of the last run
+        if t.get("resumed_from_step"):  # the minutes are those of the last run
             steps += f" (resumed at {t['resumed_from_step']})"
         rows.append(f"| {name} | {steps} | {minutes:.1f} | {loss} | {reward} |")
     return "\n".join(rows)
@@ -105,8 +105,8 @@ tells apart: a bare number, an equation, prose, other.
 ## Training
 
 Wall time on 2 CPU cores, shared with other work during the recorded build. A step that was
-interrupted and resumed from its last checkpoint reports the minutes and rewards of its last
-run only (from the step it resumed at).
+interrupted and resumed from its last checkpoint reports the minutes of its last run only (from
+the step it resumed at); its rewards are the whole run's (the checkpoint keeps the log).
 
 {training_table(root)}
 
