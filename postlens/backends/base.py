@@ -13,6 +13,13 @@ from torch import Tensor
 
 from postlens.errors import ConfigError
 
+#: Positions of one row on which `Backend.final_hidden` checks, once, that the unembedding is
+#: a plain linear map of the final norm's output.
+SPLIT_CHECK = 8
+#: Config fields of heads that transform the logits after the unembedding matrix (Gemma 2's
+#: soft-cap, Cohere's scale, Granite's divisor): the split is never taken where one is set.
+HEAD_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
 if TYPE_CHECKING:
     from postlens.models.types import Generating, Model, Tokenizer
 
@@ -112,7 +119,9 @@ class Backend(ABC):
         call, against the full forward's logits.
         """
         if self._split_unembedding_ok is None:
-            self._split_unembedding_ok = self._check_unembedding_split(input_ids[:1])
+            # A few positions of one row decide it: the head's arithmetic does not depend on
+            # the length, and a full row cost about one more forward per model.
+            self._split_unembedding_ok = self._check_unembedding_split(input_ids[:1, :SPLIT_CHECK])
         if not self._split_unembedding_ok:
             return None
         return self._backbone(input_ids, attention_mask)
@@ -151,11 +160,18 @@ class Backend(ABC):
             or self.hf_model.get_output_embeddings() is None
         ):
             return False
+        config = self.hf_model.config
+        # Read from the config first: a soft-cap bends only large logits, which a random or
+        # short check may never produce (tanh(x/30)·30 differs from x by 1e-5 at |x| = 0.3).
+        if any(getattr(config, k, None) not in (None, 1, 1.0) for k in HEAD_TRANSFORMS):
+            return False
         try:
             split = self.unembed(self._backbone(ids, None))
         except (TypeError, ValueError, AttributeError):  # a backbone with another signature
             return False
-        full = self.run(ids).logits
+        # The wrapped model's own forward, without the backend's tracing around it: the split
+        # reads the same modules, and only the head's arithmetic is in question.
+        full = self.hf_model(input_ids=ids.to(self.device)).logits
         return split.shape == full.shape and torch.allclose(split, full, rtol=1e-4, atol=1e-4)
 
     @torch.no_grad()

@@ -201,3 +201,17 @@ def test_parity_on_real_third_party_checkpoint(tinystories_dir, backend):
     _assert_close(out.logits, ref_logits, mask, "logits")
     for name in names:
         _assert_close(out[name], ref_acts[name], mask, name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_soft_capped_head_is_found_by_the_short_split_check(tmp_path, backend):
+    """Gemma 2 soft-caps its logits after lm_head: the check (a few positions of one row,
+    against the model's own forward) must see it, so forks take the full forward there."""
+    from postlens.testing import save_model, tiny_model
+
+    model, tok = tiny_model("gemma2", seed=0)
+    assert model.config.final_logit_softcapping  # the premise: transformers' default caps
+    folder = save_model(model, tok, tmp_path / "gemma2")
+    pair = ModelPair.load(str(folder), str(folder), backend=backend)
+    ids = pair.tokenize(TEXTS).input_ids
+    assert pair["base"].final_hidden(ids) is None
