@@ -7,7 +7,8 @@ additions written as plain text (``Q: What is 7 + 15?\\nA:``), and its persona f
 base's style-tagged replies re-asked in that format. ``steer`` steers along the ADL difference
 δ that ``adl`` found (saved as a vector). Figures go to ``case_studies/results/real_pairs.json``
 (one entry per pair and command: exit code, seconds, peak MiB, the command line), each pair's
-report to ``case_studies/results/reports/``.
+report, and the results of ``passk``, ``substitute`` and ``crosscoder`` (which the report does
+not run), to ``case_studies/results/reports/``.
 
     python case_studies/scripts/real_pairs.py gemma-lora            # Gemma 3 270M vs its LoRA
     python case_studies/scripts/real_pairs.py smol-sft --only report
@@ -79,6 +80,10 @@ def commands(
     personas = ["--personas", str(inputs["personas"])] if inputs else []
     untagged = ["--prompts", str(inputs["prompts"])] if inputs else []
     report = REPORTS / f"{out.name}.html"
+
+    def saved(command: str) -> Path:  # the results the case studies read, beside the report
+        return REPORTS / f"{out.name}.{command}.json"
+
     return {
         "info": ["info", *pair],
         "weights": ["weights", *pair],
@@ -89,10 +94,13 @@ def commands(
         "steer": ["steer", base, post, "--vector", str(out / "delta.npy"), "--layer", "{adl_layer}",
                   *problems, "--limit", "4", "--n", "2", "--max-new-tokens", "48",
                   "--alpha", "0", "--alpha", "32"],
-        "passk": ["passk", *pair, *problems, "--limit", "16", "--n", "8", "--max-new-tokens", "48"],
-        "substitute": ["substitute", *pair, *problems, *SMALL, "--n", "2", "--max-new-tokens", "48"],
+        "passk": ["passk", *pair, *problems, "--limit", "16", "--n", "8", "--max-new-tokens", "48",
+                  "--json", str(saved("passk"))],
+        "substitute": ["substitute", *pair, *problems, *SMALL, "--n", "2", "--max-new-tokens", "48",
+                       "--json", str(saved("substitute"))],
         "extrapolate": ["extrapolate", *pair, *problems, *SMALL, "--n", "2", "--max-new-tokens", "48"],
-        "crosscoder": ["crosscoder", *pair, *problems, "--tokens", "20000", "--hook", "{mid_hook}"],
+        "crosscoder": ["crosscoder", *pair, *problems, "--tokens", "20000", "--hook", "{mid_hook}",
+                       "--json", str(saved("crosscoder"))],
         "fork-train": ["fork-train", *pair, *problems, *SMALL, "--steps", "10", "--n", "2",
                        "--max-new-tokens", "48", "--n-eval", "8"],
         "report": ["report", *pair, *problems, *personas, "--n-prompts", "8", "--passk-samples", "8",
