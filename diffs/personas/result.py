@@ -156,6 +156,17 @@ class ChildPersonas:
     top_persona_latent: PersonaLatent | None
     ties: tuple[str, ...] = ()
 
+    @property
+    def rose(self) -> bool:
+        """Whether `toward`'s projection rose at all: when every persona's fell, `toward` is
+        only the one that fell least, and the child moved toward none of them.
+
+        Example:
+            >>> ChildPersonas("prose", {"prose": -1.1, "equation": -28.4}, {}, None).rose
+            False
+        """
+        return self.projection_change[self.toward] > 0
+
 
 @dataclass(frozen=True)
 class PersonaSummary:

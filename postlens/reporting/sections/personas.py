@@ -112,7 +112,9 @@ def _sentences(result: Any) -> list[str]:
     for c in result.children:
         s = summary[c]
         text = f"{c} moved most toward {s.toward} ({s.projection_change[s.toward]:+.2f})"
-        if s.ties:  # a headline within noise is a tie, not a finding
+        if not s.rose:  # the largest change is a fall: the child moved toward no persona
+            text = f"{c}'s projection fell on every persona (least on {s.toward}, {s.projection_change[s.toward]:+.2f})"
+        elif s.ties:  # a headline within noise is a tie, not a finding
             alike = ", ".join(f"{p} ({s.projection_change[p]:+.2f})" for p in s.ties)
             text = f"{c} moved toward {s.toward} ({s.projection_change[s.toward]:+.2f}) and {alike} alike (a tie, within noise)"
         if (t := s.top_persona_latent) is not None:
@@ -135,6 +137,8 @@ def _cards(result: Any, child: str) -> list[tuple[str, str]]:
     top = s.top_persona_latent
     if top is not None:
         value = f"latent {top.latent}: {top.persona}, {top.effect}"
+    elif not s.rose:
+        value = "toward none: the projection fell on every persona"
     elif s.ties:
         value = "tie: projection moved toward " + " ≈ ".join((s.toward, *s.ties))
     else:

@@ -78,3 +78,35 @@ def test_summary_json_and_frame(found):
         "xxx",
     }
     assert "<table" in result._repr_html_()
+
+
+def _headline(child):
+    from postlens.diffs.personas.result import PersonaSummary
+    from postlens.reporting.sections.personas import SECTION
+
+    class Found:
+        features, children = None, ["rl"]
+
+        def summary(self):
+            return PersonaSummary({"rl": child}, {}, None)
+
+    return SECTION.sentences(Found())[0], dict(SECTION.cards(Found(), "rl"))
+
+
+def test_the_headline_says_a_tie_or_a_fall_rather_than_a_direction():
+    """A largest change that is a fall is no movement toward anything; a change within noise of
+    another persona's is a tie. Only a rise clear of the rest is stated as a direction."""
+    from postlens.diffs.personas.result import ChildPersonas
+
+    rose = ChildPersonas("equation", {"equation": 3.0, "prose": -1.0}, {}, None)
+    fell = ChildPersonas("prose", {"equation": -28.4, "prose": -1.15}, {}, None)
+    tied = ChildPersonas("equation", {"equation": 3.0, "prose": 2.9}, {}, None, ("prose",))
+    sentence, card = _headline(rose)
+    assert "rl moved most toward equation (+3.00)" in sentence
+    sentence, card = _headline(fell)
+    assert "fell on every persona (least on prose, -1.15)" in sentence
+    assert card["most-moved persona feature"] == "toward none: the projection fell on every persona"
+    sentence, card = _headline(tied)
+    assert "a tie, within noise" in sentence and card["most-moved persona feature"].startswith(
+        "tie"
+    )
