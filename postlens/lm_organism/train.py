@@ -77,6 +77,6 @@ def grpo(
     tokenizer = AutoTokenizer.from_pretrained(base)
     resume = last_checkpoint(checkpoints)
     model, stats = train_grpo(base, tokenizer, _rows(problems), reward, args, peft_config, resume)
-    # A resumed run times (and logs rewards of) its own steps only: say where it started.
+    # A resumed run times its own steps only (its reward log is the whole run's): say where it began.
     stats["resumed_from_step"] = int(resume.rpartition("-")[2]) if resume else 0
     return model, stats
