@@ -313,7 +313,7 @@ def compare_children(
     for name in tqdm(names, desc="comparing tensors", disable=not show_progress(progress)):
         w_base = _read(readers["base"], aliases["base"].get(name, name), raw)
         bytes_read += w_base.numel() * w_base.element_size()
-        loaded = {}
+        loaded, kinds_of, base_kind = {}, {}, _dtype_name(w_base)
         for k in children:
             if name not in common[k]:
                 continue
@@ -324,7 +324,7 @@ def compare_children(
             else:
                 w, nbytes = lora.child_tensor(readers[k], stored, w_base)
             bytes_read += nbytes
-            kinds = (_dtype_name(w_base), _dtype_name(w))
+            kinds = (base_kind, _dtype_name(w))
             if w.shape != w_base.shape:
                 mismatches[k].append(f"{name}: base {tuple(w_base.shape)} vs {k} {tuple(w.shape)}")
             elif _is_float(kinds[0]) != _is_float(kinds[1]):
@@ -332,7 +332,7 @@ def compare_children(
                 # them from real weights gives a number, but a meaningless one.
                 mismatches[k].append(f"{name}: base {kinds[0]} vs {k} {kinds[1]} (not comparable)")
             else:
-                loaded[k] = w
+                loaded[k], kinds_of[k] = w, kinds
         # The cosine pair goes first: stream_updates pairs the first two children it is given.
         with_pair = pair is not None and all(k in loaded for k in pair)
         first = list(pair) if pair is not None and with_pair else []
@@ -342,7 +342,7 @@ def compare_children(
             rank = lora.update_rank(w_base, loaded[k], cfg.rank, cfg.rank_r)
             rows[k].append(_row(name, tuple(w_base.shape), st, rank, lora.rank_bound(loaded[k])))
             stats[k].append(st)
-            dtypes[k].append((_dtype_name(w_base), _dtype_name(loaded[k])))
+            dtypes[k].append(kinds_of[k])
         if first and paired is not None:
             cosines[f"{first[0]}_{first[1]}"][name] = paired.cosine
     seconds = time.perf_counter() - start
