@@ -3,14 +3,16 @@
 ``qwen0.5b``: a Qwen2-0.5B-shaped Llama (hidden 896, 24 layers, 14 heads / 2 KV heads,
 intermediate 4864, vocabulary 151936, tied embeddings; 494M parameters); ``100m``: the same
 vocabulary on a narrower, shallower body (hidden 512, 12 layers, 8 / 2 heads, intermediate
-1536; 114M parameters). Both are saved in bfloat16 safetensors shards with a character-level
+1536; 114M parameters); ``eighth``: a Llama at one eighth of Llama-3-8B's width with a 50k
+vocabulary (hidden 512, 8 layers, 8 / 2 heads, intermediate 1792; 53M parameters), the size
+where fixed costs and the eager vocabulary reductions dominate. Both are saved in bfloat16 safetensors shards with a character-level
 tokenizer padded to the vocabulary (`postlens.testing.build_tokenizer`). The post model is the
 base plus seeded noise (``NOISE`` × each tensor's standard deviation), so that every figure has
 something to measure; random weights are fine for speed.
 
 Example:
     >>> sorted(SHAPES), SHAPES["qwen0.5b"]["num_hidden_layers"]
-    (['100m', 'qwen0.5b', 'tiny'], 24)
+    (['100m', 'eighth', 'qwen0.5b', 'tiny'], 24)
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ SHAPES: dict[str, dict[str, Any]] = {
         hidden_size=512, num_hidden_layers=12, num_attention_heads=8, num_key_value_heads=2,
         intermediate_size=1536,
     ),
+    "eighth": dict(
+        hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
+        intermediate_size=1792, vocab_size=50_000,
+    ),
     "tiny": dict(  # for a smoke test of the benchmark itself
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         intermediate_size=128,
@@ -46,12 +52,13 @@ def build_pair(shape: str, root: Path) -> tuple[str, str]:
     paths = (root / f"{shape}-base", root / f"{shape}-post")
     if all((p / "config.json").is_file() for p in paths):
         return str(paths[0]), str(paths[1])
+    body = dict(SHAPES[shape])
+    vocab = body.pop("vocab_size", VOCAB)
     tok = build_tokenizer()
-    tok = build_tokenizer(tuple(f"<t{i}>" for i in range(VOCAB - len(tok))))
+    tok = build_tokenizer(tuple(f"<t{i}>" for i in range(vocab - len(tok))))
     cfg = LlamaConfig(
-        vocab_size=VOCAB, max_position_embeddings=4096, tie_word_embeddings=True,
-        bos_token_id=1, eos_token_id=2, pad_token_id=0, rope_theta=1_000_000.0,
-        **SHAPES[shape],
+        vocab_size=vocab, max_position_embeddings=4096, tie_word_embeddings=True,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, rope_theta=1_000_000.0, **body,
     )  # fmt: skip
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()

@@ -110,7 +110,9 @@ def check_finite(model: Any, where: str) -> None:
 
     bad = {}
     for name, p in model.named_parameters():
-        if p.is_floating_point() and p.device.type != "meta":
+        # A NaN or ±inf entry makes the sum non-finite, so one sum (a read, no temporary)
+        # clears a healthy tensor; only a non-finite sum (or an overflowing one) is counted.
+        if p.is_floating_point() and p.device.type != "meta" and not torch.isfinite(p.sum()):
             n = int((~torch.isfinite(p)).sum())
             if n:
                 bad[name] = n
