@@ -184,7 +184,8 @@ class ModelPair:
         # A LoRA child is applied to BASE itself (and refused if it names another base).
         bases = {k: None if k == "base" else specs["base"] for k in specs}
         toks = {k: load_tokenizer(s, options, bases[k]) for k, s in specs.items()}
-        models = {k: load_hf_model(s, options, bases[k]) for k, s in specs.items()}
+        models = {"base": load_hf_model(specs["base"], options)}
+        models |= {k: load_hf_model(specs[k], options, bases[k], models["base"]) for k in children}
         names = {k: (specs["base"].spec, specs[k].spec) for k in children}
         tokens = {
             k: check_comparable(models["base"].config, models[k].config, toks["base"], toks[k],

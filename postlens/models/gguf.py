@@ -51,14 +51,48 @@ def require_gguf() -> Any:
 def open_reader(path: Path) -> Any:
     """A `gguf.GGUFReader` of `path` (memory-mapped: nothing is read until a tensor is used).
 
+    Readers are shared within a process while the file is unchanged (same size and
+    modification time): parsing the metadata of a GGUF with a 50k-token vocabulary takes
+    seconds in the gguf package, and one load asks for the header several times.
+
     Raises:
         CheckpointError: the file is truncated or not GGUF, naming it.
     """
-    gguf = require_gguf()
+    stat = Path(path).stat()
+    return _cached_reader(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_reader(path: Path, size: int, mtime_ns: int) -> Any:
+    require_gguf()
+    from gguf.gguf_reader import GGUFReader  # the class itself, never `shared_readers`' stand-in
+
     try:
-        return gguf.GGUFReader(path)
+        return GGUFReader(path)
     except _READ_ERRORS as err:
         raise CheckpointError(f"{path}: not a readable GGUF file ({_one_line(err)})") from None
+
+
+@contextlib.contextmanager
+def shared_readers() -> Iterator[None]:
+    """While active, ``gguf.GGUFReader(path)`` returns the process's shared reader of `path`.
+
+    transformers parses a GGUF file's header anew for its config, its tokenizer and its
+    weights (four times per model load), each parse seconds long with a large vocabulary;
+    within this context they share `open_reader`'s parse. Only read-only opens are shared.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+
+    def shared(path: Any, mode: str = "r") -> Any:
+        return open_reader(Path(path)) if mode == "r" else original(path, mode)
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
 
 
 def _one_line(err: BaseException) -> str:
@@ -177,17 +211,22 @@ class GGUFTensors:
     def _conversion(self) -> tuple[Any, dict[str, str], dict[str, Any], Any]:
         """transformers' tensor processor, its GGUF → HF name map, parsed config, and model config."""
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM
         from transformers.modeling_gguf_pytorch_utils import (
             TENSOR_PROCESSORS,
             TensorProcessor,
             get_gguf_hf_weights_map,
             load_gguf_checkpoint,
         )
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
         try:
-            parsed = load_gguf_checkpoint(str(self.path), return_tensors=False)
-            config = AutoConfig.from_pretrained(self.path.parent, gguf_file=self.path.name)
+            with shared_readers():
+                parsed = load_gguf_checkpoint(str(self.path), return_tensors=False)
+            # The config from the same parse (what `AutoConfig.from_pretrained(gguf_file=...)`
+            # builds, without parsing the file a second time).
+            values = dict(parsed["config"])
+            config = CONFIG_MAPPING[values["model_type"]].from_dict(values)
         except (ValueError, KeyError, NotImplementedError) as err:
             raise NotSupportedError(
                 f"{self.path}: transformers cannot read this GGUF model ({_one_line(err)})"

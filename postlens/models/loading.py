@@ -18,6 +18,7 @@ A and B, not from the merged model.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import pickle
 import warnings
@@ -220,7 +221,7 @@ def load_tokenizer(
         )
     gguf = {"gguf_file": spec.file} if spec.kind == "gguf" else {}
     try:
-        with quiet_transformers():
+        with quiet_transformers(), _shared_gguf_readers(spec):
             tok = AutoTokenizer.from_pretrained(
                 spec.location, trust_remote_code=options.trust_remote_code, **gguf
             )
@@ -234,8 +235,20 @@ def load_tokenizer(
     return tok
 
 
+def _shared_gguf_readers(spec: ResolvedSpec) -> contextlib.AbstractContextManager[Any]:
+    """`postlens.models.gguf.shared_readers` for a GGUF spec, else nothing."""
+    if spec.kind != "gguf":
+        return contextlib.nullcontext()
+    from postlens.models.gguf import shared_readers
+
+    return shared_readers()
+
+
 def load_hf_model(
-    spec: str | ResolvedSpec, options: LoadOptions | None = None, base: ResolvedSpec | None = None
+    spec: str | ResolvedSpec,
+    options: LoadOptions | None = None,
+    base: ResolvedSpec | None = None,
+    base_model: Any = None,
 ) -> Any:
     """Load a causal LM from a spec, safely, in eval mode, refusing a checkpoint that does not match.
 
@@ -244,6 +257,8 @@ def load_hf_model(
         options: dtype, device, ...
         base: for an adapter, the base it must apply to (checked against the base its config
             names); ``None`` loads the base the adapter names.
+        base_model: for an adapter, `base` already loaded with the same `options`: the adapter
+            is merged into a copy of it instead of loading the base a second time.
 
     Raises:
         CheckpointError: missing weights, a corrupted file, tensors missing, unexpected or of
@@ -257,16 +272,19 @@ def load_hf_model(
     """
     options = options or LoadOptions()
     resolved = spec if isinstance(spec, ResolvedSpec) else resolve_spec(spec)
-    model = _load(resolved, options, base)
+    if resolved.kind == "adapter":
+        model = load_adapted_model(resolved, options, base, base_model)
+    else:
+        model = _load(resolved, options)
     check_finite(model, resolved.spec)
     return model
 
 
-def _load(resolved: ResolvedSpec, options: LoadOptions, base: ResolvedSpec | None) -> Any:
+def _load(resolved: ResolvedSpec, options: LoadOptions) -> Any:
     from transformers import AutoModelForCausalLM
 
     if resolved.kind == "adapter":
-        return load_adapted_model(resolved, options, base)
+        return load_adapted_model(resolved, options)
     if resolved.kind == "gguf":
         return load_gguf_model(resolved, options)
     if resolved.path is not None:
@@ -329,7 +347,7 @@ def load_gguf_model(spec: ResolvedSpec, options: LoadOptions) -> Any:
     """
     from transformers import AutoModelForCausalLM, GgufConfig
 
-    from postlens.models.gguf import check_readable, dequantizing_progress
+    from postlens.models.gguf import check_readable, dequantizing_progress, shared_readers
 
     info = check_readable(spec.gguf_path)  # a broken file, an unknown architecture, no package
     dense = GgufConfig(gguf_file=spec.file, dequantize=True)
@@ -341,7 +359,7 @@ def load_gguf_model(spec: ResolvedSpec, options: LoadOptions) -> Any:
     if options.device_map is not None:
         kwargs["device_map"] = options.device_map
     try:
-        with quiet_transformers(), dequantizing_progress():
+        with quiet_transformers(), dequantizing_progress(), shared_readers():
             model: Any = AutoModelForCausalLM.from_pretrained(spec.location, **kwargs)
     except (ValueError, KeyError, NotImplementedError) as err:
         raise NotSupportedError(
@@ -390,11 +408,17 @@ def _peft() -> Any:
 
 
 def load_adapted_model(
-    adapter: ResolvedSpec, options: LoadOptions, base: ResolvedSpec | None = None
+    adapter: ResolvedSpec,
+    options: LoadOptions,
+    base: ResolvedSpec | None = None,
+    base_model: Any = None,
 ) -> Any:
-    """Load an adapter's base afresh, apply the adapter with peft, and merge it in.
+    """Load an adapter's base afresh (or copy `base_model`, that base already loaded), apply the
+    adapter with peft, and merge it in.
 
-    See the module docstring for why the adapter is merged and what that rounds.
+    See the module docstring for why the adapter is merged and what that rounds. A copy of a
+    loaded base is bit-identical to loading it again, and much cheaper for a GGUF base (whose
+    load dequantizes every tensor); a base placed by a device map is loaded again instead.
 
     Raises:
         SpecError: the adapter names another base than `base`, or targets modules the base
@@ -411,7 +435,10 @@ def load_adapted_model(
     config = read_adapter_config(adapter.location)
     base = _base_of(adapter, base)
     peft = _peft()
-    model = _load(base, options, None)  # load_hf_model checks the merged model's weights
+    if base_model is not None and options.device_map is None:
+        model = copy.deepcopy(base_model)
+    else:
+        model = _load(base, options)  # load_hf_model checks the merged model's weights
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     lora_modules(config, adapter_shapes(config), shapes)  # names what does not fit, in one line
     try:

@@ -215,3 +215,47 @@ def test_an_adapter_naming_a_gguf_file_matches_that_base_wherever_it_is(files, t
     check_adapter_base(adapter, resolve_spec(str(files["q8"])))  # by file name: no error
     with pytest.raises(SpecError, match="trained on base 'tiny-q8_0.gguf'"):
         check_adapter_base(adapter, resolve_spec(str(files["f32"])))
+
+
+def test_one_load_parses_the_header_once_and_a_changed_file_is_parsed_again(files, tmp_path):
+    """transformers asks for the header for the config, the tokenizer and the weights; they
+    share one parse, and a file rewritten in place is never read through a stale parse."""
+    import shutil
+
+    from gguf.gguf_reader import GGUFReader
+
+    path = tmp_path / "copy" / files["q8"].name
+    path.parent.mkdir()
+    shutil.copy(files["q8"], path)
+    calls = []
+    original = GGUFReader.__init__
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[0])
+        original(self, *args, **kwargs)
+
+    GGUFReader.__init__ = counting
+    try:
+        pl.load(str(path), children={"child": str(files["child"])})
+        assert [str(p) for p in calls].count(str(path.resolve())) == 1
+        shutil.copy(files["f32"], path)  # another size and time: parsed afresh
+        assert gguf_info(path).tensor_types.keys() == {"F32"}
+    finally:
+        GGUFReader.__init__ = original
+
+
+def test_an_adapter_child_is_merged_into_a_copy_of_the_loaded_base(files, tmp_path):
+    """The same weights as loading its base again, and the base itself left untouched."""
+    from postlens.models.loading import LoadOptions, load_hf_model
+    from postlens.testing import save_tiny_adapter
+
+    folder = save_tiny_adapter(tmp_path / "adapter", str(files["hf"]), seed=0)
+    base_spec, adapter_spec = resolve_spec(str(files["hf"])), resolve_spec(str(folder))
+    base = load_hf_model(base_spec)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    reused = load_hf_model(adapter_spec, LoadOptions(), base_spec, base)
+    fresh = load_hf_model(adapter_spec, LoadOptions(), base_spec)
+    for name, value in fresh.state_dict().items():
+        assert torch.equal(reused.state_dict()[name], value), name
+        assert torch.equal(base.state_dict()[name], before[name]), name
+    assert any(not torch.equal(fresh.state_dict()[k], before[k]) for k in before)
