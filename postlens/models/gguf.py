@@ -58,7 +58,10 @@ def open_reader(path: Path) -> Any:
     Raises:
         CheckpointError: the file is truncated or not GGUF, naming it.
     """
-    stat = Path(path).stat()
+    try:
+        stat = Path(path).stat()
+    except OSError as err:
+        raise CheckpointError(f"{path}: not a readable GGUF file ({_one_line(err)})") from None
     return _cached_reader(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
 
 

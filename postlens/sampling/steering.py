@@ -17,7 +17,9 @@ against a hand-written transformers hook).
 Where: ``where="all"`` steers every position, prompt included; ``"generated"`` only the
 positions whose next-token distribution is sampled (the prompt's last column and every
 generated token); ``steps=(0, 2)`` only those generation steps (0 produces the first new token).
-Columns are counted from the KV cache's length, so they hold with caching and without it.
+Columns are counted from the KV cache's length, and the prompt's width is taken from the
+``generate`` call (wrapped while the block is open), so they hold with caching and without it:
+without a cache each step re-runs the whole sequence, and the same columns are steered.
 
 Example:
     >>> import torch, postlens as pl
@@ -112,13 +114,14 @@ class _Steerer:
         self.offset = 0
         self.width: int | None = None  # columns of the prompt in the current generate call
         self.fixed_width: int | None = None
+        self.generate_width: int | None = None  # set by the wrapped ``generate``
 
     def before(self, module: Any, args: tuple, kwargs: dict) -> Any:
         cache = kwargs.get("past_key_values")
         self.offset = int(cache.get_seq_length(self.spec.layer)) if cache is not None else 0
         hidden = args[0] if args else kwargs["hidden_states"]
-        if self.offset == 0:  # a new prompt: its forward pass holds the whole prompt
-            self.width = self.fixed_width or hidden.shape[1]
+        if self.offset == 0:  # a new prompt (or, without a cache, a step re-run from column 0)
+            self.width = self.fixed_width or self.generate_width or hidden.shape[1]
         if self.spec.site == "hook_resid_pre":
             new = self.apply(hidden)
             return ((new, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": new})
@@ -188,8 +191,28 @@ def steering(
         module.register_forward_pre_hook(state.before, with_kwargs=True),
         module.register_forward_hook(state.after),
     ]
+    shadowed = hf_model.__dict__.get("generate")
+    hf_model.generate = _recording_width(hf_model.generate, state)
     try:
         yield state
     finally:
         for handle in handles:
             handle.remove()
+        if shadowed is None:
+            del hf_model.generate
+        else:
+            hf_model.generate = shadowed
+
+
+def _recording_width(generate: Any, state: _Steerer) -> Any:
+    """`generate` that tells `state` its prompt's width for the duration of the call."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        state.generate_width = int(ids.shape[-1]) if isinstance(ids, Tensor) else None
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            state.generate_width = None
+
+    return wrapped

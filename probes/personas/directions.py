@@ -7,10 +7,12 @@ A text given as a ``(prompt, response)`` pair contributes the average over its *
 only, as in Anthropic's persona vectors (arXiv 2507.21509), where the trait lives in the response
 the eliciting prompt produced; a plain string contributes all of its tokens.
 
-Quality at ℓ (ours): the AUROC of the projection on held-out texts (a seeded split), i.e. how well
-the direction alone tells the sets apart, with ties between layers broken by the held-out d'
-(difference of mean projections over their pooled standard deviation). The best layer is the one
-with the highest (AUROC, d').
+The direction uses every text, as persona_vectors computes it, so it does not depend on any
+random split. Quality at ℓ (ours): the AUROC of the projection on held-out texts (a seeded
+split), read along the same mean difference fitted on the remaining texts only (so the score
+never sees its test texts), with ties between layers broken by the held-out d' (difference of
+mean projections over their pooled standard deviation). The best layer is the one with the
+highest (AUROC, d').
 
 The projection of any model's activations on a direction monitors the persona, e.g. in base, SFT
 and RL children on the same untagged prompts (`project_models`), or during training
@@ -242,20 +244,25 @@ def _fit(
     test_fraction: float,
     rng: np.random.Generator,
 ) -> PersonaDirections:
-    """Directions from activations: positives vs the balanced mean of the negative sets."""
+    """Directions from activations: positives vs the balanced mean of the negative sets.
+
+    The direction is the mean difference over *every* text (persona vectors' definition, so
+    it does not move with the split's seed); the held-out split serves only the separation
+    score, read along a direction fitted without the held-out texts.
+    """
     pos_split = _split(len(next(iter(pos.values()))), test_fraction, rng)
     neg_splits = [_split(len(next(iter(n.values()))), test_fraction, rng) for n in negs]
     out = []
     for layer, acts in pos.items():
-        # Each negative set weighs the same, so a large "rest" set does not dominate.
-        neg_mean = torch.stack(
-            [n[layer][s[0]].mean(0) for n, s in zip(negs, neg_splits, strict=True)]
-        ).mean(0)
-        diff = acts[pos_split[0]].mean(0) - neg_mean
+        diff = _mean_difference(acts, [n[layer] for n in negs])
         unit = diff / diff.norm().clamp_min(1e-12)
-        p_test = (acts[pos_split[1]] @ unit).numpy()
+        fitted = _mean_difference(
+            acts[pos_split[0]], [n[layer][s[0]] for n, s in zip(negs, neg_splits, strict=True)]
+        )
+        probe = fitted / fitted.norm().clamp_min(1e-12)
+        p_test = (acts[pos_split[1]] @ probe).numpy()
         n_test = np.concatenate(
-            [(n[layer][s[1]] @ unit).numpy() for n, s in zip(negs, neg_splits, strict=True)]
+            [(n[layer][s[1]] @ probe).numpy() for n, s in zip(negs, neg_splits, strict=True)]
         )
         labels = np.r_[np.ones(len(p_test), bool), np.zeros(len(n_test), bool)]
         quality = auroc(np.r_[p_test, n_test], labels)
@@ -266,6 +273,12 @@ def _fit(
             )
         )  # fmt: skip
     return PersonaDirections(name, out)
+
+
+def _mean_difference(pos: Tensor, negs: list[Tensor]) -> Tensor:
+    """mean(pos) − the mean of the negative sets' means (each set weighs the same, so a large
+    "rest" set does not dominate)."""
+    return pos.mean(0) - torch.stack([n.mean(0) for n in negs]).mean(0)
 
 
 def _check_sets(sets: Mapping[str, Sequence[Text]], test_fraction: float) -> None:

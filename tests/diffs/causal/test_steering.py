@@ -183,3 +183,29 @@ def test_family_extrapolation_between_children_is_exact_at_the_ends(tmp_path):
     res = fam.extrapolate([PromptRecord("ab\n", answer="1")], dataclasses.replace(cfg, child="rl"))
     assert res.rows[0].kl["sft"] == 0.0 and res.rows[1].kl["rl"] == 0.0
     assert pl.Result.from_json(res.to_json()).summary() == res.summary()
+
+
+@pytest.mark.parametrize("spec", [{"where": "generated"}, {"steps": (0, 2)}, {"where": "all"}])
+def test_generation_without_a_cache_steers_the_columns_the_cached_run_steers(tiny_dirs, spec):
+    """Without a KV cache every step re-runs the whole sequence; the prompt's width must still
+    come from the generate call, not from each step's longer input."""
+    plain = AutoModelForCausalLM.from_pretrained(str(tiny_dirs["llama"])).eval()
+    _, tok = tiny_model()
+    ids = torch.tensor([tok("abc + de").input_ids])
+    v = torch.randn(plain.config.hidden_size, generator=torch.Generator().manual_seed(3))
+    runs = {}
+    for cache in (True, False):
+        with steering(plain, v, layer=0, alpha=20.0, **spec), torch.no_grad():
+            out = plain.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 max_new_tokens=6, do_sample=False, use_cache=cache,
+                                 output_scores=True, return_dict_in_generate=True,
+                                 pad_token_id=tok.pad_token_id)  # fmt: skip
+        runs[cache] = out
+    assert runs[True].sequences.tolist() == runs[False].sequences.tolist()
+    for cached, uncached in zip(runs[True].scores, runs[False].scores, strict=True):
+        torch.testing.assert_close(cached, uncached, atol=2e-5, rtol=1e-5)
+    with torch.no_grad():
+        unsteered = plain.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                   max_new_tokens=6, do_sample=False, output_scores=True,
+                                   return_dict_in_generate=True, pad_token_id=tok.pad_token_id)  # fmt: skip
+    assert not torch.allclose(unsteered.scores[-1], runs[True].scores[-1])

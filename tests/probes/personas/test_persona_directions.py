@@ -60,6 +60,26 @@ def test_directions_of_a_planted_persona_point_along_v(planted):
     assert "<table" in proj._repr_html_()
 
 
+def test_a_direction_is_the_mean_difference_over_every_text_whatever_the_split(planted):
+    """persona_vectors' definition: mean(h+) − mean(h−) over all texts (float64 by hand); the
+    held-out split (its seed) moves only the separation score, never the direction."""
+    base, _, tok, _ = planted
+    positive = [f"zz {p}" for p in PROMPTS[:9]]
+    negative = [f"q {p}" for p in PROMPTS[9:]]
+    layer = 1
+    pos = mean_activations(base, tok, positive, [layer])[layer].double()
+    neg = mean_activations(base, tok, negative, [layer])[layer].double()
+    want = pos.mean(0) - neg.mean(0)
+    found = {s: persona_directions(base, tok, positive, negative, layers=[layer], seed=s)
+             for s in (0, 1, 2)}  # fmt: skip
+    for seed, got in found.items():
+        d = got.at(layer)
+        cos = torch.nn.functional.cosine_similarity(d.vector.double(), want, dim=0)
+        assert float(cos) > 1 - 1e-6, seed
+        assert d.norm == pytest.approx(float(want.norm()), rel=1e-5)
+        assert torch.equal(d.vector, found[0].at(layer).vector)
+
+
 def test_response_only_averaging_matches_a_manual_mean(planted):
     base, _, tok, _ = planted
     pairs = [(f"zz {p}", " ok done") for p in PROMPTS[:3]]
