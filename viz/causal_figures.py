@@ -69,11 +69,12 @@ def passk_intervals(
 ) -> go.Figure:
     """pass@k curves with bootstrap bands (model → k → (low, high))."""
     fig = go.Figure()
-    for model, curve in result.curves.items():
+    for i, (model, curve) in enumerate(result.curves.items()):
         ks = sorted(curve)
         band = intervals.get(model, {})
         fig.add_trace(go.Scatter(
             x=ks, y=[curve[k] for k in ks], name=model, mode="lines+markers",
+            line={"color": colour(i)},
             error_y={"type": "data", "symmetric": False,
                      "array": [band[k][1] - curve[k] for k in ks] if band else None,
                      "arrayminus": [curve[k] - band[k][0] for k in ks] if band else None},

@@ -83,3 +83,21 @@ def crossing_interval(
         return CrossingK(point, None, None, 0.0)
     lo, hi = np.percentile(crossed, [50 * (1 - level), 50 * (1 + level)], method="nearest")
     return CrossingK(point, int(lo), int(hi), len(crossed) / len(found))
+
+
+def crossing_text(base: str, child: str, crossing: CrossingK, n: int) -> str:
+    """One sentence on where `base` catches up with `child`, with its uncertainty.
+
+    Example:
+        >>> crossing_text("base", "rl", CrossingK(8, 4, 16, 0.97), 64)
+        'base reaches rl at k = 8 (95% interval 4-16; 97% of resamples cross by k = 64)'
+        >>> crossing_text("base", "rl", CrossingK(None, None, None, 0.02), 64)
+        'base does not reach rl by k = 64 (2% of resamples cross)'
+    """
+    if crossing.k is None:
+        return f"{base} does not reach {child} by k = {n} ({crossing.share_crossing:.0%} of resamples cross)"
+    span = f"95% interval {crossing.low}-{crossing.high}; " if crossing.low is not None else ""
+    return (
+        f"{base} reaches {child} at k = {crossing.k} ({span}{crossing.share_crossing:.0%} of "
+        f"resamples cross by k = {n})"
+    )

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,10 @@ class PassKConfig:
         if not 0 < self.vllm_gpu_memory <= 1:
             raise ConfigError(f"vllm_gpu_memory must be in (0, 1], got {self.vllm_gpu_memory}")
         check_engine(self.engine)
+
+
+#: The bootstrap behind the intervals and crossing k a result's JSON (and the report) state.
+BOOTSTRAP: dict[str, Any] = {"n_boot": 1000, "seed": 0, "level": 0.95}
 
 
 @dataclass(frozen=True)
@@ -149,10 +154,17 @@ class PassAtKResult(Result[PassAtKSummary], kind="passk"):
         ])  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
+        """Curves, counts and settings, with the bootstrap intervals and crossing k
+        (`BOOTSTRAP`'s settings; derived, so `from_json` recomputes rather than reads them)."""
+        bands, crossings = self.intervals(**BOOTSTRAP), self.crossings(**BOOTSTRAP)
         return {
             "kind": self.kind,
             "n": self.n,
             "curves": {m: {str(k): v for k, v in c.items()} for m, c in self.curves.items()},
+            "intervals": {m: {str(k): list(lo_hi) for k, lo_hi in band.items()}
+                          for m, band in bands.items()},  # fmt: skip
+            "crossings": {m: dataclasses.asdict(c) for m, c in crossings.items()},
+            "bootstrap": dict(BOOTSTRAP),
             "correct": self.correct,
             "settings": self.settings,
             "prompts": [str(p) for p in self.prompts],
@@ -194,6 +206,8 @@ class PassAtKResult(Result[PassAtKSummary], kind="passk"):
         """
         from postlens.diffs.passk.bootstrap import bootstrap_curves, percentile_band
 
+        if not self.summary().n_problems:
+            return {}
         ks = sorted(next(iter(self.curves.values())))
         boots = bootstrap_curves(self.correct, self.n, ks, n_boot, seed)
         return {m: percentile_band(b, ks, level) for m, b in boots.items()}
@@ -210,6 +224,20 @@ class PassAtKResult(Result[PassAtKSummary], kind="passk"):
 
         ks = sorted(next(iter(self.curves.values())))
         return crossing_interval(self.correct, self.n, ks, base, child, n_boot, seed, level)
+
+    def crossings(self, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+        """Every later model → where the first (the base) catches up with it (`crossing`).
+
+        Example:
+            >>> res = PassAtKResult({"base": {1: 0.25, 2: 0.5}, "rl": {1: 0.5, 2: 0.5}},
+            ...                     {"base": [0, 1], "rl": [1, 1]}, n=2)
+            >>> res.crossings(n_boot=100)["rl"].k
+            2
+        """
+        if not self.summary().n_problems:
+            return {}
+        base, *others = self.curves
+        return {m: self.crossing(m, base, n_boot, seed, level) for m in others}
 
     def plot_intervals(self, n_boot: int = 1000, seed: int = 0) -> Any:
         """The pass@k curves with bootstrap error bars."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.table import Table
 from postlens.cli import options as opt
 from postlens.cli.app import app, friendly_errors, setup_logging
 from postlens.cli.config_options import with_config
+from postlens.diffs.passk.bootstrap import crossing_text
 from postlens.diffs.passk.compute import PassKConfig
 
 
@@ -76,11 +78,26 @@ def passk(
     texts = _formatted(texts, list(backends.values()), chat_template)
     specs = dict(zip(backends, map(resolve_spec, models), strict=True))
     result = pass_at_k_curves(backends, tokenizer, texts, verifiers, config, specs=specs)
-    table = Table(title=f"pass@k on {len(texts)} problems, n = {config.sample.n} samples each")
+    _print(result, len(texts), config.sample.n)
+    opt.write_json(json_out, result.to_json())
+
+
+def _print(result: Any, n_problems: int, n: int) -> None:
+    """The curves with their bootstrap intervals, and where the base catches each model."""
+    from postlens.diffs.passk.compute import BOOTSTRAP
+
+    bands, level = result.intervals(**BOOTSTRAP), BOOTSTRAP["level"]
+    table = Table(title=f"pass@k on {n_problems} problems, n = {n} samples each "
+                        f"[{level:.0%} bootstrap interval over problems]")  # fmt: skip
     table.add_column("k", justify="right")
     for name in result.curves:
         table.add_column(name, justify="right")
     for kk in next(iter(result.curves.values())):
-        table.add_row(str(kk), *(f"{c[kk]:.3f}" for c in result.curves.values()))
-    Console().print(table)
-    opt.write_json(json_out, result.to_json())
+        cells = [f"{c[kk]:.3f}" + (f" [{bands[m][kk][0]:.3f}, {bands[m][kk][1]:.3f}]" if bands else "")
+                 for m, c in result.curves.items()]  # fmt: skip
+        table.add_row(str(kk), *cells)
+    console = Console()
+    console.print(table)
+    base = next(iter(result.curves))
+    for child, x in result.crossings(**BOOTSTRAP).items():
+        console.print(crossing_text(base, child, x, n))

@@ -96,6 +96,14 @@ def test_passk_cli(tiny_dirs, tmp_path):
     data = json.loads(out.read_text())
     curve = data["curves"][tiny_dirs["llama"].name]
     assert list(curve) == ["1", "2", "4"] and curve["1"] <= curve["2"] <= curve["4"]
+    lo, hi = data["intervals"][tiny_dirs["llama"].name]["1"]
+    assert lo <= curve["1"] <= hi and f"{curve['1']:.3f} [{lo:.3f}, {hi:.3f}]" in result.output
+    # Two models: the JSON and the output say where the first catches up with the second.
+    result = runner.invoke(app, [*args, path, "--max-new-tokens", "4", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    crossing = next(iter(json.loads(out.read_text())["crossings"].values()))
+    assert set(crossing) == {"k", "low", "high", "share_crossing"}
+    assert "of resamples cross" in result.output
     prompts.write_text('{"prompt": "q"}\n')
     result = runner.invoke(app, ["passk", path, "--prompts", str(prompts)])
     assert result.exit_code == 2 and "p.jsonl:1: no 'answer' field" in result.output

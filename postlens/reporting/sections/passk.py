@@ -12,8 +12,8 @@ from typing import Any
 
 from postlens.reporting.section import ReportContext, Section
 from postlens.reporting.sections.common import records
-from postlens.viz import figures
-from postlens.viz.html import figure_div, table
+from postlens.viz import causal_figures
+from postlens.viz.html import esc, figure_div, table
 
 
 def _compute(ctx: ReportContext) -> Any:
@@ -41,9 +41,17 @@ SHOWN_SAMPLES = 6
 
 
 def _render(result: Any) -> str:
-    frame = result.to_frame().pivot(index="k", columns="model", values="pass_at_k").reset_index()
-    frame = frame[["k", *result.curves]]  # the legend's order, not pivot's alphabetical one
-    out = figure_div(figures.pass_at_k_curves(result)) + table(frame.to_dict("records"))
+    from postlens.diffs.passk.compute import BOOTSTRAP
+
+    bands = result.intervals(**BOOTSTRAP)
+    rows = [
+        {"k": k} | {m: f"{c[k]:.3f}" + (f" [{bands[m][k][0]:.3f}, {bands[m][k][1]:.3f}]" if bands else "")
+                    for m, c in result.curves.items()}  # the legend's order
+        for k in next(iter(result.curves.values()))
+    ]  # fmt: skip
+    level = f"{BOOTSTRAP['level']:.0%} bootstrap intervals over problems in brackets"
+    out = figure_div(causal_figures.passk_intervals(result, bands)) + table(rows)
+    out += f"<p class='muted'>{esc(level)}.</p>"
     if result.completions:  # a few verdicts to audit the verifier by; every one is in the JSON
         rows = result.samples_frame().groupby(["model", "problem"], sort=False).head(2)
         rows = rows.groupby("model", sort=False).head(SHOWN_SAMPLES)
@@ -55,9 +63,17 @@ def _render(result: Any) -> str:
 
 
 def _sentences(result: Any) -> list[str]:
+    from postlens.diffs.passk.bootstrap import crossing_text
+    from postlens.diffs.passk.compute import BOOTSTRAP
+
     k_max = max(next(iter(result.curves.values())))
     parts = [f"{m} {c[1]:.2f} → {c[k_max]:.2f}" for m, c in result.curves.items()]
-    return [f"pass@1 → pass@{k_max}: " + ", ".join(parts) + "."]
+    base = next(iter(result.curves))
+    crossed = [
+        crossing_text(base, child, x, result.n)
+        for child, x in result.crossings(**BOOTSTRAP).items()
+    ]
+    return [f"pass@1 → pass@{k_max}: " + ", ".join(parts) + "."] + [f"{c}." for c in crossed]
 
 
 SECTION = Section(

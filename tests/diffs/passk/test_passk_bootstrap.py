@@ -32,3 +32,34 @@ def test_crossing_k_and_its_interval():
     assert c.k is not None and c.low <= c.k <= c.high and 0 < c.share_crossing <= 1
     assert _result(correct).crossing("rl", n_boot=300, seed=1) == c
     assert _result(correct).plot_intervals(n_boot=50).data
+
+
+def test_the_json_states_every_interval_and_crossing_and_reads_back():
+    """What `passk --json` and the report's JSON hold: the same bootstrap as the methods."""
+    from postlens.diffs.passk.compute import BOOTSTRAP
+
+    res = _result({"base": [1, 2, 3, 3, 2], "rl": [4, 4, 0, 4, 0], "sft": [4, 3, 4, 4, 4]})
+    data = res.to_json()
+    bands, crossings = res.intervals(**BOOTSTRAP), res.crossings(**BOOTSTRAP)
+    assert data["bootstrap"] == BOOTSTRAP and set(data["crossings"]) == {"rl", "sft"}
+    for m, band in bands.items():
+        assert {int(k): tuple(v) for k, v in data["intervals"][m].items()} == band
+    for m, c in crossings.items():
+        assert data["crossings"][m] == {"k": c.k, "low": c.low, "high": c.high,
+                                        "share_crossing": c.share_crossing}  # fmt: skip
+    assert crossings["rl"] == res.crossing("rl", "base", **BOOTSTRAP)
+    assert PassAtKResult.from_json(data).to_json() == data
+    empty = PassAtKResult({"base": {1: 0.0}, "rl": {1: 0.0}}, {"base": [], "rl": []}, 1)
+    assert empty.to_json()["intervals"] == {} and empty.to_json()["crossings"] == {}
+
+
+def test_the_report_section_shows_the_intervals_and_says_where_the_base_catches_up():
+    from postlens.reporting.sections.passk import SECTION
+
+    res = _result({"base": [1, 2, 3, 3, 2], "rl": [4, 4, 0, 4, 0]})
+    html = SECTION.render(res)
+    lo, hi = res.intervals()["base"][1]
+    assert f"[{lo:.3f}, {hi:.3f}]" in html and "bootstrap intervals over problems" in html
+    (sentence,) = [s for s in SECTION.sentences(res) if "reaches" in s or "does not" in s]
+    c = res.crossing("rl")
+    assert sentence.startswith(f"base reaches rl at k = {c.k} (95% interval {c.low}-{c.high};")
