@@ -229,8 +229,8 @@ class PassAtKResult(Result[PassAtKSummary], kind="passk"):
         """Every later model → where the first (the base) catches up with it (`crossing`).
 
         Example:
-            >>> res = PassAtKResult({"base": {1: 0.25, 2: 0.5}, "rl": {1: 0.5, 2: 0.5}},
-            ...                     {"base": [0, 1], "rl": [1, 1]}, n=2)
+            >>> res = PassAtKResult({"base": {1: 0.5, 2: 1.0}, "rl": {1: 0.75, 2: 1.0}},
+            ...                     {"base": [1, 1], "rl": [2, 1]}, n=2)
             >>> res.crossings(n_boot=100)["rl"].k
             2
         """
