@@ -132,7 +132,7 @@ class _Pass:
         self.fired += (f > 0).sum(0)
         self.sum_f += f.sum(0)
         self.l0 += float((f > 0).sum())
-        self.scaling.update(f, x, x_hat, cc.W_dec, cc.b_dec)
+        self.scaling.update(f, x, x_hat, cc.W_dec)
         if self.k:
             ids = torch.arange(self.n_tok, self.n_tok + len(f)).expand(cc.n_latents, -1)
             v = torch.cat([self.top_v, f.T], 1)

@@ -222,3 +222,37 @@ def test_cli_writes_the_result_as_json(tmp_path):
     assert set(back.provenance["models"]["base"]["files"]) == {"model.safetensors"}
     bad = CliRunner().invoke(app, [*args[:-2], "--kind", "gated"])
     assert bad.exit_code != 0 and "gated" in bad.output
+
+
+def test_latent_scaling_follows_the_papers_fits_on_full_reconstructions():
+    """ν as Minder et al.'s compute_scalers fits it, against float64 by hand: a latent both
+    models hold has ν ≈ 1 (its decoder in the other model is part of that model's full
+    reconstruction, bias included); a child-only latent the base rebuilds with another latent
+    (Latent Decoupling) has ν^r equal to the share rebuilt."""
+    from postlens.diffs.crosscoder.latent_scaling import LatentScaling
+
+    g = torch.Generator().manual_seed(0)
+    d, n = 8, 64
+    u, w = torch.randn(d, generator=g), torch.randn(d, generator=g)
+    f = torch.rand(n, 2, generator=g) + 0.1  # latent 0: tested; latent 1: the rebuilder
+    bias = 0.3 * torch.randn(2, d, generator=g)
+    # Shared latent 0 (same decoder in both models), latent 1 writes 0.4 u into the base only.
+    w_dec = torch.stack([torch.stack([u, u]), torch.stack([0.4 * u + w, w])])  # [latent, model, d]
+    x_hat = torch.einsum("bl,lmd->bmd", f, w_dec) + bias
+    x = x_hat + 0.05 * torch.randn(n, 2, d, generator=g)
+
+    def hand(target_m, fj):  # Σ f ⟨u, y⟩ / (‖u‖² Σ f²) in float64
+        u64 = u.double()
+        return float(
+            (fj.double() * (target_m.double() @ u64)).sum() / (u64 @ u64 * (fj.double() ** 2).sum())
+        )
+
+    fit = LatentScaling([0], own=[1], other=[0], directions=u[None], n_models=2)
+    fit.update(f, x, x_hat, w_dec)
+    beta = {m: hand(x_hat[:, m], f[:, 0]) for m in (0, 1)}
+    err = {m: hand(x[:, m] - x_hat[:, m] + f[:, :1] * w_dec[0, m], f[:, 0]) for m in (0, 1)}
+    nu = fit.nu()
+    assert float(nu["nu_recon"][0]) == pytest.approx(beta[0] / beta[1], rel=1e-5)
+    assert float(nu["nu_error"][0]) == pytest.approx(err[0] / err[1], rel=1e-5)
+    assert float(nu["nu_error"][0]) == pytest.approx(1.0, abs=0.05)  # shared: ≈ 1
+    assert float(nu["nu_recon"][0]) > 0.9
