@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -327,19 +327,24 @@ class ModelPair:
         top_p: float | None = None,
         seed: int | None = None,
         batch_size: int | None = None,
+        interventions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
     ) -> list[Sample]:
         """Sample `n` completions per prompt from one model; seeded and batched.
 
         Returns samples grouped by prompt: the n samples of prompt 0 first. Options left
-        ``None`` take `SampleConfig`'s defaults.
+        ``None`` take `SampleConfig`'s defaults. `interventions` (hook name → function of the
+        activation, as `run` takes them) apply at every step of every sample
+        (`postlens.sampling.interventions`).
         """
         from postlens.sampling.generation import SampleConfig, sample_completions
+        from postlens.sampling.interventions import intervening
 
         given: dict[str, Any] = {"max_new_tokens": max_new_tokens, "temperature": temperature,
                                  "top_p": top_p, "seed": seed, "batch_size": batch_size}  # fmt: skip
         cfg = SampleConfig(n=n, **{k: v for k, v in given.items() if v is not None})
         prompts = [self.chat.format(p, f"prompt {i + 1}") for i, p in enumerate(prompts)]
-        return sample_completions(
-            self[which], self.chat.tokenizer, prompts, n=n, label=which,
-            stop_ids=self.tokens.stop_ids, **cfg.generate_kwargs(),
-        )  # fmt: skip
+        with intervening(self[which], interventions or {}):
+            return sample_completions(
+                self[which], self.chat.tokenizer, prompts, n=n, label=which,
+                stop_ids=self.tokens.stop_ids, **cfg.generate_kwargs(),
+            )  # fmt: skip

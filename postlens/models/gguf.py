@@ -86,16 +86,17 @@ def shared_readers() -> Iterator[None]:
     """
     import gguf
 
-    original = gguf.GGUFReader
+    package: Any = gguf  # the attribute transformers reads (``from gguf import GGUFReader``)
+    original: Any = package.GGUFReader
 
     def shared(path: Any, mode: str = "r") -> Any:
         return open_reader(Path(path)) if mode == "r" else original(path, mode)
 
-    gguf.GGUFReader = shared
+    package.GGUFReader = shared
     try:
         yield
     finally:
-        gguf.GGUFReader = original
+        package.GGUFReader = original
 
 
 def _one_line(err: BaseException) -> str:
