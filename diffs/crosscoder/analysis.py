@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from postlens.diffs.crosscoder.cofiring import CoFiring, merged_rows
 from postlens.diffs.crosscoder.latent_scaling import LatentScaling
 from postlens.diffs.crosscoder.model import Crosscoder, CrosscoderConfig
 from postlens.diffs.crosscoder.result import CrosscoderResult
@@ -120,6 +121,7 @@ class _Pass:
             torch.zeros(n, n_contexts, dtype=torch.long),
         )
         self.where: list[Tensor] = []
+        self.cofiring = CoFiring(n)
 
     @torch.no_grad()
     def add(self, raw: Tensor, where: Tensor) -> None:
@@ -133,6 +135,7 @@ class _Pass:
         self.sum_f += f.sum(0)
         self.l0 += float((f > 0).sum())
         self.scaling.update(f, x, x_hat, cc.W_dec)
+        self.cofiring.update(f)
         if self.k:
             ids = torch.arange(self.n_tok, self.n_tok + len(f)).expand(cc.n_latents, -1)
             v = torch.cat([self.top_v, f.T], 1)
@@ -226,9 +229,13 @@ def _result(
     sst = acc.sum_x2 - acc.sum_x.pow(2).sum(-1) / n
     ve = {m: float(1 - acc.sse[i] / sst[i].clamp_min(1e-12)) for i, m in enumerate(models)}
     quality = {"l0": acc.l0 / n, "dead_fraction": float(dead.mean()), "n_tokens": acc.n_tok}
+    merged = None
+    if acc.cofiring.tracked:
+        merged = merged_rows(acc.cofiring, cc.W_dec.detach(), models,
+                             lambda d: classify(d, cc.config), cc.config.cofire_jaccard)  # fmt: skip
     return CrosscoderResult(models, cc.config.hook, cc.config, cols, ve, quality, {},
                             _directions(cc, cols, models), dict(training or {}),
-                            dict(provenance or {}), crosscoder=cc)  # fmt: skip
+                            dict(provenance or {}), merged, crosscoder=cc)  # fmt: skip
 
 
 def _add_scaling(cols: dict[str, np.ndarray], scaling: LatentScaling, models: list[str], cfg: CrosscoderConfig) -> None:  # fmt: skip

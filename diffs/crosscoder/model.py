@@ -95,6 +95,8 @@ class CrosscoderConfig:
         child_only_min: Δ at or above this: child-only (Minder et al.'s 0.1 / 0.4–0.6 / 0.9).
         nu_threshold: a child-only (base-only) latent whose ν^ε or ν^r exceeds this is flagged
             as a likely artifact (shared latents have ν ≈ 1, genuine ones ≈ 0).
+        cofire_jaccard: two latents whose firing sets overlap at least this much (Jaccard, on
+            the held-out tokens) are also read as one direction (`cofiring`; ours).
         persona_cos: decoder |cosine| with a persona direction to call a latent aligned.
         checkpoint: a folder for the checkpoints and the final crosscoder (a run there is
             resumed); ``None``: kept in memory only.
@@ -124,6 +126,7 @@ class CrosscoderConfig:
     shared_range: tuple[float, float] = (0.4, 0.6)
     child_only_min: float = 0.9
     nu_threshold: float = 0.5
+    cofire_jaccard: float = 0.9
     persona_cos: float = 0.5
     checkpoint: str | None = None
     seed: int = 0
@@ -150,6 +153,8 @@ class CrosscoderConfig:
             raise ConfigError("need aux_coefficient >= 0 and dead_steps >= 1")
         if self.nu_threshold <= 0 or not 0 < self.persona_cos <= 1:
             raise ConfigError("need nu_threshold > 0 and 0 < persona_cos <= 1")
+        if not 0 < self.cofire_jaccard <= 1:
+            raise ConfigError(f"cofire_jaccard must be in (0, 1], got {self.cofire_jaccard}")
 
     def latents(self, d_model: int) -> int:
         """The dictionary size for models of width `d_model`."""

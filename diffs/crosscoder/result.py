@@ -90,6 +90,8 @@ class CrosscoderSummary:
         patterns: three-way: live latents per presence pattern (``"sft"``, ``"sft+rl"``, ...).
         training_seconds: wall time of the training (activations included).
         peak_memory_mib: the process's peak resident memory at the end of training.
+        merged_child_only: per child, co-firing latent pairs whose merged direction is
+            child-only though neither latent alone is counted so (``None``: not checked).
     """
 
     kind: str
@@ -105,6 +107,7 @@ class CrosscoderSummary:
     patterns: dict[str, int] = field(default_factory=dict)
     training_seconds: float | None = None
     peak_memory_mib: float | None = None
+    merged_child_only: dict[str, int] | None = None
 
 
 def _median(x: np.ndarray) -> float | None:
@@ -127,6 +130,9 @@ class CrosscoderResult(Result[CrosscoderSummary], kind="crosscoder"):
         directions: child → {latent: d_j^c} for its child-only latents (to compare children).
         training: the `TrainingLog` as a dict.
         provenance: models (spec, file hashes), hook, data.
+        merged: co-firing latent pairs read as one direction each, with the merged direction's
+            Δ and class per child (`postlens.diffs.crosscoder.cofiring`); ``None``: not checked
+            (a dictionary above its size limit).
         crosscoder: the trained `Crosscoder` (in memory only; ``None`` when read from JSON).
     """
 
@@ -140,6 +146,7 @@ class CrosscoderResult(Result[CrosscoderSummary], kind="crosscoder"):
     directions: dict[str, dict[int, list[float]]] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    merged: list[dict[str, Any]] | None = None
     crosscoder: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -192,6 +199,9 @@ class CrosscoderResult(Result[CrosscoderSummary], kind="crosscoder"):
             persona_aligned=self._persona_aligned(), patterns=patterns,
             training_seconds=self.training.get("seconds"),
             peak_memory_mib=self.training.get("peak_memory_mib"),
+            merged_child_only=None if self.merged is None else {
+                c: sum(r[f"class_{c}"] == "child-only" for r in self.merged) for c in self.children
+            },
         )  # fmt: skip
 
     def to_frame(self) -> Any:
@@ -210,7 +220,7 @@ class CrosscoderResult(Result[CrosscoderSummary], kind="crosscoder"):
             "variance_explained": self.variance_explained, "quality": self.quality,
             "contexts": {str(k): v for k, v in self.contexts.items()},
             "directions": {c: {str(j): v for j, v in d.items()} for c, d in self.directions.items()},
-            "training": self.training, "provenance": self.provenance,
+            "training": self.training, "provenance": self.provenance, "merged": self.merged,
         }  # fmt: skip
 
     @classmethod
@@ -222,6 +232,7 @@ class CrosscoderResult(Result[CrosscoderSummary], kind="crosscoder"):
             {int(k): v for k, v in data.get("contexts", {}).items()},
             {c: {int(j): v for j, v in d.items()} for c, d in data.get("directions", {}).items()},
             dict(data.get("training", {})), dict(data.get("provenance", {})),
+            data.get("merged"),
         )  # fmt: skip
 
     def plot(self) -> Any:

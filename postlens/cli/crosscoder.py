@@ -43,6 +43,14 @@ def _print(console: Console, result: Any) -> None:
     console.print(table)
     if s.patterns:
         console.print("three-way patterns: " + ", ".join(f"{k} {v}" for k, v in s.patterns.items()))
+    if s.merged_child_only is None:
+        console.print("co-firing latents: not checked (dictionary above the size limit)")
+    else:
+        pairs = len(result.merged or [])
+        found = ", ".join(f"{c} {n}" for c, n in s.merged_child_only.items())
+        console.print(
+            f"co-firing latent pairs: {pairs}; read as one direction, child-only: {found}"
+        )
 
 
 @app.command("crosscoder")

@@ -154,6 +154,9 @@ def test_a_real_sigint_mid_run_keeps_the_earlier_output_and_leaves_no_temporary(
          str(prompts), "--generate", "64", "--max-new-tokens", "100", "--json", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "COLUMNS": "200"},
+        # As from a terminal: a child inherits an ignored SIGINT (a test runner's or notebook
+        # kernel manager's), and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     seen = ""
     deadline = time.monotonic() + 120

@@ -9,7 +9,7 @@ import torch
 
 import postlens as pl
 from postlens.diffs.crosscoder.analysis import analyse_activations
-from postlens.diffs.crosscoder.model import BatchTopK, CrosscoderConfig, load_crosscoder
+from postlens.diffs.crosscoder.model import BatchTopK, Crosscoder, CrosscoderConfig, load_crosscoder
 from postlens.diffs.crosscoder.result import CrosscoderResult
 from postlens.diffs.crosscoder.train import train_crosscoder
 from postlens.errors import CheckpointError, ConfigError
@@ -256,3 +256,40 @@ def test_latent_scaling_follows_the_papers_fits_on_full_reconstructions():
     assert float(nu["nu_error"][0]) == pytest.approx(err[0] / err[1], rel=1e-5)
     assert float(nu["nu_error"][0]) == pytest.approx(1.0, abs=0.05)  # shared: ≈ 1
     assert float(nu["nu_recon"][0]) > 0.9
+
+
+def test_a_child_only_direction_split_over_two_co_firing_latents_is_found_as_one():
+    """Two latents fire on the same tokens, their child decoders add up to u and their base
+    decoders cancel: each alone looks shared (Δ ≈ 0.5), the pair read as one direction is
+    child-only (merged Δ = 1, by hand)."""
+    d = 4
+    u, a, w = torch.eye(d)[0] * 2, torch.eye(d)[1] * 0.5, torch.eye(d)[2]
+    cfg = CrosscoderConfig(n_latents=4, kind="l1")
+    cc = Crosscoder(2, d, cfg)
+    with torch.no_grad():
+        cc.W_enc.zero_()
+        cc.W_enc[1, :, 0] = u / u.norm() ** 2  # f = s on a token x_child = s·u
+        cc.W_enc[1, :, 1] = u / u.norm() ** 2
+        cc.W_enc[0, :, 2] = torch.eye(d)[3]  # latent 2: a shared direction, other tokens
+        cc.W_enc[1, :, 2] = torch.eye(d)[3]
+        cc.W_dec.zero_()
+        cc.W_dec[0, 1], cc.W_dec[1, 1] = u / 2 + a, u / 2 - a
+        cc.W_dec[0, 0], cc.W_dec[1, 0] = w, -w
+        cc.W_dec[2, 0] = cc.W_dec[2, 1] = torch.eye(d)[3]
+        cc.W_dec[3, 0] = cc.W_dec[3, 1] = torch.eye(d)[3]  # never fires
+    s = torch.rand(40, generator=torch.Generator().manual_seed(0)) + 0.5
+    x = torch.zeros(80, 2, d)
+    x[:40, 1] = s[:, None] * u
+    x[40:, :, 3] = s[:, None]
+    result = analyse_activations(cc, ["base", "child"], [x])
+    classes = result.columns["class_child"]
+    assert classes[0] != "child-only" and classes[1] != "child-only"
+    assert abs(result.columns["delta_child"][0] - 0.5) < 0.1
+    (pair,) = [r for r in result.merged if r["latents"] == [0, 1]]
+    assert pair["jaccard"] == 1.0 and pair["delta_child"] == pytest.approx(1.0)
+    assert pair["class_child"] == "child-only"
+    assert result.summary().merged_child_only == {"child": 1}
+    back = pl.Result.from_json(result.to_json())
+    assert back.merged == result.merged and back.summary() == result.summary()
+    with pytest.raises(ConfigError, match="cofire_jaccard"):
+        CrosscoderConfig(cofire_jaccard=0)
