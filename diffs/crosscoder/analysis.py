@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from postlens.diffs.crosscoder.train import (
     usable_positions,
 )  # fmt: skip
 from postlens.errors import ConfigError
+from postlens.models.hashes import location_hashes
 
 
 def classify(delta: np.ndarray, config: CrosscoderConfig) -> np.ndarray:
@@ -259,25 +259,6 @@ def _directions(cc: Crosscoder, cols: dict[str, np.ndarray], models: list[str]) 
             for i, c in enumerate(models[1:], start=1)}  # fmt: skip
 
 
-def file_hashes(location: str | None) -> dict[str, str]:
-    """SHA-256 of each ``*.safetensors`` file in a model folder (none for models in memory).
-
-    Example:
-        >>> file_hashes(None)
-        {}
-    """
-    if not location or not Path(location).is_dir():
-        return {}
-    out = {}
-    for f in sorted(Path(location).glob("*.safetensors")):
-        digest = hashlib.sha256()
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        out[f.name] = digest.hexdigest()
-    return out
-
-
 def crosscoder_of_models(
     backends: Mapping[str, Any], texts: Sequence[str], config: CrosscoderConfig | None = None,
     progress: bool = False, specs: Mapping[str, str] | None = None,
@@ -305,7 +286,7 @@ def crosscoder_of_models(
         "hook": cfg.hook, "n_train_texts": len(train), "n_eval_texts": len(held_out),
         "texts_sha256": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
         "models": {m: {"spec": (specs or {}).get(m, m),
-                       "files": file_hashes(getattr(b.hf_model.config, "_name_or_path", None))}
+                       "files": location_hashes(getattr(b.hf_model.config, "_name_or_path", None))}
                    for m, b in backends.items()},
     }  # fmt: skip
     ordered = list(backends.values())

@@ -14,13 +14,11 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import platform
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from postlens.reporting.config import ReportConfig
@@ -32,21 +30,14 @@ logger = logging.getLogger(__name__)
 OnSection = Callable[[str, SectionResult | None], None]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fingerprint(spec: Any) -> dict[str, Any]:
-    """Spec, location and a SHA-256 of each weight file (hub ids and models in memory: none)."""
+    """Spec, location and a SHA-256 of each weight file, safetensors or GGUF (hub ids and
+    models in memory: none)."""
+    from postlens.models.hashes import weight_hashes
+
     info: dict[str, Any] = {"spec": spec.spec, "kind": spec.kind, "location": spec.location}
-    if spec.kind in ("organism", "local", "adapter"):
-        info["files"] = {
-            f.name: _sha256(f) for f in sorted(Path(spec.location).glob("*.safetensors"))
-        }
+    if spec.kind in ("organism", "local", "adapter", "gguf"):
+        info["files"] = weight_hashes(spec)
     return info
 
 

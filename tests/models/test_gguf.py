@@ -259,3 +259,16 @@ def test_an_adapter_child_is_merged_into_a_copy_of_the_loaded_base(files, tmp_pa
         assert torch.equal(reused.state_dict()[name], value), name
         assert torch.equal(base.state_dict()[name], before[name]), name
     assert any(not torch.equal(fresh.state_dict()[k], before[k]) for k in before)
+
+
+def test_a_gguf_model_is_fingerprinted_by_its_files_sha256(files):
+    """Provenance (the report's fingerprint, a crosscoder's) names the GGUF file's SHA-256."""
+    import hashlib
+
+    from postlens.models.hashes import location_hashes
+    from postlens.reporting.run import fingerprint
+
+    want = {files["q8"].name: hashlib.sha256(files["q8"].read_bytes()).hexdigest()}
+    assert fingerprint(resolve_spec(str(files["q8"])))["files"] == want
+    assert location_hashes(str(files["q8"].parent)) == want == location_hashes(str(files["q8"]))
+    assert location_hashes(str(files["q8"].parent / "missing")) == {}
