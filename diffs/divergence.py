@@ -195,7 +195,7 @@ def top_tokens(z: Float[Tensor, "n vocab"], k: int) -> tuple[Tensor, Tensor]:
 def _core(
     zb: Tensor, zp: Tensor, max_b: Tensor, max_p: Tensor, arg_b: Tensor, arg_p: Tensor
 ) -> tuple[Tensor, ...]:
-    """Entropies, KL, JS, rank and cross-probabilities of one block, from the logits' maxima.
+    """Entropies, KL, JS and cross-probabilities of one block, from the logits' maxima.
 
     Written with unnormalised weights e = 2^s, s = (z − max z)·log2 e, and their totals Z, so
     that every sum but the JS one needs a single pass over the vocabulary (and `torch.compile`
@@ -216,11 +216,6 @@ def _core(
     kl = (ep_sp - (ep * sb).sum(-1)) / tp - (lp - lb)
     p_base_of_post = eb.gather(-1, arg_p).squeeze(-1) / tb
     p_post_of_base = ep.gather(-1, arg_b).squeeze(-1) / tp
-    # Rank of the post argmax in the base distribution, 1-based; ties count in its favour.
-    # Compared on the logits as given (exact), counted as the signs of the positive parts
-    # (about twice as fast as summing a boolean mask).
-    above = torch.sub(zb, zb.gather(-1, arg_p)).clamp_min_(0).sign_()
-    rank = above.sum(-1, dtype=torch.float32).long() + 1
     # JS = H(m) − ½H(base) − ½H(post) with m = u/2, u = p_base + p_post, so in bits
     # H(m) = 1 − ½ Σ u log u. Clamping u keeps 0·log 0 at 0. (u overwrites eb.)
     u = eb.mul_(tb.reciprocal()[:, None]).addcmul_(ep, tp.reciprocal()[:, None])
@@ -228,7 +223,24 @@ def _core(
     js = 1 - 0.5 * (ulu + hb + hp)
     nats = (hb, hp, kl, js, lb, lp)
     hb, hp, kl, js, log_zb, log_zp = (x * LN2 for x in nats)
-    return hb, hp, kl, js, rank, p_base_of_post, p_post_of_base, log_zb, log_zp
+    return hb, hp, kl, js, p_base_of_post, p_post_of_base, log_zb, log_zp
+
+
+def _rank(zb: Tensor, arg_b: Tensor, arg_p: Tensor) -> Tensor:
+    """Rank of the post argmax in the base distribution, 1-based; ties count in its favour.
+
+    Where both argmaxes are the same token the rank is 1 without a look at the vocabulary
+    (nothing exceeds a maximum), so only the rows that disagree are counted: on logits as
+    given (exact), as the signs of the positive parts (about twice as fast as summing a
+    boolean mask).
+    """
+    rank = torch.ones(zb.shape[0], dtype=torch.long, device=zb.device)
+    differ = (arg_b != arg_p).squeeze(-1).nonzero().squeeze(-1)
+    if differ.numel():
+        rows, ids = zb.index_select(0, differ), arg_p.index_select(0, differ)
+        above = torch.sub(rows, rows.gather(-1, ids)).clamp_min_(0).sign_()
+        rank[differ] += above.sum(-1, dtype=torch.float32).long()
+    return rank
 
 
 def _block_stats(zb: Tensor, zp: Tensor, top: int, chunk: int, compiled: bool) -> list[Tensor]:
@@ -240,7 +252,8 @@ def _block_stats(zb: Tensor, zp: Tensor, top: int, chunk: int, compiled: bool) -
     top_vp, ids_p = top_tokens(zp, top)
     args = (top_vb[:, :1], top_vp[:, :1], ids_b[:, :1], ids_p[:, :1])
     core = reduce_block(_core, (zb, zp, *args), chunk, compiled)
-    hb, hp, kl, js, rank, pb_post, pp_base, log_zb, log_zp = core
+    hb, hp, kl, js, pb_post, pp_base, log_zb, log_zp = core
+    rank = _rank(zb, args[2], args[3])
     top_pb = (top_vb - args[0] - log_zb[:, None]).exp()
     top_pp = (top_vp - args[1] - log_zp[:, None]).exp()
     return [
