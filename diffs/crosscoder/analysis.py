@@ -231,7 +231,7 @@ def _result(
     quality = {"l0": acc.l0 / n, "dead_fraction": float(dead.mean()), "n_tokens": acc.n_tok}
     merged = None
     if acc.cofiring.tracked:
-        merged = merged_rows(acc.cofiring, cc.W_dec.detach(), models,
+        merged = merged_rows(acc.cofiring, acc.fired, acc.sum_f, cc.W_dec.detach(), models,
                              lambda d: classify(d, cc.config), cc.config.cofire_jaccard)  # fmt: skip
     return CrosscoderResult(models, cc.config.hook, cc.config, cols, ve, quality, {},
                             _directions(cc, cols, models), dict(training or {}),

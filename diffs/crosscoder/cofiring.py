@@ -16,10 +16,10 @@ above `MAX_TRACKED` latents is not checked (the summary then says ``None``, not 
 
 Example:
     >>> import torch
-    >>> on = torch.tensor([[1.0, 2.0, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 3.0]])
+    >>> f = torch.tensor([[1.0, 2.0, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 3.0]])
     >>> co = CoFiring(3)
-    >>> co.update(on)
-    >>> co.pairs(min_jaccard=0.9, min_count=1)
+    >>> co.update(f)
+    >>> co.pairs((f > 0).sum(0), min_jaccard=0.9, min_count=1)
     [(0, 1, 1.0)]
 """
 
@@ -37,50 +37,47 @@ MAX_TRACKED = 4096
 
 
 class CoFiring:
-    """Counts how often each pair of latents fires on the same token (see the module)."""
+    """Counts how often each pair of latents fires on the same token (see the module); each
+    latent's own firing count and activation sum come from the caller, who keeps them anyway."""
 
     def __init__(self, n_latents: int) -> None:
         self.tracked = n_latents <= MAX_TRACKED
         size = n_latents if self.tracked else 0
         self.both = torch.zeros(size, size)
-        self.fired = torch.zeros(size)
-        self.sum_f = torch.zeros(size, dtype=torch.float64)
 
     @torch.no_grad()
     def update(self, f: Float[Tensor, "batch latent"]) -> None:
-        if not self.tracked:
-            return
-        on = (f > 0).float()
-        self.both += on.T @ on
-        self.fired += on.sum(0)
-        self.sum_f += f.double().sum(0)
+        if self.tracked:
+            on = (f > 0).float()
+            self.both += on.T @ on
 
-    def pairs(self, min_jaccard: float, min_count: int = 5) -> list[tuple[int, int, float]]:
-        """(a, b, Jaccard) of the pairs at or above `min_jaccard`, each latent fired at least
-        `min_count` times; strongest first."""
-        if not self.tracked or not len(self.fired):
+    def pairs(
+        self, fired: Float[Tensor, " latent"], min_jaccard: float, min_count: int = 5
+    ) -> list[tuple[int, int, float]]:
+        """(a, b, Jaccard) of the pairs at or above `min_jaccard`, each latent fired (`fired`:
+        tokens per latent) at least `min_count` times; strongest first."""
+        if not self.tracked or not len(self.both):
             return []
-        union = self.fired[:, None] + self.fired[None, :] - self.both
+        fired = fired.to(self.both.dtype)
+        union = fired[:, None] + fired[None, :] - self.both
         jac = torch.where(union > 0, self.both / union.clamp_min(1), torch.zeros(()))
-        live = self.fired >= min_count
+        live = fired >= min_count
         keep = torch.triu(jac >= min_jaccard, diagonal=1) & live[:, None] & live[None, :]
         found = [(int(a), int(b), round(float(jac[a, b]), 6)) for a, b in keep.nonzero().tolist()]
         return sorted(found, key=lambda p: -p[2])
 
-    def mean_when_firing(self) -> Tensor:
-        return (self.sum_f / self.fired.double().clamp_min(1)).float()
-
 
 def merged_rows(
-    co: CoFiring, w_dec: Float[Tensor, "latent model d_model"], models: list[str],
-    classify: Any, min_jaccard: float,
+    co: CoFiring, fired: Tensor, sum_f: Tensor, w_dec: Float[Tensor, "latent model d_model"],
+    models: list[str], classify: Any, min_jaccard: float,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """One row per co-firing pair: the latents, their Jaccard, and per child the merged
-    direction's Δ and class (`classify`: Δ → class names)."""
-    pairs = co.pairs(min_jaccard)
+    direction's Δ and class (`classify`: Δ → class names). `fired` and `sum_f`: each latent's
+    firing count and activation sum over the same tokens."""
+    pairs = co.pairs(fired, min_jaccard)
     if not pairs:
         return []
-    mean = co.mean_when_firing()
+    mean = (sum_f.double() / fired.double().clamp_min(1)).float()  # mean activation when firing
     a = torch.tensor([p[0] for p in pairs])
     b = torch.tensor([p[1] for p in pairs])
     merged = mean[a, None, None] * w_dec[a] + mean[b, None, None] * w_dec[b]  # [pair, model, d]
