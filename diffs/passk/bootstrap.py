@@ -85,8 +85,9 @@ def crossing_interval(
     return CrossingK(point, int(lo), int(hi), len(crossed) / len(found))
 
 
-def crossing_text(base: str, child: str, crossing: CrossingK, n: int) -> str:
-    """One sentence on where `base` catches up with `child`, with its uncertainty.
+def crossing_text(base: str, child: str, crossing: CrossingK, n: int, level: float = 0.95) -> str:
+    """One sentence on where `base` catches up with `child`, with its uncertainty (`level`:
+    the interval's, as `crossing_interval` was given it).
 
     Example:
         >>> crossing_text("base", "rl", CrossingK(8, 4, 16, 0.97), 64)
@@ -96,7 +97,9 @@ def crossing_text(base: str, child: str, crossing: CrossingK, n: int) -> str:
     """
     if crossing.k is None:
         return f"{base} does not reach {child} by k = {n} ({crossing.share_crossing:.0%} of resamples cross)"
-    span = f"95% interval {crossing.low}-{crossing.high}; " if crossing.low is not None else ""
+    span = (
+        f"{level:.0%} interval {crossing.low}-{crossing.high}; " if crossing.low is not None else ""
+    )
     return (
         f"{base} reaches {child} at k = {crossing.k} ({span}{crossing.share_crossing:.0%} of "
         f"resamples cross by k = {n})"

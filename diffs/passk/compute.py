@@ -239,6 +239,23 @@ class PassAtKResult(Result[PassAtKSummary], kind="passk"):
         base, *others = self.curves
         return {m: self.crossing(m, base, n_boot, seed, level) for m in others}
 
+    def interval_rows(self) -> list[dict[str, Any]]:
+        """One row per k: each model's pass@k with its `BOOTSTRAP` interval, as text, in the
+        curves' order (the command's table and the report's).
+
+        Example:
+            >>> res = PassAtKResult({"m": {1: 0.5}}, {"m": [1, 1]}, n=2)
+            >>> res.interval_rows()
+            [{'k': 1, 'm': '0.500 [0.500, 0.500]'}]
+        """
+        bands = self.intervals(**BOOTSTRAP)
+
+        def cell(m: str, k: int, v: float) -> str:
+            return f"{v:.3f}" + (f" [{bands[m][k][0]:.3f}, {bands[m][k][1]:.3f}]" if bands else "")
+
+        ks = next(iter(self.curves.values()))
+        return [{"k": k} | {m: cell(m, k, c[k]) for m, c in self.curves.items()} for k in ks]
+
     def plot_intervals(self, n_boot: int = 1000, seed: int = 0) -> Any:
         """The pass@k curves with bootstrap error bars."""
         from postlens.viz import causal_figures

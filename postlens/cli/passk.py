@@ -86,18 +86,16 @@ def _print(result: Any, n_problems: int, n: int) -> None:
     """The curves with their bootstrap intervals, and where the base catches each model."""
     from postlens.diffs.passk.compute import BOOTSTRAP
 
-    bands, level = result.intervals(**BOOTSTRAP), BOOTSTRAP["level"]
+    level = BOOTSTRAP["level"]
     table = Table(title=f"pass@k on {n_problems} problems, n = {n} samples each "
                         f"[{level:.0%} bootstrap interval over problems]")  # fmt: skip
     table.add_column("k", justify="right")
     for name in result.curves:
         table.add_column(name, justify="right")
-    for kk in next(iter(result.curves.values())):
-        cells = [f"{c[kk]:.3f}" + (f" [{bands[m][kk][0]:.3f}, {bands[m][kk][1]:.3f}]" if bands else "")
-                 for m, c in result.curves.items()]  # fmt: skip
-        table.add_row(str(kk), *cells)
+    for row in result.interval_rows():
+        table.add_row(*(str(v) for v in row.values()))
     console = Console()
     console.print(table)
     base = next(iter(result.curves))
     for child, x in result.crossings(**BOOTSTRAP).items():
-        console.print(crossing_text(base, child, x, n))
+        console.print(crossing_text(base, child, x, n, level))

@@ -44,13 +44,9 @@ def _render(result: Any) -> str:
     from postlens.diffs.passk.compute import BOOTSTRAP
 
     bands = result.intervals(**BOOTSTRAP)
-    rows = [
-        {"k": k} | {m: f"{c[k]:.3f}" + (f" [{bands[m][k][0]:.3f}, {bands[m][k][1]:.3f}]" if bands else "")
-                    for m, c in result.curves.items()}  # the legend's order
-        for k in next(iter(result.curves.values()))
-    ]  # fmt: skip
     level = f"{BOOTSTRAP['level']:.0%} bootstrap intervals over problems in brackets"
-    out = figure_div(causal_figures.passk_intervals(result, bands)) + table(rows)
+    out = figure_div(causal_figures.passk_intervals(result, bands))
+    out += table(result.interval_rows())  # the legend's order
     out += f"<p class='muted'>{esc(level)}.</p>"
     if result.completions:  # a few verdicts to audit the verifier by; every one is in the JSON
         rows = result.samples_frame().groupby(["model", "problem"], sort=False).head(2)
@@ -70,7 +66,7 @@ def _sentences(result: Any) -> list[str]:
     parts = [f"{m} {c[1]:.2f} → {c[k_max]:.2f}" for m, c in result.curves.items()]
     base = next(iter(result.curves))
     crossed = [
-        crossing_text(base, child, x, result.n)
+        crossing_text(base, child, x, result.n, BOOTSTRAP["level"])
         for child, x in result.crossings(**BOOTSTRAP).items()
     ]
     return [f"pass@1 → pass@{k_max}: " + ", ".join(parts) + "."] + [f"{c}." for c in crossed]
