@@ -27,12 +27,16 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: Spec kinds whose weights are local files (a hub id's are not).
+HASHED_KINDS = ("organism", "local", "adapter", "gguf")
+
+
 def weight_hashes(spec: ResolvedSpec) -> dict[str, str]:
     """File name → SHA-256 of every weight file `spec` loads: its ``*.safetensors`` files, or
     its GGUF file (hub ids and models in memory: none)."""
     if spec.kind == "gguf":
         return {spec.gguf_path.name: sha256_file(spec.gguf_path)}
-    if spec.kind in ("organism", "local", "adapter") and Path(spec.location).is_dir():
+    if spec.kind in HASHED_KINDS and Path(spec.location).is_dir():
         return {f.name: sha256_file(f) for f in sorted(Path(spec.location).glob("*.safetensors"))}
     return {}
 

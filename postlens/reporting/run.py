@@ -33,10 +33,10 @@ OnSection = Callable[[str, SectionResult | None], None]
 def fingerprint(spec: Any) -> dict[str, Any]:
     """Spec, location and a SHA-256 of each weight file, safetensors or GGUF (hub ids and
     models in memory: none)."""
-    from postlens.models.hashes import weight_hashes
+    from postlens.models.hashes import HASHED_KINDS, weight_hashes
 
     info: dict[str, Any] = {"spec": spec.spec, "kind": spec.kind, "location": spec.location}
-    if spec.kind in ("organism", "local", "adapter", "gguf"):
+    if spec.kind in HASHED_KINDS:
         info["files"] = weight_hashes(spec)
     return info
 
