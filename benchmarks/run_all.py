@@ -43,7 +43,7 @@ from real_shapes import build_pair, n_params  # noqa: E402
 
 HERE = Path(__file__).parent
 SIZES = ("organism", "eighth", "qwen0.5b")
-#: stage → (how its figure reads, target, whether higher is better)
+#: stage → (how its ratio reads, the target it must reach: every ratio is higher-is-better)
 TARGETS = {
     "forks command": ("ours vs bare script", 0.8),
     "forks": ("vs the two bare forwards", 0.8),

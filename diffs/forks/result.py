@@ -266,8 +266,8 @@ class ForkResult(Result[ForkSummary], kind="forks"):
         # Built from the columns directly (no data frame): pandas' import alone costs a
         # one-shot command a third of a second.
         rows = self._forks_by_kl()[:max_forks]
-        decoded = {k: self._decode(c[k.replace("token", "argmax")][rows])
-                   for k in ("token_base", "token_post")}  # fmt: skip
+        decoded = {"token_base": self._decode(c["argmax_base"][rows]),
+                   "token_post": self._decode(c["argmax_post"][rows])}  # fmt: skip
         forks = [
             {k: decoded[k][i] if k in decoded else c[k][r].item() for k in FORK_KEYS}
             for i, r in enumerate(rows)

@@ -272,19 +272,21 @@ def load_hf_model(
     """
     options = options or LoadOptions()
     resolved = spec if isinstance(spec, ResolvedSpec) else resolve_spec(spec)
-    if resolved.kind == "adapter":
-        model = load_adapted_model(resolved, options, base, base_model)
-    else:
-        model = _load(resolved, options)
+    model = _load(resolved, options, base, base_model)
     check_finite(model, resolved.spec)
     return model
 
 
-def _load(resolved: ResolvedSpec, options: LoadOptions) -> Any:
+def _load(
+    resolved: ResolvedSpec,
+    options: LoadOptions,
+    base: ResolvedSpec | None = None,
+    base_model: Any = None,
+) -> Any:
     from transformers import AutoModelForCausalLM
 
     if resolved.kind == "adapter":
-        return load_adapted_model(resolved, options)
+        return load_adapted_model(resolved, options, base, base_model)
     if resolved.kind == "gguf":
         return load_gguf_model(resolved, options)
     if resolved.path is not None:

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from postlens.errors import ConfigError, PostlensError
 from postlens.hooks import HookPoint, forward_order
+from postlens.sampling.steering import decoder_layer
 
 Fn = Callable[[Tensor], Tensor]
 
@@ -80,18 +81,18 @@ def _install(hf_model: Any, layout: Any, point: HookPoint, fn: Fn) -> list[Any]:
 
     if point.layer is None:  # ln_final.hook_normalized: the final norm's output
         return [final_norm(hf_model).register_forward_hook(_on_output(fn))]
-    block = _block(hf_model, point.layer)
+    block = decoder_layer(hf_model, point.layer)
     site = point.site
     if site == "hook_resid_pre":
         return [block.register_forward_pre_hook(_on_input(fn), with_kwargs=True)]
     if site == "hook_resid_post":
         return [block.register_forward_hook(_on_output(fn))]
     if site == "mlp.hook_post":
-        proj = _walk(block, layout.mlp_out_proj)
+        proj = block.get_submodule(layout.mlp_out_proj)
         return [proj.register_forward_pre_hook(_on_input(fn), with_kwargs=True)]
     if site == "attn.hook_z":
         heads = hf_model.config.num_attention_heads
-        proj = _walk(block, layout.attn_out_proj)
+        proj = block.get_submodule(layout.attn_out_proj)
         return [proj.register_forward_pre_hook(_on_input(_per_head(fn, heads)), with_kwargs=True)]
     return _resid_mid(block, layout, point, fn)  # hook_resid_mid
 
@@ -113,25 +114,11 @@ def _resid_mid(block: Any, layout: Any, point: HookPoint, fn: Fn) -> list[Any]:
         pre = seen["pre"]
         return fn(pre + attn_out) - pre
 
-    attn = _walk(block, layout.attn_out)
+    attn = block.get_submodule(layout.attn_out)
     return [
         block.register_forward_pre_hook(remember, with_kwargs=True),
         attn.register_forward_hook(_on_output(shift)),
     ]
-
-
-def _block(hf_model: Any, layer: int) -> Any:
-    from postlens.sampling.steering import decoder_layer
-
-    return decoder_layer(hf_model, layer)
-
-
-def _walk(module: Any, path: str) -> Any:
-    """The submodule at `path`, as the block calls it (TransformerBridge's wrapper, if any, is
-    kept: some wrappers compute their output themselves instead of calling the original)."""
-    for part in filter(None, path.split(".")):
-        module = module[int(part)] if part.isdigit() else getattr(module, part)
-    return module
 
 
 def _checked(fn: Fn, current: Tensor) -> Tensor:
