@@ -28,14 +28,23 @@ def load() -> str:
     return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
-def best(fns: dict, repeats: int) -> dict[str, float]:
-    """Each function's best time over `repeats` rounds, the functions interleaved per round."""
+def best(fns: dict, repeats: int, min_seconds: float = 0.5) -> dict[str, float]:
+    """Each function's best time per call over `repeats` rounds, the functions interleaved per
+    round. A call shorter than `min_seconds` is repeated within a round until the round lasts
+    about that long (the count fixed by one untimed calibration call): single calls of a few
+    milliseconds on a shared machine measure the scheduler, not the code."""
+    reps = {}
+    for k, fn in fns.items():
+        t = time.perf_counter()
+        fn()
+        reps[k] = max(1, min(50, int(min_seconds / max(time.perf_counter() - t, 1e-6))))
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
+            for _ in range(reps[k]):
+                fn()
+            times[k].append((time.perf_counter() - t) / reps[k])
     return {k: min(v) for k, v in times.items()}
 
 
@@ -75,8 +84,7 @@ def sampling(pair: ModelPair, args, quick: bool) -> dict:
         width = enc["input_ids"].shape[1]
         counted[key] = sum(len(until_stop(r[width:].tolist(), stop)) for r in out)
 
-    ours(), plain()  # warm-up, untimed: the first generate of a process pays one-off costs
-    t = best({"ours": ours, "plain": plain}, 3 if quick else 2)
+    t = best({"ours": ours, "plain": plain}, 3 if quick else 2)  # its calibration warms up both
     result = {k: counted[k] / t[k] for k in t}
     figures = {"ours_tps": result["ours"], "plain_tps": result["plain"], "load": load()}
     if not quick and args.dtype != "float32":
